@@ -1,0 +1,144 @@
+"""Value types at the boundary of the ComfyUI layer.
+
+Everything `draftgrid/` hands to `comfy/` or gets back from it is one of these frozen dataclasses,
+so the pool, the workflow builder and the app agree on one vocabulary. Nothing here knows about
+learning, users or the UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoraLoader in the chain: file name as ComfyUI lists it, applied to model and clip."""
+
+    name: str
+    strength: float
+
+
+@dataclass(frozen=True)
+class RefineSource:
+    """An existing image a refine job starts from (img2img and/or hires pass)."""
+
+    png: bytes
+    denoise: float = 0.55
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Everything needed to build one ComfyUI prompt; one spec → `batch_size` images.
+
+    Image `i` of the spec is reproducible from (checkpoint, loras, prompts, seed, batch index i,
+    steps, cfg, sampler, scheduler, width, height, denoise, hires_scale).
+    """
+
+    checkpoint: str
+    positive: str
+    negative: str
+    seed: int
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    sampler_name: str = "euler"
+    scheduler: str = "normal"
+    batch_size: int = 1
+    loras: tuple[LoraSpec, ...] = ()
+    denoise: float = 1.0
+    hires_scale: float | None = None  # latent upscale "hires fix" second pass when set
+    refine_from: RefineSource | None = None  # img2img from this image when set
+    filename_prefix: str = "draftgrid"
+
+
+@dataclass(frozen=True)
+class PoolJob:
+    """An atomic unit of work for the pool: one prompt on one server, `spec.batch_size` images.
+
+    `family` (e.g. "sd15", "sdxl") lets the time model / scheduler estimate its cost; `job_id` is
+    the caller's id, echoed on every event about this job.
+    """
+
+    job_id: str
+    spec: GenerationSpec
+    family: str = "sd15"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One finished image, streamed out of the pool the moment it exists."""
+
+    job_id: str
+    batch_index: int
+    server: str
+    png: bytes
+    filename: str
+    prompt_id: str
+    seconds: float  # wall time of the job on that server, submit to done
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Sampler progress of a running job (step `value` of `max`)."""
+
+    job_id: str
+    server: str
+    value: int
+    max: int
+
+
+@dataclass(frozen=True)
+class PreviewFrame:
+    """A live preview image a server sent while sampling (binary ws frame type 1 or 4)."""
+
+    job_id: str
+    server: str
+    image: bytes
+    mime: str = "image/jpeg"
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """A job no live server could complete; `reason` is readable by a user."""
+
+    job_id: str
+    reason: str
+    server: str | None = None
+
+
+PoolEvent = ImageResult | JobProgress | PreviewFrame | JobFailed
+
+
+@dataclass(frozen=True)
+class ServerInventory:
+    """What one server offers, read from /object_info."""
+
+    checkpoints: tuple[str, ...]
+    loras: tuple[str, ...]
+    samplers: tuple[str, ...]
+    schedulers: tuple[str, ...]
+
+
+@dataclass
+class ServerStatus:
+    """Live view of one pool member, for the GPUs panel and `/api/gpus`."""
+
+    name: str
+    url: str
+    online: bool
+    queue_running: int = 0
+    queue_pending: int = 0
+    device: str = ""
+    vram_total: int = 0
+    vram_free: int = 0
+    loaded_checkpoint: str | None = None
+    images_done: int = 0
+    seconds_per_image: float | None = None  # measured, for balancing
+    last_error: str | None = None
+    simulated: bool = False
+    checkpoints: tuple[str, ...] = field(default_factory=tuple)
+
+
+ModelFamily = Literal["sd15", "sdxl"]

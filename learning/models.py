@@ -1,0 +1,165 @@
+"""Value types at the boundary of the learning layer.
+
+`draftgrid/` builds these from requests and hands them to `learning/`; `learning/` returns these.
+No HTTP, no Gradio, no ComfyUI types here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+ArmKind = Literal["checkpoint", "lora"]
+Tier = Literal["draft", "standard", "quality"]
+FeedbackAction = Literal["select", "unselect", "reject", "reject_all", "viewed"]
+
+DEFAULT_USER = "local"
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A prompt keyword: `stem` keys the statistics, `display` is what a person reads."""
+
+    stem: str
+    display: str
+
+
+@dataclass(frozen=True)
+class ExplicitLora:
+    """A `<lora:name:0.8>` tag from the prompt: the user's own choice, honoured as is."""
+
+    name: str
+    strength: float
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    """A prompt split into what learning needs (keywords) and what ComfyUI gets (clean text)."""
+
+    text: str  # prompt with <lora:...> tags removed, weight syntax kept, for CLIPTextEncode
+    keywords: tuple[Keyword, ...]
+    explicit_loras: tuple[ExplicitLora, ...] = ()
+
+
+@dataclass(frozen=True)
+class ArmStat:
+    """Evidence for one (keyword, arm): possibly decayed counts, so floats."""
+
+    shown: float
+    selected: float
+    rejected: float = 0.0
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A checkpoint plan for one batch and why.
+
+    `allocation` maps checkpoint → image count (sums to the requested count, order = priority,
+    recommended first); `mode` is "single", "recommended_backup", "explore" or "quick".
+    """
+
+    mode: str
+    recommended: str
+    confidence: float
+    allocation: dict[str, int]
+    scores: dict[str, float]
+    checkpoints_to_test: list[str]
+    message: str  # the one-line decision, e.g. "Low confidence (0.15), exploring 3 checkpoints: [...]"
+    policy: str = "adaptive"
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    """A LoRA as discovered from ComfyUI: file name plus what its safetensors metadata says."""
+
+    name: str
+    base_model: str | None  # "sd15", "sdxl", or None when unknown
+    tags: tuple[str, ...] = ()
+    trigger_words: tuple[str, ...] = ()
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    """A LoRA chosen for a group of images, with why."""
+
+    name: str
+    strength: float
+    relevance: float
+    trigger_word: str | None = None
+    flagged: bool = False  # unknown base model, applied on a name match only
+    explicit: bool = False  # came from a <lora:...> tag in the prompt
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch as stored in `batches` (facts, append-only)."""
+
+    batch_id: str
+    user_id: str
+    session_id: str
+    prompt: str
+    negative_prompt: str
+    keywords: tuple[str, ...]  # stems
+    tier: Tier
+    family: str
+    explore_mode: bool
+    auto_lora: bool
+    strategy: str
+    recommended: str
+    confidence: float
+    count: int
+    policy: str = "adaptive"
+    parent_batch_id: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """An image as stored in `images`: enough to reproduce it exactly."""
+
+    image_id: str
+    batch_id: str
+    user_id: str
+    checkpoint: str
+    loras: tuple[tuple[str, float], ...]
+    seed: int
+    batch_index: int
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    status: str = "queued"  # queued / running / done / failed
+    server: str | None = None
+    path: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+    parent_image_id: str | None = None
+    denoise: float = 1.0
+    hires_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What a feedback call changed: the selection after it and whether the batch is now reviewed."""
+
+    batch_id: str
+    selected: frozenset[str]
+    rejected: frozenset[str]
+    reviewed: bool
+    changed: bool
+
+
+@dataclass
+class RateRow:
+    """One row of a stats table."""
+
+    arm: str
+    selected: int
+    total: int
+    selection_rate: float
+    keyword: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
