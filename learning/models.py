@@ -78,6 +78,7 @@ class LoraInfo:
     tags: tuple[str, ...] = ()
     trigger_words: tuple[str, ...] = ()
     title: str | None = None
+    tag_shares: tuple[float, ...] = ()  # per tag, its share of all tag counts (same order as tags)
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ class LoraChoice:
     strength: float
     relevance: float
     trigger_word: str | None = None
-    flagged: bool = False  # unknown base model, applied on a name match only
+    flagged: bool = False  # unknown base (name match only), or an explicit LoRA with a problem
     explicit: bool = False  # came from a <lora:...> tag in the prompt
+    reason: str | None = None  # why a choice is flagged, readable by a user
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class BatchRecord:
     policy: str = "adaptive"
     parent_batch_id: str | None = None
     created_at: datetime | None = None
+    reviewed_at: datetime | None = None  # set by the store when the batch first counts
 
 
 @dataclass(frozen=True)

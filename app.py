@@ -1,0 +1,39 @@
+"""DraftGrid entry point: parse config, start the backend, build the UI, add the REST API, launch.
+
+`python app.py` with no ComfyUI URL starts the built-in simulator (clearly labelled in the UI);
+`python app.py --comfy http://gpu1:8188 --comfy http://gpu2:8188` drives real servers through
+the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+from draftgrid.config import parse_config
+from draftgrid.launch import launch
+from learning.store_errors import DatabaseLockedError
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = parse_config(argv)
+    try:
+        running = launch(config)
+    except DatabaseLockedError as exc:
+        print(f"DraftGrid cannot start: {exc}", file=sys.stderr)
+        return 2
+    print(f"DraftGrid is running at {running.local_url}" + (f" (public: {running.share_url})" if running.share_url else ""),
+          flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

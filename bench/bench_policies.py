@@ -1,0 +1,144 @@
+"""How many of a batch's images the user wants, per checkpoint policy, on simulated users.
+
+Run: `python -m bench.bench_policies [--seeds N] [--batches N]`. For each scenario × policy it
+reports, as means over seeds: expected selections as % of the oracle (which puts every image on
+the truly best checkpoint), batches until ≥ 50 % of a batch is on the best checkpoint (counted
+from the last change of taste; a run that never gets there counts as all remaining batches + 1),
+and the share of images wasted on clearly worse checkpoints (rate ≤ 60 % of the best) after a
+warm-up. Then the latency of `recommend()` for a 6-keyword prompt over 12 checkpoints.
+
+Session: batches of 20; the first third at the draft tier, then cycles of draft, standard,
+standard (a draft grid followed by refined batches). Evidence decays with the policy's half-life,
+exactly as the store applies it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from bench.simulated_users import SCENARIOS, Scenario, prompt_keywords, review
+from learning.evidence import InMemoryEvidence, ReviewedImage
+from learning.models import DEFAULT_USER, Tier
+from learning.recommend import POLICIES, PolicyConfig, RecommendRequest, default_config, recommend
+
+BATCH = 20
+WARM_UP = 10
+CLEARLY_WORSE = 0.6  # a checkpoint whose rate is at most this fraction of the best's
+BENCH_POLICIES = (*POLICIES, "oracle")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    pct_of_oracle: float
+    batches_to_half: int
+    wasted_share: float
+
+
+def tier_at(batch: int, batches: int) -> Tier:
+    if batch < batches // 3:
+        return "draft"
+    return "draft" if (batch - batches // 3) % 3 == 0 else "standard"
+
+
+def run_session(
+    scenario: Scenario, policy: str, seed: int, batches: int, config: PolicyConfig | None = None
+) -> RunResult:
+    """One simulated user, `batches` batches planned by `policy`, reviewed, fed back."""
+    config = config or default_config("adaptive" if policy == "oracle" else policy)
+    evidence = InMemoryEvidence(config.half_life_reviews)
+    prompts, policy_rng, clicks = random.Random(seed), random.Random(seed + 1), np.random.default_rng(seed + 2)
+    got = best_possible = wasted = after_warm_up = 0.0
+    reached: dict[int, int] = {}  # phase start → first batch (1-based, within the phase) ≥ 50 % on the best
+    for b in range(batches):
+        style = scenario.style_at(b, batches)
+        best = style.best(scenario.pool)
+        keywords = prompt_keywords(style, prompts)
+        if policy == "oracle":
+            allocation = {best: BATCH}
+        else:
+            req = RecommendRequest(keywords, scenario.pool, tier_at(b, batches), BATCH)
+            stats = evidence.arm_stats(DEFAULT_USER, "checkpoint", keywords, scenario.pool)
+            base = evidence.base_rate(DEFAULT_USER, "checkpoint")
+            allocation = recommend(req, stats, base, policy=policy, rng=policy_rng, config=config).allocation
+        got += sum(n * style.rate(c) for c, n in allocation.items())
+        best_possible += BATCH * style.rate(best)
+        start = scenario.phase_start(b, batches)
+        if allocation.get(best, 0) >= BATCH / 2:
+            reached.setdefault(start, b - start + 1)
+        if b >= WARM_UP:
+            after_warm_up += BATCH
+            wasted += sum(n for c, n in allocation.items() if style.rate(c) <= CLEARLY_WORSE * style.rate(best))
+        images = [ReviewedImage(c, chosen) for c, chosen in review(style, allocation, clicks)]
+        evidence.record_review(keywords, images)
+    last_start = scenario.phase_start(batches - 1, batches)
+    return RunResult(
+        pct_of_oracle=100.0 * got / best_possible,
+        batches_to_half=reached.get(last_start, batches - last_start + 1),
+        wasted_share=100.0 * wasted / after_warm_up,
+    )
+
+
+def summarise(
+    scenario: Scenario, policy: str, seeds: int, batches: int, config: PolicyConfig | None = None
+) -> RunResult:
+    runs = [run_session(scenario, policy, seed, batches, config) for seed in range(seeds)]
+    return RunResult(
+        pct_of_oracle=statistics.fmean(r.pct_of_oracle for r in runs),
+        batches_to_half=round(statistics.fmean(r.batches_to_half for r in runs)),
+        wasted_share=statistics.fmean(r.wasted_share for r in runs),
+    )
+
+
+def latency_ms(policy: str, calls: int = 2000) -> tuple[float, float]:
+    """p50 / p95 of one recommend() call: 6 keywords × 12 checkpoints with a learned history."""
+    scenario = next(s for s in SCENARIOS if len(s.pool) == 12)
+    evidence = InMemoryEvidence(100.0)
+    rng, clicks = random.Random(7), np.random.default_rng(7)
+    style = scenario.styles[0]
+    for _ in range(40):  # a history: every keyword has data for every checkpoint
+        keywords = prompt_keywords(style, rng)
+        evidence.record_review(keywords, [ReviewedImage(c, s) for c, s in review(style, dict.fromkeys(scenario.pool, 2), clicks)])
+    keywords = (style.keyword, "portrait", "woman", "city", "night", "detailed")
+    req = RecommendRequest(keywords, scenario.pool, "standard", BATCH)
+    stats = evidence.arm_stats(DEFAULT_USER, "checkpoint", keywords, scenario.pool)
+    base = evidence.base_rate(DEFAULT_USER, "checkpoint")
+    timings = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        recommend(req, stats, base, policy=policy, rng=random.Random(i))
+        timings.append((time.perf_counter() - t0) * 1e3)
+    q = statistics.quantiles(timings, n=20)
+    return q[9], q[18]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--half-life", type=float, default=PolicyConfig().half_life_reviews,
+                        help="evidence half-life in reviews for adaptive (the store's setting)")
+    args = parser.parse_args(argv)
+    tuned = replace(default_config("adaptive"), half_life_reviews=args.half_life)
+    print(f"## Checkpoint policies — {args.seeds} seeds × {args.batches} batches of {BATCH}, means over seeds,"
+          f" adaptive half-life {args.half_life:g} reviews")
+    print("| scenario | policy | selected % of oracle | batches to ≥50% on best | wasted after warm-up |")
+    print("|---|---|---:|---:|---:|")
+    for scenario in SCENARIOS:
+        for policy in BENCH_POLICIES:
+            r = summarise(scenario, policy, args.seeds, args.batches, tuned if policy == "adaptive" else None)
+            print(f"| {scenario.name} | {policy} | {r.pct_of_oracle:.1f} | {r.batches_to_half} | {r.wasted_share:.1f}% |")
+    seed_p50, seed_p95 = latency_ms("seed")
+    p50, p95 = latency_ms("adaptive")
+    print("\n| recommend() latency, 6 keywords × 12 checkpoints | p50 ms | p95 ms |\n|---|---:|---:|")
+    print(f"| seed | {seed_p50:.3f} | {seed_p95:.3f} |\n| adaptive | {p50:.3f} | {p95:.3f} |")
+    print(f"adaptive / seed: p50 ×{p50 / seed_p50:.1f}, p95 ×{p95 / seed_p95:.1f}")
+
+
+if __name__ == "__main__":
+    main()

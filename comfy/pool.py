@@ -1,0 +1,400 @@
+"""Several ComfyUI servers (usually one per GPU) behind one object: health, inventories, LoRA
+metadata, and batches streamed back image by image.
+
+Each batch gets its own `Scheduler` (comfy/scheduler.py) and one worker task per live server; a
+worker pulls one job at a time and holds that server's lock while the prompt runs, so there is at
+most one prompt in flight per server even across concurrent batches (ComfyUI runs one at a time;
+anything queued there would make cancel and failover harder). A failure is sorted by whose fault
+it is: the server's (refused, dropped, hung → mark offline, re-place its jobs), a stale inventory
+(model missing there → refresh, re-place elsewhere), or the job's own (validation, execution →
+JobFailed with the readable reason, no retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from comfy.client import ComfyClient
+from comfy.errors import (
+    ComfyConnectionError,
+    ComfyDisconnected,
+    ComfyError,
+    ComfyInterrupted,
+    ComfyTimeout,
+    ComfyValidationError,
+)
+from comfy.models import (
+    ImageResult,
+    JobFailed,
+    JobProgress,
+    PoolEvent,
+    PoolJob,
+    PreviewFrame,
+    ServerInventory,
+    ServerStatus,
+)
+from comfy.protocol import Preview, Progress
+from comfy.scheduler import CostModel, Scheduler, ServerSlot, ewma, group_key, simulate
+from comfy.workflow import build_workflow
+
+log = logging.getLogger(__name__)
+
+SERVER_FAULTS = (ComfyConnectionError, ComfyDisconnected, ComfyTimeout)
+UPLOAD_SUBFOLDER = "draftgrid"
+_END = object()
+
+
+@dataclass
+class _Member:
+    """One server of the pool and what we know about it."""
+
+    client: ComfyClient
+    status: ServerStatus
+    inventory: ServerInventory | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    speed: float = 1.0  # measured / estimated job seconds, EWMA
+    loaded: Any = None  # scheduler GroupKey of what we last ran there
+    uploads: dict[str, str] = field(default_factory=dict)  # png sha256 -> LoadImage name
+    lora_metadata: dict[str, dict[str, str] | None] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.status.name
+
+    def slot(self) -> ServerSlot:
+        inventory = self.inventory or ServerInventory((), (), (), ())
+        return ServerSlot(self.name, frozenset(inventory.checkpoints), frozenset(inventory.loras),
+                          loaded=self.loaded, speed=self.speed)
+
+
+@dataclass
+class _Batch:
+    """A running `ServerPool.run` call."""
+
+    key: str
+    scheduler: Scheduler
+    remaining: int
+    events: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    running: dict[str, str] = field(default_factory=dict)  # server -> prompt id in flight
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    cancelled: bool = False
+
+    def emit(self, event: PoolEvent) -> None:
+        self.events.put_nowait(event)
+
+    def job_ended(self, count: int = 1) -> None:
+        self.remaining -= count
+        if self.remaining <= 0:
+            self.events.put_nowait(_END)
+
+    def wake(self) -> None:
+        """Wake idle workers: work was re-placed, a job ended, or the batch was cancelled."""
+        self.wakeup.set()
+        self.wakeup = asyncio.Event()
+
+
+class ServerPool:
+    """A batch across several ComfyUI servers; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        names: list[str] | None = None,
+        health_interval: float = 5.0,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        cost: CostModel | None = None,
+    ) -> None:
+        names = names or [f"gpu-{i}" for i in range(len(urls))]
+        if len(names) != len(urls) or len(set(names)) != len(names):
+            raise ValueError("names must be unique and one per url")
+        self.health_interval = health_interval
+        self.cost = cost or CostModel()
+        self._members = {
+            name: _Member(ComfyClient(url, timeout=timeout, connect_timeout=connect_timeout, name=name),
+                          ServerStatus(name=name, url=url, online=False))
+            for name, url in zip(names, urls)
+        }
+        self._health_timeout = min(timeout, max(health_interval, 1.0))
+        self._batches: dict[str, _Batch] = {}
+        self._health_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """First health check, then keep checking every `health_interval` seconds."""
+        await self.refresh()
+        self._health_task = asyncio.create_task(self._health_loop(), name="comfy-pool-health")
+
+    async def close(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        for batch in list(self._batches.values()):
+            await self._stop_workers(batch)
+        await asyncio.gather(*(m.client.close() for m in self._members.values()))
+
+    async def __aenter__(self) -> ServerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            await self.refresh()
+
+    # ------------------------------------------------------------------ health and inventory
+
+    async def refresh(self) -> None:
+        """Health + inventory of every server; marks offline/online (a recovered server rejoins)."""
+        await asyncio.gather(*(self._refresh_member(m) for m in self._members.values()))
+
+    async def _refresh_member(self, member: _Member) -> None:
+        client = member.client
+        try:
+            async with asyncio.timeout(self._health_timeout):
+                stats, queue, inventory = await asyncio.gather(client.system_stats(), client.queue(), client.inventory())
+        except (ComfyError, TimeoutError) as exc:
+            error = exc if isinstance(exc, ComfyError) else ComfyTimeout(f"{member.name}: health check timed out")
+            self._server_lost(member, error)
+            return
+        status = member.status
+        if not status.online:
+            log.info("%s is online (%s, %d checkpoints)", member.name, stats.device, len(inventory.checkpoints))
+        if member.inventory is not None and member.inventory.loras != inventory.loras:
+            log.info("%s: LoRA list changed; dropping its cached LoRA metadata", member.name)
+            member.lora_metadata.clear()
+        rejoined = not status.online
+        member.inventory = inventory
+        status.online, status.last_error = True, None
+        status.queue_running, status.queue_pending = len(queue.running), len(queue.pending)
+        status.device, status.vram_total, status.vram_free = stats.device, stats.vram_total, stats.vram_free
+        status.simulated = bool(stats.raw.get("system", {}).get("simulated", False))
+        status.checkpoints = inventory.checkpoints
+        if rejoined:
+            await self._rejoin(member)
+
+    def _server_lost(self, member: _Member, exc: ComfyError, batch: _Batch | None = None,
+                     job: PoolJob | None = None) -> None:
+        """Mark a server offline and move its work (and `job`, unfinished in `batch`) elsewhere."""
+        if member.status.online:
+            log.warning("%s is offline: %s", member.name, exc)
+        member.status.online = False
+        member.status.last_error = str(exc)
+        now = asyncio.get_running_loop().time()
+        for each in self._batches.values():
+            unfinished = [job] if each is batch and job is not None else []
+            if member.name in each.scheduler.slots or unfinished:
+                orphans = each.scheduler.drop_server(member.name, now, unfinished)
+                self._fail(each, orphans, f"no live server can take it ({exc})")
+                each.wake()
+
+    async def _rejoin(self, member: _Member) -> None:
+        """A server that came back takes part in the batches still running."""
+        for batch in self._batches.values():
+            if not batch.cancelled and member.name not in batch.scheduler.slots:
+                batch.scheduler.add_server(member.slot())
+                batch.workers.append(asyncio.create_task(self._worker(batch, member)))
+                log.info("%s rejoins running batch %s", member.name, batch.key)
+
+    def statuses(self) -> list[ServerStatus]:
+        """Live status of every server (copies, safe to hand out)."""
+        return [ServerStatus(**vars(m.status)) for m in self._members.values()]
+
+    def inventories(self) -> dict[str, ServerInventory]:
+        """Inventory per online server."""
+        return {m.name: m.inventory for m in self._online() if m.inventory is not None}
+
+    def inventory_union(self) -> ServerInventory:
+        """Everything any online server offers, each list sorted and without repeats."""
+        inventories = list(self.inventories().values())
+
+        def union(attr: str) -> tuple[str, ...]:
+            return tuple(sorted({name for inv in inventories for name in getattr(inv, attr)}))
+
+        return ServerInventory(union("checkpoints"), union("loras"), union("samplers"), union("schedulers"))
+
+    async def lora_metadata(self, name: str) -> dict[str, str] | None:
+        """Safetensors metadata of a LoRA from a server that has it; cached per server until that
+        server's LoRA list changes."""
+        for member in self._online():
+            if member.inventory is None or name not in member.inventory.loras:
+                continue
+            if name not in member.lora_metadata:
+                try:
+                    member.lora_metadata[name] = await member.client.view_metadata(name, "loras")
+                except ComfyError as exc:
+                    log.warning("%s: metadata of %s unavailable: %s", member.name, name, exc)
+                    continue
+            return member.lora_metadata[name]
+        return None
+
+    def _online(self) -> list[_Member]:
+        return [m for m in self._members.values() if m.status.online]
+
+    # ------------------------------------------------------------------ batches
+
+    def plan(self, jobs: list[PoolJob]) -> dict[str, int]:
+        """Expected images per online server (the `gpu_distribution` the API returns at once)."""
+        return simulate(jobs, [m.slot() for m in self._online()], self.cost).images
+
+    async def run(self, jobs: list[PoolJob], batch_key: str) -> AsyncIterator[PoolEvent]:
+        """Run every job; yields ImageResult per image as soon as its job is done, JobProgress,
+        PreviewFrame, and JobFailed for jobs no live server could complete. Ends when every job
+        has ended, or at once after `cancel(batch_key)`."""
+        if batch_key in self._batches:
+            raise ValueError(f"batch {batch_key!r} is already running")
+        online = self._online()
+        batch = _Batch(batch_key, Scheduler(jobs, [m.slot() for m in online], self.cost), remaining=len(jobs))
+        self._batches[batch_key] = batch
+        if not jobs:
+            batch.events.put_nowait(_END)
+        self._fail(batch, batch.scheduler.unplaceable)
+        batch.scheduler.unplaceable = []
+        batch.workers = [asyncio.create_task(self._worker(batch, m), name=f"pool-{batch_key}-{m.name}") for m in online]
+        finished = False
+        try:
+            while (event := await batch.events.get()) is not _END:
+                yield event
+            finished = True
+        finally:
+            if not finished and not batch.cancelled:
+                await self.cancel(batch_key)
+            await self._stop_workers(batch)
+            self._batches.pop(batch_key, None)
+
+    async def cancel(self, batch_key: str) -> None:
+        """Stop a batch everywhere: queued jobs dropped, running prompts interrupted and deleted."""
+        batch = self._batches.get(batch_key)
+        if batch is None or batch.cancelled:
+            return
+        batch.cancelled = True
+        batch.scheduler.clear()
+        running = dict(batch.running)
+        log.info("cancel batch %s: interrupting %s", batch_key, sorted(running) or "nothing")
+        await asyncio.gather(*(self._stop_prompt(self._members[name], pid) for name, pid in running.items()))
+        batch.events.put_nowait(_END)
+        batch.wake()
+
+    async def _stop_prompt(self, member: _Member, prompt_id: str) -> None:
+        try:
+            await member.client.delete_from_queue([prompt_id])
+            await member.client.interrupt(prompt_id)
+        except ComfyError as exc:
+            log.warning("%s: could not interrupt %s: %s", member.name, prompt_id, exc)
+
+    async def _stop_workers(self, batch: _Batch) -> None:
+        for task in batch.workers:
+            task.cancel()
+        await asyncio.gather(*batch.workers, return_exceptions=True)
+
+    def _fail(self, batch: _Batch, jobs: list[PoolJob], reason: str | None = None, server: str | None = None) -> None:
+        for job in jobs:
+            why = reason or _unplaceable_reason(job, any_online=bool(self._online()))
+            log.warning("job %s failed: %s", job.job_id, why)
+            batch.emit(JobFailed(job.job_id, why, server))
+        if jobs:
+            batch.job_ended(len(jobs))
+
+    async def _worker(self, batch: _Batch, member: _Member) -> None:
+        loop = asyncio.get_running_loop()
+        while not batch.cancelled and member.status.online and batch.remaining > 0:
+            job = batch.scheduler.next_for(member.name, loop.time())
+            if job is None:
+                await batch.wakeup.wait()
+                continue
+            await self._run_job(batch, member, job)
+            batch.wake()
+
+    async def _run_job(self, batch: _Batch, member: _Member, job: PoolJob) -> None:
+        loop = asyncio.get_running_loop()
+        async with member.lock:
+            if batch.cancelled:
+                return
+            prompt_id = str(uuid.uuid4())
+            batch.running[member.name] = prompt_id
+            started = loop.time()
+            log.info("job %s (%s, %d image(s)) -> %s as prompt %s", job.job_id, job.spec.checkpoint,
+                     job.spec.batch_size, member.name, prompt_id)
+            try:
+                images = await self._execute(batch, member, job, prompt_id)
+            except ComfyInterrupted as exc:
+                if not batch.cancelled:
+                    self._fail(batch, [job], f"interrupted on {member.name}: {exc}", member.name)
+                return
+            except SERVER_FAULTS as exc:
+                self._server_lost(member, exc, batch, job)
+                return
+            except ComfyValidationError as exc:
+                if not exc.only_missing_models():
+                    self._fail(batch, [job], str(exc), member.name)
+                    return
+                log.warning("%s: inventory was stale (%s); refreshing, retrying elsewhere", member.name, exc)
+                await self._refresh_member(member)
+                orphans = batch.scheduler.forget_models(member.name, exc.missing_models(), loop.time(), [job])
+                self._fail(batch, orphans, f"no other live server has it ({member.name}: {exc})")
+                return
+            except ComfyError as exc:
+                self._fail(batch, [job], str(exc), member.name)
+                return
+            finally:
+                batch.running.pop(member.name, None)
+            seconds = loop.time() - started
+            self._record_success(batch, member, job, seconds)
+        for image in images:
+            batch.emit(ImageResult(job.job_id, image.batch_index, member.name, image.data, image.filename,
+                                   prompt_id, seconds))
+        batch.job_ended()
+
+    async def _execute(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str) -> list[Any]:
+        init_image = await self._upload_refine_source(member, job) if job.spec.refine_from else None
+        workflow = build_workflow(job.spec, init_image_name=init_image)
+
+        def progress(p: Progress) -> None:
+            batch.emit(JobProgress(job.job_id, member.name, p.value, p.max))
+
+        def preview(p: Preview) -> None:
+            batch.emit(PreviewFrame(job.job_id, member.name, p.image, p.mime))
+
+        return await member.client.run(workflow, progress, preview, prompt_id=prompt_id)
+
+    async def _upload_refine_source(self, member: _Member, job: PoolJob) -> str:
+        """Upload the refine source to this server once (content-addressed name)."""
+        png = job.spec.refine_from.png  # type: ignore[union-attr]
+        digest = hashlib.sha256(png).hexdigest()
+        if digest not in member.uploads:
+            member.uploads[digest] = await member.client.upload_image(
+                png, f"refine_{digest[:24]}.png", subfolder=UPLOAD_SUBFOLDER, overwrite=True)
+            log.info("%s: uploaded refine source %s", member.name, member.uploads[digest])
+        return member.uploads[digest]
+
+    def _record_success(self, batch: _Batch, member: _Member, job: PoolJob, seconds: float) -> None:
+        batch.scheduler.job_done(member.name, seconds)
+        slot = batch.scheduler.slots.get(member.name)
+        if slot is not None:
+            member.speed = slot.speed
+        member.loaded = group_key(job)
+        status = member.status
+        status.images_done += job.spec.batch_size
+        status.loaded_checkpoint = job.spec.checkpoint
+        status.seconds_per_image = ewma(status.seconds_per_image, seconds / max(job.spec.batch_size, 1))
+
+
+def _unplaceable_reason(job: PoolJob, *, any_online: bool) -> str:
+    if not any_online:
+        return "no ComfyUI server is online"
+    loras = f" with LoRAs {', '.join(l.name for l in job.spec.loras)}" if job.spec.loras else ""
+    return f"no online server has checkpoint {job.spec.checkpoint}{loras}"

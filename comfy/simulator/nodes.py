@@ -1,0 +1,180 @@
+"""What each supported node does, on symbolic values instead of tensors.
+
+Models, CLIPs and conditionings are just names and texts; a latent remembers the sampler pass
+that made it (and the picture it started from), so VAEDecode can render the picture that pass
+"would" have produced. GPU time is charged through the run context (see timemodel.py).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable, Protocol
+
+from PIL import Image, ImageOps
+
+from comfy.simulator.render import SampleRecipe, blank_latent_image, render_sample, solid_image
+
+LATENT_FACTOR = 8  # a latent cell covers 8×8 pixels
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """MODEL / CLIP / VAE output: the checkpoint plus the LoRAs patched in so far."""
+
+    checkpoint: str
+    loras: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    text: str
+
+
+@dataclass(frozen=True)
+class Latent:
+    """A latent batch: its size in pixels, the last sampler pass, and the pictures under it."""
+
+    width: int
+    height: int
+    batch_size: int
+    sample: SampleRecipe | None = None
+    prior: tuple[Image.Image, ...] | None = field(default=None, compare=False)
+
+
+@dataclass
+class NodeResult:
+    outputs: tuple[Any, ...]
+    ui: dict[str, Any] | None = None
+
+
+class RunContext(Protocol):
+    """What a node may ask of the run executing it."""
+
+    async def load_model(self, model: ModelRef) -> None: ...
+    async def sample(self, steps: int, latent: Latent, final_picture: Callable[[], Image.Image]) -> None: ...
+    async def decode(self, latent: Latent) -> None: ...
+    def check_checkpoint(self, name: str) -> None: ...
+    def save_images(self, images: tuple[Image.Image, ...], folder_type: str, prefix: str) -> list[dict[str, str]]: ...
+    def open_input_image(self, name: str) -> Image.Image: ...
+
+
+def decode_latent(latent: Latent) -> tuple[Image.Image, ...]:
+    """The pictures a latent stands for (what VAEDecode shows)."""
+    size = (latent.width, latent.height)
+    if latent.sample is None:
+        if latent.prior is None:
+            return tuple(blank_latent_image(*size) for _ in range(latent.batch_size))
+        return tuple(image.resize(size) for image in latent.prior)
+    priors = latent.prior or (None,) * latent.batch_size
+    return tuple(render_sample(latent.sample, index, *size, prior) for index, prior in enumerate(priors))
+
+
+def _latent_side(pixels: float) -> int:
+    return max(1, round(pixels / LATENT_FACTOR)) * LATENT_FACTOR
+
+
+async def checkpoint_loader(ctx: RunContext, ckpt_name: str) -> NodeResult:
+    ctx.check_checkpoint(ckpt_name)
+    model = ModelRef(ckpt_name)
+    return NodeResult((model, model, model))
+
+
+async def lora_loader(ctx: RunContext, model: ModelRef, clip: ModelRef, lora_name: str,
+                      strength_model: float, strength_clip: float) -> NodeResult:
+    return NodeResult((replace(model, loras=model.loras + ((lora_name, strength_model),)),
+                       replace(clip, loras=clip.loras + ((lora_name, strength_clip),))))
+
+
+async def lora_loader_model_only(ctx: RunContext, model: ModelRef, lora_name: str, strength_model: float) -> NodeResult:
+    return NodeResult((replace(model, loras=model.loras + ((lora_name, strength_model),)),))
+
+
+async def clip_text_encode(ctx: RunContext, text: str, clip: ModelRef) -> NodeResult:
+    return NodeResult((Conditioning(text),))
+
+
+async def empty_latent_image(ctx: RunContext, width: int, height: int, batch_size: int) -> NodeResult:
+    return NodeResult((Latent(width // LATENT_FACTOR * LATENT_FACTOR, height // LATENT_FACTOR * LATENT_FACTOR,
+                              batch_size),))
+
+
+async def ksampler(ctx: RunContext, model: ModelRef, seed: int, steps: int, cfg: float, sampler_name: str,
+                   scheduler: str, positive: Conditioning, negative: Conditioning, latent_image: Latent,
+                   denoise: float) -> NodeResult:
+    await ctx.load_model(model)
+    recipe = SampleRecipe(model.checkpoint, model.loras, positive.text, negative.text, seed, steps, cfg,
+                          sampler_name, scheduler, denoise)
+    has_picture = latent_image.sample is not None or latent_image.prior is not None
+    prior = decode_latent(latent_image) if has_picture and denoise < 1.0 else None
+    result = Latent(latent_image.width, latent_image.height, latent_image.batch_size, recipe, prior)
+    first_prior = prior[0] if prior else None
+
+    def final_picture() -> Image.Image:
+        return render_sample(recipe, 0, result.width, result.height, first_prior)
+
+    await ctx.sample(steps, result, final_picture)
+    return NodeResult((result,))
+
+
+async def vae_decode(ctx: RunContext, samples: Latent, vae: ModelRef) -> NodeResult:
+    await ctx.decode(samples)
+    return NodeResult((decode_latent(samples),))
+
+
+async def vae_encode(ctx: RunContext, pixels: tuple[Image.Image, ...], vae: ModelRef) -> NodeResult:
+    first = pixels[0]
+    width, height = first.width // LATENT_FACTOR * LATENT_FACTOR, first.height // LATENT_FACTOR * LATENT_FACTOR
+    return NodeResult((Latent(width, height, len(pixels), prior=tuple(pixels)),))
+
+
+async def latent_upscale_by(ctx: RunContext, samples: Latent, upscale_method: str, scale_by: float) -> NodeResult:
+    return NodeResult((replace(samples, width=_latent_side(samples.width * scale_by),
+                               height=_latent_side(samples.height * scale_by)),))
+
+
+async def image_scale_by(ctx: RunContext, image: tuple[Image.Image, ...], upscale_method: str,
+                         scale_by: float) -> NodeResult:
+    resample = Image.Resampling.NEAREST if upscale_method == "nearest-exact" else Image.Resampling.BILINEAR
+    return NodeResult((tuple(i.resize((max(1, round(i.width * scale_by)), max(1, round(i.height * scale_by))),
+                                      resample) for i in image),))
+
+
+async def empty_image(ctx: RunContext, width: int, height: int, batch_size: int, color: int) -> NodeResult:
+    return NodeResult((tuple(solid_image(width, height, color) for _ in range(batch_size)),))
+
+
+async def load_image(ctx: RunContext, image: str) -> NodeResult:
+    picture = ImageOps.exif_transpose(ctx.open_input_image(image))
+    mask = Image.new("L", picture.size, 0)
+    return NodeResult(((picture.convert("RGB"),), (mask,)))
+
+
+async def save_image(ctx: RunContext, images: tuple[Image.Image, ...], filename_prefix: str) -> NodeResult:
+    return NodeResult((), {"images": ctx.save_images(images, "output", filename_prefix)})
+
+
+async def preview_image(ctx: RunContext, images: tuple[Image.Image, ...]) -> NodeResult:
+    suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+    return NodeResult((), {"images": ctx.save_images(images, "temp", f"ComfyUI_temp_{suffix}")})
+
+
+NodeFunction = Callable[..., Awaitable[NodeResult]]
+
+NODE_FUNCTIONS: dict[str, NodeFunction] = {
+    "CheckpointLoaderSimple": checkpoint_loader,
+    "LoraLoader": lora_loader,
+    "LoraLoaderModelOnly": lora_loader_model_only,
+    "CLIPTextEncode": clip_text_encode,
+    "EmptyLatentImage": empty_latent_image,
+    "KSampler": ksampler,
+    "VAEDecode": vae_decode,
+    "VAEEncode": vae_encode,
+    "LatentUpscaleBy": latent_upscale_by,
+    "ImageScaleBy": image_scale_by,
+    "EmptyImage": empty_image,
+    "LoadImage": load_image,
+    "SaveImage": save_image,
+    "PreviewImage": preview_image,
+}

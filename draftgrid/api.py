@@ -1,0 +1,179 @@
+"""The REST API, added to Gradio's own FastAPI app so `share=True` links serve it too.
+
+Bodies and query strings are validated with the same pydantic models as the UI and refused with
+a readable one-line `detail` (422); unknown or foreign ids are 404; no online server is 503.
+Handlers run the sync service in FastAPI's thread pool so a slow call never blocks the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from draftgrid.errors import InvalidRequest, ServiceError
+from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, TierName, readable_errors
+from draftgrid.service import DraftGridService
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+MAX_IMPORT_BYTES = 50 * 1024 * 1024
+
+
+class RecommendationQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt: str = Field(min_length=1, max_length=2000)
+    model_family: Family = "sd15"
+    tier: TierName = "standard"
+
+
+class FormatQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    format: Literal["csv", "parquet"] = "csv"
+
+
+class StatsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    scope: Literal["user", "global"] = "user"
+    keyword: str | None = Field(default=None, max_length=200)
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The request's JSON object validated by `model`, or a readable 422."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return parse_model(model, data)
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(readable_errors(exc)) from exc
+
+
+def parse_query(request: Request, model: type[M]) -> M:
+    return parse_model(model, dict(request.query_params))
+
+
+class ServiceErrorRoute(APIRoute):
+    """Turns a `ServiceError` into its status with a readable `detail`.
+
+    A route class rather than `app.add_exception_handler`: the routes are added to Gradio's app
+    after it started, when its exception middleware is already built.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ServiceError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+        return guarded
+
+
+def build_router(service: DraftGridService, current_user: Callable[[Request], str]) -> APIRouter:
+    """All REST routes; each resolves the caller's user first (401 without credentials under --auth)."""
+    router = APIRouter(prefix="/api", dependencies=[Depends(current_user)], route_class=ServiceErrorRoute)
+    User = Depends(current_user)
+    call = run_in_threadpool  # the service is sync and may wait on the pool's loop
+
+    @router.post("/generate/batch")
+    async def generate(request: Request, user: str = User) -> Any:
+        req = await parse_body(request, GenerateRequest)
+        return (await call(service.generate, user, req)).as_json()
+
+    @router.get("/batches/{batch_id}")
+    async def batch(batch_id: str, user: str = User) -> Any:
+        return (await call(service.batch_view, user, batch_id)).as_json()
+
+    @router.post("/batches/{batch_id}/cancel")
+    async def cancel(batch_id: str, user: str = User) -> Any:
+        await call(service.cancel, user, batch_id)
+        return {"batch_id": batch_id, "cancelled": True}
+
+    @router.get("/images/{image_id}")
+    async def image(image_id: str, user: str = User) -> Any:
+        return FileResponse(await call(service.image_file, user, image_id), media_type="image/png")
+
+    @router.get("/images/{image_id}/lineage")
+    async def lineage(image_id: str, user: str = User) -> Any:
+        return await call(service.lineage, user, image_id)
+
+    @router.post("/feedback")
+    async def feedback(request: Request, user: str = User) -> Any:
+        req = await parse_body(request, FeedbackRequest)
+        result = await call(service.feedback, user, req)
+        return {"batch_id": result.batch_id, "selected": sorted(result.selected),
+                "rejected": sorted(result.rejected), "reviewed": result.reviewed, "changed": result.changed}
+
+    @router.get("/checkpoints/stats")
+    async def checkpoint_stats(request: Request, user: str = User) -> Any:
+        return await call(service.arm_totals, user, "checkpoint", parse_query(request, StatsQuery).scope)
+
+    @router.get("/loras/stats")
+    async def lora_stats(request: Request, user: str = User) -> Any:
+        return await call(service.arm_totals, user, "lora", parse_query(request, StatsQuery).scope)
+
+    @router.get("/keywords/stats")
+    async def keyword_stats(request: Request, user: str = User) -> Any:
+        q = parse_query(request, StatsQuery)
+        return await call(service.keyword_stats, user, q.scope, q.keyword)
+
+    @router.get("/recommendation")
+    async def recommendation(request: Request, user: str = User) -> Any:
+        q = parse_query(request, RecommendationQuery)
+        rec = await call(service.recommendation, user, q.prompt, q.model_family, q.tier)
+        return {"recommended": rec.recommended, "confidence": rec.confidence, "scores": rec.scores,
+                "checkpoints_to_test": rec.checkpoints_to_test, "allocation": rec.allocation,
+                "strategy": {"mode": rec.mode, "message": rec.message, "policy": rec.policy}}
+
+    @router.get("/gpus")
+    async def gpus() -> Any:
+        return await call(service.gpus_json)
+
+    @router.get("/loras")
+    async def loras() -> Any:
+        return await call(service.loras_json)
+
+    @router.get("/preferences/export")
+    async def export(request: Request, user: str = User) -> Any:
+        fmt = parse_query(request, FormatQuery).format
+        data = await call(service.store.export_preferences, user, fmt)
+        media = "text/csv" if fmt == "csv" else "application/vnd.apache.parquet"
+        return Response(data, media_type=media, headers={
+            "Content-Disposition": f'attachment; filename="draftgrid-preferences.{fmt}"'})
+
+    @router.post("/preferences/import")
+    async def import_preferences(request: Request, user: str = User) -> Any:
+        fmt = parse_query(request, FormatQuery).format
+        data = await request.body()
+        if not data or len(data) > MAX_IMPORT_BYTES:
+            raise InvalidRequest(f"send the exported file as the request body (1 to {MAX_IMPORT_BYTES} bytes)")
+        return {"imported_rows": await call(service.import_preferences, user, data, fmt)}
+
+    return router
+
+
+def install_api(app: FastAPI, service: DraftGridService, current_user: Callable[[Request], str]) -> None:
+    """Add the REST routes to a running Gradio app (before its catch-all routes)."""
+    app.include_router(build_router(service, current_user))
+    # Gradio registers catch-all routes first; move ours to the front so they win.
+    ours = [r for r in app.router.routes if getattr(r, "path", "").startswith("/api/")]
+    others = [r for r in app.router.routes if r not in ours]
+    app.router.routes[:] = ours + others

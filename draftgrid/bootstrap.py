@@ -1,0 +1,72 @@
+"""Start and stop the backend: store, simulator (when no ComfyUI URL is given), pool, service."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from comfy.pool import ServerPool
+from comfy.simulator import SimulatorThread, load_inventory
+from draftgrid.config import AppConfig
+from draftgrid.runtime import LoopThread
+from draftgrid.service import DraftGridService
+from learning.pools import load_pools
+from learning.store import PreferenceStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backend:
+    """Everything that must be stopped again, in reverse order of start."""
+
+    service: DraftGridService
+    runner: LoopThread
+    simulator: SimulatorThread | None
+
+    def stop(self) -> None:
+        try:
+            self.runner.run(self.service.pool.close(), timeout=10)
+        finally:
+            self.runner.stop()
+            if self.simulator is not None:
+                self.simulator.stop()
+            self.service.store.close()
+
+
+def start_simulator(config: AppConfig) -> SimulatorThread:
+    sim = SimulatorThread(count=config.sim_gpus, speed=config.sim_speed, previews=config.sim_previews,
+                          inventory=load_inventory(config.sim_inventory),
+                          output_dir=config.data_dir / "simulator")
+    urls = sim.start()
+    log.info("No ComfyUI URL given: started the built-in simulator with %d simulated GPUs at %s",
+             config.sim_gpus, ", ".join(urls))
+    return sim
+
+
+def start_backend(config: AppConfig) -> Backend:
+    """Open the database first (a locked file must fail before anything else starts)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if str(config.db_path) != ":memory:":
+        config.db_path.parent.mkdir(parents=True, exist_ok=True)
+    store = PreferenceStore.open(config.db_path, half_life=config.half_life)
+    simulator = start_simulator(config) if config.simulated else None
+    urls = list(config.comfy_urls) or [s.url for s in simulator.servers]  # type: ignore[union-attr]
+    names = None if config.comfy_urls else [s.name for s in simulator.servers]  # type: ignore[union-attr]
+    runner = LoopThread()
+
+    async def make_pool() -> ServerPool:
+        pool = ServerPool(urls, names=names)
+        await pool.start()
+        return pool
+
+    pool = runner.run(make_pool())
+    service = DraftGridService(store=store, pool=pool, loop_runner=runner, pools=load_pools(config.pools_file),
+                               data_dir=config.data_dir, policy=config.policy, max_batch=config.max_batch,
+                               simulated=config.simulated)
+    service.recover_interrupted()
+    try:
+        service.refresh_catalog()
+    except Exception as exc:  # servers may come online later; the GPUs panel shows them offline
+        log.warning("Could not read the servers' models yet: %s", exc)
+    return Backend(service, runner, simulator)

@@ -1,0 +1,54 @@
+"""Launch the Gradio app with the REST API on the same server (tests and `app.py` share this).
+
+REST routes are added to Gradio's own FastAPI app after `launch(prevent_thread_lock=True)`, which
+keeps `share=True` working (`gr.mount_gradio_app` cannot make share links).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import gradio as gr
+
+from draftgrid.api import install_api
+from draftgrid.auth import make_current_user
+from draftgrid.bootstrap import Backend, start_backend
+from draftgrid.config import AppConfig
+from draftgrid.ui import build_ui
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningApp:
+    demo: gr.Blocks
+    backend: Backend
+    local_url: str
+    share_url: str | None
+
+    def close(self) -> None:
+        try:
+            self.demo.close()
+        finally:
+            self.backend.stop()
+
+
+def launch(config: AppConfig) -> RunningApp:
+    backend = start_backend(config)
+    try:
+        demo, css = build_ui(backend.service)
+        credentials = dict(config.auth)
+        demo.queue(default_concurrency_limit=None)
+        app, local_url, share_url = demo.launch(
+            server_name=config.host, server_port=config.port, share=config.share,
+            auth=list(config.auth) or None, prevent_thread_lock=True, quiet=True, css=css,
+            allowed_paths=[str(backend.service.thumbs_dir.resolve())], show_error=True,
+            footer_links=["api"], ssr_mode=False,
+        )
+        install_api(app, backend.service, make_current_user(app, credentials))
+    except Exception:
+        backend.stop()
+        raise
+    log.info("DraftGrid UI at %s%s", local_url, f", shared at {share_url}" if share_url else "")
+    return RunningApp(demo, backend, local_url, share_url)

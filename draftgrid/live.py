@@ -1,0 +1,102 @@
+"""In-memory progress of running batches, with waiters.
+
+DuckDB holds the facts; this board holds what only matters while a batch runs (completion order,
+sampler progress, the latest preview) and wakes the UI's streaming generator on every change, so
+the gallery fills image by image without polling the database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class LiveBatch:
+    """A snapshot of one batch's progress; `version` grows on every change."""
+
+    batch_id: str
+    total: int
+    order: tuple[str, ...] = ()  # finished image ids, in order of completion
+    failed: tuple[tuple[str, str], ...] = ()  # (image id, reason)
+    running: frozenset[str] = frozenset()  # image ids whose job is sampling
+    steps: tuple[int, int] = (0, 0)  # sampler steps done / expected over the whole batch
+    preview: bytes | None = None
+    finished: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+    version: int = 0
+
+    @property
+    def done_count(self) -> int:
+        return len(self.order)
+
+
+class LiveBoard:
+    """Thread-safe registry of `LiveBatch` snapshots; keeps the most recent `capacity` batches."""
+
+    def __init__(self, capacity: int = 500) -> None:
+        self._batches: OrderedDict[str, LiveBatch] = OrderedDict()
+        self._cond = threading.Condition()
+        self._capacity = capacity
+
+    def open(self, batch_id: str, total: int, expected_steps: int) -> None:
+        with self._cond:
+            self._batches[batch_id] = LiveBatch(batch_id, total, steps=(0, expected_steps))
+            while len(self._batches) > self._capacity:
+                self._batches.popitem(last=False)
+            self._cond.notify_all()
+
+    def get(self, batch_id: str) -> LiveBatch | None:
+        with self._cond:
+            return self._batches.get(batch_id)
+
+    def _update(self, batch_id: str, **changes: object) -> None:
+        with self._cond:
+            current = self._batches.get(batch_id)
+            if current is None:
+                return
+            self._batches[batch_id] = replace(current, version=current.version + 1, **changes)  # type: ignore[arg-type]
+            self._cond.notify_all()
+
+    def image_done(self, batch_id: str, image_id: str) -> None:
+        with self._cond:
+            cur = self._batches.get(batch_id)
+            if cur is not None and image_id not in cur.order:
+                self._update(batch_id, order=cur.order + (image_id,), running=cur.running - {image_id})
+
+    def image_failed(self, batch_id: str, image_id: str, reason: str) -> None:
+        with self._cond:
+            cur = self._batches.get(batch_id)
+            if cur is not None:
+                self._update(batch_id, failed=cur.failed + ((image_id, reason),), running=cur.running - {image_id})
+
+    def images_running(self, batch_id: str, image_ids: list[str]) -> None:
+        with self._cond:
+            cur = self._batches.get(batch_id)
+            if cur is not None and not set(image_ids) <= cur.running:
+                self._update(batch_id, running=cur.running | set(image_ids))
+
+    def step(self, batch_id: str, preview: bytes | None = None) -> None:
+        with self._cond:
+            cur = self._batches.get(batch_id)
+            if cur is not None:
+                done, expected = cur.steps
+                self._update(batch_id, steps=(min(done + 1, expected), expected),
+                             preview=preview if preview is not None else cur.preview)
+
+    def preview(self, batch_id: str, image: bytes) -> None:
+        self._update(batch_id, preview=image)
+
+    def finish(self, batch_id: str) -> None:
+        self._update(batch_id, finished=True, running=frozenset())
+
+    def wait(self, batch_id: str, after_version: int, timeout: float) -> LiveBatch | None:
+        """Block until the batch changes past `after_version` (or finishes, or `timeout` passes)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: (b := self._batches.get(batch_id)) is None or b.version > after_version or b.finished,
+                timeout=timeout,
+            )
+            return self._batches.get(batch_id)

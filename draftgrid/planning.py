@@ -1,0 +1,162 @@
+"""Batch planning: from a recommendation and LoRA choices to image records and pool jobs (pure).
+
+A checkpoint group is cut into balanced chunks of at most `max_batch` images; each chunk is one
+ComfyUI prompt (one `PoolJob`) with its own seed, and image *i* of a chunk is batch index *i*.
+Chunk *k* of every group gets seed `base_seed + k`, so with a fixed seed the same (seed, batch
+index) appears under every checkpoint: a side-by-side comparison of checkpoints on the same noise.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from comfy.models import GenerationSpec, LoraSpec, PoolJob, RefineSource
+
+MAX_SEED = 2**53 - 1
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Sampler settings and size shared by every image of a batch."""
+
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    denoise: float = 1.0
+    hires_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointGroup:
+    """Images of one checkpoint with one LoRA set and the prompt text that goes with it."""
+
+    checkpoint: str
+    count: int
+    loras: tuple[LoraSpec, ...]
+    positive: str
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """One image of the plan, with everything needed to store and reproduce it."""
+
+    image_id: str
+    job_id: str
+    checkpoint: str
+    loras: tuple[LoraSpec, ...]
+    seed: int
+    batch_index: int
+    settings: RenderSettings
+    parent_image_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    images: tuple[PlannedImage, ...]
+    jobs: tuple[PoolJob, ...]
+
+    def checkpoint_distribution(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for image in self.images:
+            out[image.checkpoint] = out.get(image.checkpoint, 0) + 1
+        return out
+
+
+IdFactory = Callable[[], str]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def chunk_sizes(count: int, max_batch: int) -> list[int]:
+    """Balanced chunk sizes: 7 with max 4 → [4, 3], never a lonely 1 beside a 4 when avoidable."""
+    if count <= 0:
+        return []
+    chunks = math.ceil(count / max(1, max_batch))
+    base, extra = divmod(count, chunks)
+    return [base + (1 if k < extra else 0) for k in range(chunks)]
+
+
+def plan_txt2img(
+    groups: Sequence[CheckpointGroup],
+    *,
+    negative: str,
+    settings: RenderSettings,
+    base_seed: int,
+    family: str,
+    max_batch: int = 4,
+    make_id: IdFactory = new_id,
+) -> BatchPlan:
+    """Plan a text-to-image batch: one job per chunk of each checkpoint group."""
+    images: list[PlannedImage] = []
+    jobs: list[PoolJob] = []
+    for group in groups:
+        for k, size in enumerate(chunk_sizes(group.count, max_batch)):
+            seed = (base_seed + k) % (MAX_SEED + 1)
+            job_id = make_id()
+            spec = GenerationSpec(
+                checkpoint=group.checkpoint, positive=group.positive, negative=negative, seed=seed,
+                width=settings.width, height=settings.height, steps=settings.steps, cfg=settings.cfg,
+                sampler_name=settings.sampler_name, scheduler=settings.scheduler, batch_size=size,
+                loras=group.loras, denoise=settings.denoise, hires_scale=settings.hires_scale,
+            )
+            jobs.append(PoolJob(job_id=job_id, spec=spec, family=family))
+            images.extend(
+                PlannedImage(make_id(), job_id, group.checkpoint, group.loras, seed, i, settings)
+                for i in range(size)
+            )
+    return BatchPlan(tuple(images), tuple(jobs))
+
+
+@dataclass(frozen=True)
+class RefineParent:
+    """A chosen image to refine: its id, seed and PNG, and the checkpoint it should move to."""
+
+    image_id: str
+    seed: int
+    png: bytes
+    checkpoint: str
+    loras: tuple[LoraSpec, ...]
+    positive: str
+
+
+def plan_refine(
+    parents: Sequence[RefineParent],
+    *,
+    negative: str,
+    settings: RenderSettings,
+    family: str,
+    variants: int = 1,
+    make_id: IdFactory = new_id,
+) -> BatchPlan:
+    """Plan a refine batch: per parent one img2img job (same seed) of `variants` images."""
+    images: list[PlannedImage] = []
+    jobs: list[PoolJob] = []
+    for parent in parents:
+        job_id = make_id()
+        spec = GenerationSpec(
+            checkpoint=parent.checkpoint, positive=parent.positive, negative=negative, seed=parent.seed,
+            width=settings.width, height=settings.height, steps=settings.steps, cfg=settings.cfg,
+            sampler_name=settings.sampler_name, scheduler=settings.scheduler, batch_size=variants,
+            loras=parent.loras, denoise=settings.denoise, hires_scale=settings.hires_scale,
+            refine_from=RefineSource(png=parent.png, denoise=settings.denoise),
+        )
+        jobs.append(PoolJob(job_id=job_id, spec=spec, family=family))
+        images.extend(
+            PlannedImage(make_id(), job_id, parent.checkpoint, parent.loras, parent.seed, i, settings, parent.image_id)
+            for i in range(variants)
+        )
+    return BatchPlan(tuple(images), tuple(jobs))
+
+
+def apply_overrides(settings: RenderSettings, **overrides: object) -> RenderSettings:
+    """Replace only the overrides the user actually gave (None means keep the tier default)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(settings, **given) if given else settings

@@ -1,0 +1,98 @@
+"""Request and response models of the REST API (and the UI, which builds the same requests).
+
+Validation lives here so the REST API and the Gradio UI refuse the same inputs with the same
+readable messages, before anything is written.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Family = Literal["sd15", "sdxl"]
+TierName = Literal["draft", "standard", "quality"]
+AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"]
+ASPECT_RATIOS: tuple[str, ...] = AspectRatio.__args__  # type: ignore[attr-defined]
+MAX_PROMPT_CHARS = 2000
+MAX_COUNT = 64
+MAX_SEED = 2**53 - 1  # exact in JSON numbers; ComfyUI accepts up to 2**64-1
+
+
+def _check_text(value: str, name: str) -> str:
+    """Refuse control characters (null bytes and friends) that no prompt needs; keep everything else verbatim."""
+    bad = [c for c in value if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
+    if bad:
+        raise ValueError(f"{name} contains a control character ({bad[0]!r}); remove it")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise ValueError(f"{name} is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return value
+
+
+class GenerateRequest(BaseModel):
+    """Body of `POST /api/generate/batch`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(default="default", min_length=1, max_length=128)
+    prompt: str = ""
+    negative_prompt: str = ""
+    count: int = Field(default=20, ge=1, le=MAX_COUNT)
+    explore_mode: bool = True
+    auto_lora: bool = True
+    model_family: Family = "sd15"
+    tier: TierName = "draft"
+    aspect_ratio: AspectRatio = "1:1"
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    parent_image_ids: list[str] = Field(default_factory=list, max_length=MAX_COUNT)
+    width: int | None = Field(default=None, ge=64, le=2048, multiple_of=8)
+    height: int | None = Field(default=None, ge=64, le=2048, multiple_of=8)
+    steps: int | None = Field(default=None, ge=1, le=150)
+    cfg: float | None = Field(default=None, ge=0.0, le=30.0)
+    sampler_name: str | None = Field(default=None, max_length=64)
+    scheduler: str | None = Field(default=None, max_length=64)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        return _check_text(value, "prompt")
+
+    @model_validator(mode="after")
+    def _prompt_needed(self) -> GenerateRequest:
+        """A refine may reuse its parents' prompt; a new batch needs one."""
+        if not self.parent_image_ids and not self.prompt.strip():
+            raise ValueError("prompt is empty; describe the image you want")
+        return self
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative(cls, value: str) -> str:
+        return _check_text(value, "negative_prompt")
+
+    @property
+    def is_refine(self) -> bool:
+        return bool(self.parent_image_ids)
+
+
+class FeedbackRequest(BaseModel):
+    """Body of `POST /api/feedback`: the state the listed images should be in (idempotent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str = Field(min_length=1, max_length=64)
+    selected: list[str] = Field(default_factory=list, max_length=MAX_COUNT)
+    unselected: list[str] = Field(default_factory=list, max_length=MAX_COUNT)
+    rejected: list[str] = Field(default_factory=list, max_length=MAX_COUNT)
+    reject_all: bool = False
+    viewed: bool = False
+
+
+def readable_errors(exc: ValidationError) -> str:
+    """One line per problem, field first: what a person (or a script's log) can act on."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)

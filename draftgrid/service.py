@@ -1,0 +1,539 @@
+"""The generation service: one place where a request becomes a stored, running batch.
+
+It ties `learning/` (keywords, preferences, recommendation, Auto-LoRA, pools) to `comfy/` (the
+server pool) and owns the image files. The REST API and the Gradio UI both call it, so they
+validate, plan, record and stream in exactly the same way. Sync methods are thread-safe; the
+pool runs on the service's private event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from comfy.models import ImageResult, JobFailed, JobProgress, LoraSpec, PreviewFrame, ServerStatus
+from comfy.pool import ServerPool
+from comfy.workflow import defaults_for, size_for
+from draftgrid.catalog import Catalog, read_catalog
+from draftgrid.errors import InvalidRequest, NoServerOnline, NotFound
+from draftgrid.live import LiveBatch, LiveBoard
+from draftgrid.runtime import LoopThread
+from draftgrid.planning import (
+    BatchPlan, CheckpointGroup, PlannedImage, RefineParent, RenderSettings, apply_overrides, new_id,
+    plan_refine, plan_txt2img,
+)
+from draftgrid.schemas import ASPECT_RATIOS, MAX_SEED, FeedbackRequest, GenerateRequest
+from draftgrid.thumbnails import thumbnail
+from learning.keywords import parse_prompt
+from learning.lora import apply_triggers, choose_loras, vary_loras
+from learning.models import (
+    ArmKind, BatchRecord, FeedbackResult, ImageRecord, LoraChoice, ParsedPrompt, Recommendation,
+)
+from learning.pools import PoolConfig
+from learning.recommend import RecommendRequest, lora_preferences, recommend
+from learning.store import PreferenceStore, UnknownBatchError, UnknownImageError
+
+log = logging.getLogger(__name__)
+
+NEXT_TIER = {"draft": "standard", "standard": "quality"}
+MAX_REFINE_VARIANTS = 8
+REFINE_DENOISE = 0.55  # img2img strength: keeps the draft's composition, redraws the detail
+INTERRUPTED = "the app stopped before this image finished"
+
+
+@dataclass(frozen=True)
+class BatchTicket:
+    """What `POST /api/generate/batch` answers at once."""
+
+    batch_id: str
+    total_count: int
+    gpu_distribution: dict[str, int]
+    checkpoint_distribution: dict[str, int]
+    loras: list[dict[str, object]]
+    strategy: dict[str, object]
+    keywords: list[str]
+    parent_image_ids: list[str]
+
+    def as_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """One image of a batch as the API and UI show it."""
+
+    record: ImageRecord
+    status: str
+    state: str  # "selected" | "rejected" | "none"
+
+    def as_json(self) -> dict[str, object]:
+        r = self.record
+        return {
+            "image_id": r.image_id, "status": self.status,
+            "url": f"/api/images/{r.image_id}" if self.status == "done" else None,
+            "checkpoint": r.checkpoint, "loras": [{"name": n, "strength": s} for n, s in r.loras],
+            "seed": r.seed, "batch_index": r.batch_index, "server": r.server,
+            "selected": self.state == "selected", "rejected": self.state == "rejected", "error": r.error,
+            "width": r.width, "height": r.height, "steps": r.steps, "cfg": r.cfg,
+            "sampler_name": r.sampler_name, "scheduler": r.scheduler, "parent_image_id": r.parent_image_id,
+        }
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch with its images, in gallery order (finished first, in order of completion)."""
+
+    batch: BatchRecord
+    status: str
+    images: tuple[ImageView, ...]
+    live: LiveBatch | None
+
+    def as_json(self) -> dict[str, object]:
+        b = self.batch
+        return {
+            "batch_id": b.batch_id, "status": self.status, "prompt": b.prompt, "tier": b.tier,
+            "model_family": b.family, "total_count": b.count, "parent_batch_id": b.parent_batch_id,
+            "strategy": {"mode": b.strategy, "recommended": b.recommended, "confidence": b.confidence},
+            "done_count": sum(1 for i in self.images if i.status == "done"),
+            "images": [i.as_json() for i in self.images],
+        }
+
+
+def batch_status(statuses: list[str], finished: bool) -> str:
+    """queued / running / done / partial / failed, from the image statuses (pure)."""
+    if statuses and all(s == "queued" for s in statuses) and not finished:
+        return "queued"
+    if any(s in ("queued", "running") for s in statuses) and not finished:
+        return "running"
+    done = sum(1 for s in statuses if s == "done")
+    if done == len(statuses):
+        return "done"
+    return "partial" if done else "failed"
+
+
+def closest_aspect(width: int, height: int) -> str:
+    """The supported aspect ratio nearest to a size (refines keep their parent's shape)."""
+    def ratio(label: str) -> float:
+        a, b = label.split(":")
+        return int(a) / int(b)
+
+    return min(ASPECT_RATIOS, key=lambda label: abs(ratio(label) - width / height))
+
+
+class DraftGridService:
+    """Plans, runs, records and reviews batches for many users at once."""
+
+    def __init__(self, *, store: PreferenceStore, pool: ServerPool, loop_runner: LoopThread,
+                 pools: PoolConfig, data_dir: Path, policy: str = "adaptive", max_batch: int = 4,
+                 simulated: bool = False) -> None:
+        self.store = store
+        self.pool = pool
+        self.pools = pools
+        self.policy = policy
+        self.max_batch = max_batch
+        self.simulated = simulated
+        self.images_dir = data_dir / "images"
+        self.thumbs_dir = data_dir / "thumbs"
+        self.live = LiveBoard()
+        self._runner = loop_runner
+        self._catalog: Catalog | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ catalog / servers
+    def refresh_catalog(self) -> Catalog:
+        """Re-read health, inventories and metadata from every server."""
+        async def refresh() -> Catalog:
+            await self.pool.refresh()
+            return await read_catalog(self.pool, self.pools)
+
+        self._catalog = self._runner.run(refresh())
+        return self._catalog
+
+    def catalog(self) -> Catalog:
+        if self._catalog is None or not self._catalog.checkpoints:
+            self.refresh_catalog()
+        assert self._catalog is not None
+        return self._catalog
+
+    def gpus(self) -> list[ServerStatus]:
+        return self.pool.statuses()
+
+    def _require_online(self) -> Catalog:
+        if not any(s.online for s in self.pool.statuses()):
+            self._runner.run(self.pool.refresh())
+            if not any(s.online for s in self.pool.statuses()):
+                raise NoServerOnline("no ComfyUI server is online; start one or check the URLs, then retry")
+        catalog = self.catalog()
+        if not catalog.checkpoints:
+            raise NoServerOnline("the online ComfyUI servers report no checkpoints")
+        return catalog
+
+    # ------------------------------------------------------------------ generate
+    def generate(self, user_id: str, req: GenerateRequest) -> BatchTicket:
+        """Validate, plan, record and start a batch; returns at once while images render."""
+        catalog = self._require_online()
+        self._check_overrides(req, catalog)
+        if req.is_refine:
+            return self._refine(user_id, req, catalog)
+        parsed = parse_prompt(req.prompt)
+        family, tier = req.model_family, req.tier
+        pool = self._pool_for(family, tier, catalog)
+        rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
+        groups = self._groups(user_id, parsed, rec, catalog, family, req)
+        settings = self._settings(family, req.aspect_ratio, tier, req)
+        base_seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED - 64)
+        plan = plan_txt2img(groups, negative=req.negative_prompt, settings=settings, base_seed=base_seed,
+                            family=family, max_batch=self.max_batch)
+        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=None)
+        return self._start(record, plan, rec)
+
+    def _check_overrides(self, req: GenerateRequest, catalog: Catalog) -> None:
+        if req.sampler_name is not None and req.sampler_name not in catalog.samplers:
+            raise InvalidRequest(f"sampler_name {req.sampler_name!r} is not offered by the servers; "
+                                 f"choose one of {', '.join(catalog.samplers[:12])}, ...")
+        if req.scheduler is not None and req.scheduler not in catalog.schedulers:
+            raise InvalidRequest(f"scheduler {req.scheduler!r} is not offered by the servers; "
+                                 f"choose one of {', '.join(catalog.schedulers)}")
+
+    def _pool_for(self, family: str, tier: str, catalog: Catalog) -> list[str]:
+        pool = self.pools.pool_for(family, tier, catalog.checkpoints)
+        if not pool:
+            raise InvalidRequest(f"no {family} checkpoint is available on the servers for the {tier} tier")
+        return pool
+
+    def _recommend(self, user_id: str, parsed: ParsedPrompt, pool: list[str], tier: str, count: int,
+                   *, quick: bool) -> Recommendation:
+        stems = tuple(k.stem for k in parsed.keywords)
+        evidence = self.store.arm_stats(user_id, "checkpoint", stems, pool)
+        base = self.store.base_rate(user_id, "checkpoint")
+        req = RecommendRequest(keywords=stems, pool=tuple(pool), tier=tier, count=count, quick=quick,
+                               prompt=parsed.text[:120])
+        return recommend(req, evidence, base, policy=self.policy, rng=random.Random())
+
+    def recommendation(self, user_id: str, prompt: str, family: str, tier: str) -> Recommendation:
+        """What the next batch for this prompt would be (no side effects)."""
+        catalog = self._require_online()
+        parsed = parse_prompt(prompt)
+        return self._recommend(user_id, parsed, self._pool_for(family, tier, catalog), tier, 20, quick=False)
+
+    def _lora_choices(self, user_id: str, parsed: ParsedPrompt, catalog: Catalog, family: str,
+                      auto_lora: bool) -> list[LoraChoice]:
+        """Explicit `<lora:...>` tags (honoured, flagged when their base model differs) + Auto-LoRA."""
+        stems = tuple(k.stem for k in parsed.keywords)
+        names = [info.name for info in catalog.loras]
+        prefs = None
+        if auto_lora and names:
+            evidence = self.store.arm_stats(user_id, "lora", stems, names)
+            liked = lora_preferences(stems, names, evidence, self.store.base_rate(user_id, "lora"))
+            # only LoRAs with evidence for these keywords; the others stay neutral for Auto-LoRA
+            seen = {arm for _, arm in evidence}
+            prefs = {name: score for name, score in liked.items() if name in seen}
+        choices = choose_loras(parsed, catalog.loras, family, auto=auto_lora, preference=prefs)
+        missing = [c.name for c in choices if c.explicit and c.name not in names]
+        if missing:
+            raise InvalidRequest(f"LoRA {missing[0]!r} from the prompt is not on any server; "
+                                 f"available: {', '.join(names[:10])}")
+        return choices
+
+    def _groups(self, user_id: str, parsed: ParsedPrompt, rec: Recommendation, catalog: Catalog, family: str,
+                req: GenerateRequest) -> list[CheckpointGroup]:
+        choices = self._lora_choices(user_id, parsed, catalog, family, req.auto_lora)
+        allocation = [(c, n) for c, n in rec.allocation.items() if n > 0]
+        # Explore compares LoRA sets across checkpoint groups; Quick applies the best set everywhere
+        variations = vary_loras(choices, len(allocation)) if req.explore_mode else [tuple(choices)] * len(allocation)
+        return [
+            CheckpointGroup(checkpoint=checkpoint, count=count,
+                            loras=tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen),
+                            positive=apply_triggers(parsed.text, chosen))
+            for (checkpoint, count), chosen in zip(allocation, variations)
+        ]
+
+    def _settings(self, family: str, aspect: str, tier: str, req: GenerateRequest) -> RenderSettings:
+        d = defaults_for(family, tier)
+        width, height = size_for(family, aspect, tier)
+        base = RenderSettings(width=width, height=height, steps=d.steps, cfg=d.cfg, sampler_name=d.sampler_name,
+                              scheduler=d.scheduler, hires_scale=d.hires_scale)
+        return apply_overrides(base, width=req.width, height=req.height, steps=req.steps, cfg=req.cfg,
+                               sampler_name=req.sampler_name, scheduler=req.scheduler)
+
+    def _batch_record(self, user_id: str, req: GenerateRequest, parsed: ParsedPrompt, rec: Recommendation,
+                      family: str, tier: str, parent: str | None, prompt: str | None = None) -> BatchRecord:
+        return BatchRecord(
+            batch_id=new_id(), user_id=user_id, session_id=req.session_id, prompt=prompt or req.prompt,
+            negative_prompt=req.negative_prompt, keywords=tuple(k.stem for k in parsed.keywords), tier=tier,
+            family=family, explore_mode=req.explore_mode, auto_lora=req.auto_lora, strategy=rec.mode,
+            recommended=rec.recommended, confidence=rec.confidence, count=0, policy=rec.policy,
+            parent_batch_id=parent,
+        )
+
+    # ------------------------------------------------------------------ refine
+    def _refine(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> BatchTicket:
+        parents = []
+        for image_id in dict.fromkeys(req.parent_image_ids):
+            image = self.store.get_image(image_id, user_id)
+            if image is None or image.status != "done" or not image.path:
+                raise InvalidRequest(f"parent image {image_id!r} is unknown or not finished")
+            parents.append(image)
+        first = self.store.get_batch(parents[0].batch_id, user_id)
+        assert first is not None
+        if first.tier not in NEXT_TIER:
+            raise InvalidRequest(f"these images are already at the {first.tier} tier, the highest")
+        family, tier = self.pools.refine_target(first.family, first.tier)
+        prompt = req.prompt if req.prompt.strip() else first.prompt
+        parsed = parse_prompt(prompt)
+        pool = self._pool_for(family, tier, catalog)
+        rec = self._recommend(user_id, parsed, pool, tier, len(parents), quick=True)
+        fresh = self._lora_choices(user_id, parsed, catalog, family, first.auto_lora)
+        aspect = closest_aspect(parents[0].width, parents[0].height)
+        settings = replace(self._settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
+        refine_parents = []
+        for image in parents:
+            # keep the user's checkpoint when the next tier offers it: they picked its look
+            checkpoint = image.checkpoint if image.checkpoint in pool else rec.recommended
+            if family == first.family:  # same LoRAs as the draft the user liked
+                kept = {n for n, _ in image.loras}
+                chosen = [c for c in fresh if c.name in kept]
+                loras = tuple(LoraSpec(n, s) for n, s in image.loras)
+            else:  # another family: the draft's LoRAs would not fit, choose again
+                chosen = fresh
+                loras = tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen)
+            refine_parents.append(RefineParent(image.image_id, image.seed, self._image_path(image.image_id).read_bytes(),
+                                               checkpoint, loras, apply_triggers(parsed.text, chosen)))
+        # one refined image per parent unless the caller asked for a count
+        wanted = req.count if "count" in req.model_fields_set else len(parents)
+        variants = min(MAX_REFINE_VARIANTS, max(1, wanted // len(parents)))
+        plan = plan_refine(refine_parents, negative=req.negative_prompt or first.negative_prompt,
+                           settings=settings, family=family, variants=variants)
+        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=first.batch_id, prompt=prompt)
+        return self._start(record, plan, rec)
+
+    # ------------------------------------------------------------------ run
+    def _start(self, record: BatchRecord, plan: BatchPlan, rec: Recommendation) -> BatchTicket:
+        images = [self._image_record(record, p) for p in plan.images]
+        record = BatchRecord(**{**record.__dict__, "count": len(images)})
+        self.store.add_batch(record, images)
+        self.store.mark_viewed_batches(record.user_id, record.session_id, except_batch_id=record.batch_id)
+        gpu_distribution = self.pool.plan(list(plan.jobs))
+        steps = sum(job.spec.steps * (2 if job.spec.hires_scale else 1) for job in plan.jobs)
+        self.live.open(record.batch_id, len(images), steps)
+        self._runner.submit(self._run(record, plan))
+        log.info("Batch %s for %s: %d images, checkpoints %s, servers %s", record.batch_id, record.user_id,
+                 len(images), plan.checkpoint_distribution(), gpu_distribution)
+        loras = {spec.name: spec.strength for job in plan.jobs for spec in job.spec.loras}
+        return BatchTicket(
+            batch_id=record.batch_id, total_count=len(images), gpu_distribution=gpu_distribution,
+            checkpoint_distribution=plan.checkpoint_distribution(),
+            loras=[{"name": n, "strength": s} for n, s in loras.items()],
+            strategy={"mode": rec.mode, "recommended": rec.recommended, "confidence": round(rec.confidence, 4),
+                      "message": rec.message, "policy": rec.policy},
+            keywords=list(record.keywords),
+            parent_image_ids=[p.parent_image_id for p in plan.images if p.parent_image_id],
+        )
+
+    @staticmethod
+    def _image_record(batch: BatchRecord, p: PlannedImage) -> ImageRecord:
+        s = p.settings
+        return ImageRecord(
+            image_id=p.image_id, batch_id=batch.batch_id, user_id=batch.user_id, checkpoint=p.checkpoint,
+            loras=tuple((l.name, l.strength) for l in p.loras), seed=p.seed, batch_index=p.batch_index,
+            width=s.width, height=s.height, steps=s.steps, cfg=s.cfg, sampler_name=s.sampler_name,
+            scheduler=s.scheduler, parent_image_id=p.parent_image_id, denoise=s.denoise, hires_scale=s.hires_scale,
+        )
+
+    async def _run(self, record: BatchRecord, plan: BatchPlan) -> None:
+        """Drive the pool for one batch, storing each image the moment it arrives."""
+        by_job: dict[str, list[PlannedImage]] = {}
+        for p in plan.images:
+            by_job.setdefault(p.job_id, []).append(p)
+        finished: set[str] = set()
+        batch_id = record.batch_id
+        try:
+            async for event in self.pool.run(list(plan.jobs), batch_key=batch_id):
+                if isinstance(event, ImageResult):
+                    image = by_job[event.job_id][event.batch_index]
+                    await asyncio.to_thread(self._save_image, image.image_id, event)
+                    finished.add(image.image_id)
+                    self.live.image_done(batch_id, image.image_id)
+                elif isinstance(event, JobProgress):
+                    self.live.images_running(batch_id, [p.image_id for p in by_job[event.job_id]])
+                    self.live.step(batch_id)
+                elif isinstance(event, PreviewFrame):
+                    self.live.preview(batch_id, event.image)
+                elif isinstance(event, JobFailed):
+                    for p in by_job[event.job_id]:
+                        if p.image_id not in finished:
+                            await asyncio.to_thread(self._fail_image, batch_id, p.image_id, event.reason)
+                            finished.add(p.image_id)
+        except Exception as exc:  # the batch must end cleanly whatever the pool raised
+            log.exception("Batch %s stopped: %s", batch_id, exc)
+        finally:
+            for p in plan.images:
+                if p.image_id not in finished:
+                    await asyncio.to_thread(self._fail_image, batch_id, p.image_id, "cancelled before it finished")
+            self.live.finish(batch_id)
+
+    def _image_path(self, image_id: str) -> Path:
+        return self.images_dir / image_id[:2] / f"{image_id}.png"
+
+    def _save_image(self, image_id: str, event: ImageResult) -> None:
+        path = self._image_path(image_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(event.png)
+        tmp.replace(path)
+        self.store.update_image(image_id, status="done", server=event.server, path=str(path),
+                                seconds=event.seconds)
+
+    def _fail_image(self, batch_id: str, image_id: str, reason: str) -> None:
+        self.store.update_image(image_id, status="failed", error=reason)
+        self.live.image_failed(batch_id, image_id, reason)
+
+    def cancel(self, user_id: str, batch_id: str) -> None:
+        self._owned_batch(user_id, batch_id)
+        self._runner.run(self.pool.cancel(batch_id))
+
+    # ------------------------------------------------------------------ read
+    def _owned_batch(self, user_id: str, batch_id: str) -> BatchRecord:
+        batch = self.store.get_batch(batch_id, user_id)
+        if batch is None:
+            raise NotFound(f"batch {batch_id!r} not found")
+        return batch
+
+    def batch_view(self, user_id: str, batch_id: str) -> BatchView:
+        batch = self._owned_batch(user_id, batch_id)
+        live = self.live.get(batch_id)
+        states = self.store.image_states(batch_id)
+        records = self.store.batch_images(batch_id)
+        order = {image_id: i for i, image_id in enumerate(live.order)} if live else {}
+        running = live.running if live else frozenset()
+
+        def status(r: ImageRecord) -> str:
+            return "running" if r.status == "queued" and r.image_id in running else r.status
+
+        records.sort(key=lambda r: (r.status != "done", order.get(r.image_id, len(order)), r.image_id))
+        views = tuple(ImageView(r, status(r), states.get(r.image_id, "none")) for r in records)
+        finished = live.finished if live else True
+        return BatchView(batch, batch_status([v.status for v in views], finished), views, live)
+
+    def image_file(self, user_id: str, image_id: str) -> Path:
+        image = self.store.get_image(image_id, user_id)
+        if image is None or image.status != "done" or not image.path:
+            raise NotFound(f"image {image_id!r} not found")
+        return self._image_path(image_id)
+
+    def gallery(self, user_id: str, batch_id: str) -> list[tuple[str, str]]:
+        """(thumbnail path, caption) of each finished image, in completion order, selection drawn in."""
+        view = self.batch_view(user_id, batch_id)
+        out = []
+        for v in view.images:
+            if v.status != "done":
+                continue
+            thumb = thumbnail(self._image_path(v.record.image_id), self.thumbs_dir, v.state)
+            out.append((str(thumb), caption(v)))
+        return out
+
+    def stream(self, user_id: str, batch_id: str, timeout: float = 600.0) -> Iterator[BatchView]:
+        """Yield a fresh view on every change of a running batch, ending when it finishes."""
+        self._owned_batch(user_id, batch_id)
+        version = -1
+        while True:
+            live = self.live.wait(batch_id, version, timeout=1.0)
+            view = self.batch_view(user_id, batch_id)
+            if live is None or live.finished:
+                yield view
+                return
+            if live.version != version:
+                version = live.version
+                yield view
+            timeout -= 1.0
+            if timeout <= 0:
+                return
+
+    def lineage(self, user_id: str, image_id: str) -> list[dict[str, object]]:
+        """The refine chain from the first draft to this image (oldest first)."""
+        if self.store.get_image(image_id, user_id) is None:
+            raise NotFound(f"image {image_id!r} not found")
+        return [ImageView(r, r.status, "none").as_json() for r in self.store.lineage(image_id)]
+
+    # ------------------------------------------------------------------ stats
+    def arm_totals(self, user_id: str, kind: ArmKind, scope: str = "user") -> dict[str, dict]:
+        """`{arm: {"selected": n, "total": n, "selection_rate": r}}` — the API's exact shape."""
+        return self.store.arm_totals(None if scope == "global" else user_id, kind)
+
+    def keyword_stats(self, user_id: str, scope: str = "user", keyword: str | None = None) -> list[dict]:
+        frame = self.store.keyword_table(None if scope == "global" else user_id, "checkpoint", keyword)
+        return frame.to_dict(orient="records")
+
+    def import_preferences(self, user_id: str, data: bytes, fmt: str) -> int:
+        try:
+            return self.store.import_preferences(user_id, data, fmt)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+
+    def gpus_json(self) -> list[dict[str, object]]:
+        return [{**status.__dict__, "checkpoints": list(status.checkpoints)} for status in self.gpus()]
+
+    def loras_json(self) -> list[dict[str, object]]:
+        return [{"name": i.name, "base_model": i.base_model, "tags": list(i.tags),
+                 "trigger_words": list(i.trigger_words), "title": i.title} for i in self.catalog().loras]
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(self, user_id: str, req: FeedbackRequest) -> FeedbackResult:
+        """Apply a review; every id is checked first so a bad request writes nothing."""
+        batch = self._owned_batch(user_id, req.batch_id)
+        known = set(self.store.image_states(batch.batch_id))
+        listed = [*req.selected, *req.unselected, *req.rejected]
+        unknown = sorted({i for i in listed if i not in known})
+        if unknown:
+            raise InvalidRequest(f"images not in batch {batch.batch_id}: {', '.join(unknown[:5])}")
+        both = set(req.selected) & (set(req.rejected) | set(req.unselected))
+        if both:
+            raise InvalidRequest(f"images both selected and unselected/rejected: {', '.join(sorted(both)[:5])}")
+        result: FeedbackResult | None = None
+        steps = [("unselect", req.unselected), ("select", req.selected), ("reject", req.rejected)]
+        if req.reject_all:
+            steps.append(("reject_all", []))
+        if req.viewed or not any(ids for _, ids in steps[:3]) and not req.reject_all:
+            steps.append(("viewed", []))
+        try:
+            for action, ids in steps:
+                if ids or action in ("reject_all", "viewed"):
+                    result = self.store.apply_feedback(user_id, batch.batch_id, action, ids)
+        except (UnknownBatchError, UnknownImageError) as exc:
+            raise InvalidRequest(str(exc)) from exc
+        assert result is not None
+        return result
+
+    def toggle(self, user_id: str, batch_id: str, index: int) -> FeedbackResult | None:
+        """A click on the gallery's `index`-th thumbnail: select it, or unselect it if selected."""
+        view = self.batch_view(user_id, batch_id)
+        done = [v for v in view.images if v.status == "done"]
+        if not 0 <= index < len(done):
+            return None
+        target = done[index]
+        action = "unselect" if target.state == "selected" else "select"
+        return self.store.apply_feedback(user_id, batch_id, action, [target.record.image_id])
+
+    # ------------------------------------------------------------------ lifecycle
+    def recover_interrupted(self) -> int:
+        """Images left queued/running by a previous process can never finish: mark them failed."""
+        frame = self.store.read_sql("SELECT image_id FROM images WHERE status IN ('queued', 'running')")
+        stale = list(frame["image_id"])
+        for image_id in stale:
+            self.store.update_image(image_id, status="failed", error=INTERRUPTED)
+        if stale:
+            log.info("Marked %d images of a previous run as failed (%s)", len(stale), INTERRUPTED)
+        return len(stale)
+
+
+def caption(view: ImageView) -> str:
+    """Gallery caption: selection mark first, then checkpoint, LoRAs and seed."""
+    r = view.record
+    mark = {"selected": "✓ selected · ", "rejected": "✗ rejected · "}.get(view.state, "")
+    ckpt = r.checkpoint.rsplit("/", 1)[-1].removesuffix(".safetensors")
+    loras = ", ".join(f"{n.rsplit('/', 1)[-1].removesuffix('.safetensors')} {s:g}" for n, s in r.loras)
+    return f"{mark}{ckpt}" + (f" + {loras}" if loras else "") + f" · seed {r.seed}#{r.batch_index}"

@@ -1,0 +1,343 @@
+"""The Gradio Blocks UI: Generate, Stats and GPUs tabs over the same service as the REST API.
+
+Click safety (measured in a real browser with Gradio's defaults, clicks got lost): generation
+shows its progress on a small status component (`show_progress_on`), never on the gallery;
+selection clicks use `trigger_mode="multiple"`, no progress overlay and no queue limit; and every
+render of the gallery — from the streaming generator or from a click — is drawn from the
+server-side selection, so a yield can never overwrite a mark.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+from pydantic import ValidationError
+
+from draftgrid.errors import ServiceError
+from draftgrid.schemas import ASPECT_RATIOS, MAX_COUNT, FeedbackRequest, GenerateRequest, readable_errors
+from draftgrid.service import BatchTicket, BatchView, DraftGridService
+from learning.models import DEFAULT_USER, BatchRecord
+
+log = logging.getLogger(__name__)
+
+CSS = """
+#dg-grid .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)) !important; }
+@media (max-width: 640px) {
+  #dg-grid .grid-container { grid-template-columns: repeat(2, 1fr) !important; }
+}
+.dg-bar { height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden; margin: 4px 0; }
+.dg-bar > div { height: 100%; background: #22c55e; transition: width .2s; }
+.dg-banner { background: #fef3c7; color: #78350f; padding: 8px 12px; border-radius: 6px; font-weight: 600; }
+.dg-error { color: #b91c1c; font-weight: 600; }
+"""
+
+GENERATE_CONCURRENCY = "generate"
+StreamOut = tuple[Any, ...]
+
+
+def user_of(request: gr.Request | None) -> str:
+    """The logged-in user (Gradio auth), or the single local user without login."""
+    return (getattr(request, "username", None) or DEFAULT_USER) if request is not None else DEFAULT_USER
+
+
+def session_of(request: gr.Request | None) -> str:
+    return (getattr(request, "session_hash", None) or "default") if request is not None else "default"
+
+
+def progress_html(view: BatchView) -> str:
+    done = sum(1 for i in view.images if i.status == "done")
+    failed = [i for i in view.images if i.status == "failed"]
+    total = max(1, len(view.images))
+    pct = int(100 * (done + len(failed)) / total)
+    parts = [f"<div class='dg-bar'><div style='width:{pct}%'></div></div>",
+             f"<span id='dg-count'>{done} / {len(view.images)} images</span> · {view.status}"]
+    if failed:
+        reasons = sorted({i.record.error or "failed" for i in failed})
+        parts.append(f"<div class='dg-error'>{len(failed)} failed: {html.escape('; '.join(reasons)[:400])}</div>")
+    return "".join(parts)
+
+
+def error_html(message: str) -> str:
+    return f"<div class='dg-error' id='dg-error'>{html.escape(message)}</div>"
+
+
+def strategy_line(ticket: BatchTicket) -> str:
+    s = ticket.strategy
+    loras = ", ".join(f"{l['name']} {l['strength']}" for l in ticket.loras) or "none"
+    dist = " · ".join(f"{c.removesuffix('.safetensors')} ×{n}" for c, n in ticket.checkpoint_distribution.items())
+    return f"**{s['message']}**  \n{dist}  \nLoRAs: {loras}"
+
+
+def selection_line(view: BatchView) -> str:
+    selected = sum(1 for i in view.images if i.state == "selected")
+    rejected = sum(1 for i in view.images if i.state == "rejected")
+    return f"<span id='dg-selected'>{selected} selected</span>" + (f" · {rejected} rejected" if rejected else "")
+
+
+def batch_label(batch: BatchRecord) -> str:
+    when = batch.created_at.strftime("%H:%M:%S") if batch.created_at else ""
+    prompt = batch.prompt if len(batch.prompt) <= 40 else batch.prompt[:39] + "…"
+    return f"{when} · {batch.tier} · {batch.count} · {prompt}"
+
+
+def _error_out(message: str) -> StreamOut:
+    """A stream output that only shows an error and leaves the grid as it was."""
+    return gr.skip(), gr.skip(), error_html(message), gr.skip(), None, gr.skip(), gr.skip()
+
+
+def _preview(view: BatchView) -> Image.Image | None:
+    if view.live is None or view.live.preview is None or view.live.finished:
+        return None
+    try:
+        return Image.open(io.BytesIO(view.live.preview))
+    except OSError:
+        return None
+
+
+class DraftGridUI:
+    """Builds the Blocks app; handlers are methods so they share the service."""
+
+    def __init__(self, service: DraftGridService) -> None:
+        self.service = service
+
+    # ---------------------------------------------------------------- streaming
+    def _stream(self, user: str, ticket: BatchTicket) -> Iterator[StreamOut]:
+        """(batch id, strategy, status, gallery, preview, selection, picker) on every change of the batch."""
+        strategy = strategy_line(ticket)
+        picker: Any = self._picker(user, ticket.batch_id)
+        for view in self.service.stream(user, ticket.batch_id):
+            yield (ticket.batch_id, strategy, progress_html(view), self.service.gallery(user, ticket.batch_id),
+                   _preview(view), selection_line(view), picker)
+            picker = gr.skip()
+
+    def _picker(self, user: str, current: str) -> Any:
+        """The recent-batches dropdown, so earlier grids can be reopened (and refined)."""
+        choices = [(batch_label(b), b.batch_id) for b in self.service.store.recent_batches(user, limit=30)]
+        return gr.Dropdown(choices=choices, value=current)
+
+    def open_batch(self, batch_id: str | None, request: gr.Request) -> StreamOut:
+        """Show an earlier batch (from the picker) with its strategy line and selection."""
+        if not batch_id:
+            return (gr.skip(),) * 7
+        user = user_of(request)
+        try:
+            view = self.service.batch_view(user, batch_id)
+        except ServiceError as exc:
+            return gr.skip(), gr.skip(), error_html(str(exc)), gr.skip(), None, gr.skip(), gr.skip()
+        b = view.batch
+        strategy = f"**{b.strategy} · {b.recommended.removesuffix('.safetensors')} ({b.confidence:.2f})** · {b.tier}"
+        return (batch_id, strategy, progress_html(view), self.service.gallery(user, batch_id), None,
+                selection_line(view), gr.skip())
+
+    def _start(self, request_fields: dict[str, Any], request: gr.Request | None) -> Iterator[StreamOut]:
+        user = user_of(request)
+        try:
+            req = GenerateRequest(session_id=session_of(request), **request_fields)
+            ticket = self.service.generate(user, req)
+        except ValidationError as exc:
+            yield _error_out(readable_errors(exc))
+            return
+        except ServiceError as exc:
+            yield _error_out(str(exc))
+            return
+        yield from self._stream(user, ticket)
+
+    def generate(self, prompt: str, negative: str, aspect: str, auto_lora: bool, mode: str, family: str,
+                 count: float, steps: float | None, cfg: float | None, sampler: str | None, seed: float | None,
+                 request: gr.Request) -> Iterator[StreamOut]:
+        fields = dict(prompt=prompt or "", negative_prompt=negative or "", aspect_ratio=aspect, auto_lora=auto_lora,
+                      explore_mode=(mode == "Explore"), model_family=family, count=int(count or 0), tier="draft",
+                      steps=int(steps) if steps else None, cfg=cfg if cfg else None,
+                      sampler_name=sampler or None, seed=int(seed) if seed not in (None, "") else None)
+        yield from self._start(fields, request)
+
+    def refine(self, batch_id: str | None, request: gr.Request) -> Iterator[StreamOut]:
+        if not batch_id:
+            yield _error_out("generate a batch and select images first")
+            return
+        user = user_of(request)
+        selected = [v.record.image_id for v in self.service.batch_view(user, batch_id).images if v.state == "selected"]
+        if not selected:
+            yield _error_out("select the images to refine first")
+            return
+        yield from self._start(dict(prompt="", parent_image_ids=selected, count=len(selected)), request)
+
+    # ---------------------------------------------------------------- review
+    def _review(self, user: str, batch_id: str) -> tuple[Any, str]:
+        return self.service.gallery(user, batch_id), selection_line(self.service.batch_view(user, batch_id))
+
+    def toggle(self, batch_id: str | None, evt: gr.SelectData, request: gr.Request) -> tuple[Any, str]:
+        if not batch_id:
+            return gr.skip(), gr.skip()
+        user = user_of(request)
+        self.service.toggle(user, batch_id, int(evt.index))
+        return self._review(user, batch_id)
+
+    def reject_all(self, batch_id: str | None, request: gr.Request) -> tuple[Any, str]:
+        if not batch_id:
+            return gr.skip(), gr.skip()
+        user = user_of(request)
+        self.service.feedback(user, FeedbackRequest(batch_id=batch_id, reject_all=True))
+        return self._review(user, batch_id)
+
+    # ---------------------------------------------------------------- stats
+    def stats(self, scope: str, keyword_filter: str, request: gr.Request) -> tuple[Any, ...]:
+        user = user_of(request)
+        store_user = None if scope == "All users" else user
+        ckpt = _rates_frame(self.service.store.arm_totals(store_user, "checkpoint"), "checkpoint")
+        lora = _rates_frame(self.service.store.arm_totals(store_user, "lora"), "lora")
+        keywords = self.service.store.keyword_table(store_user, "checkpoint", keyword_filter or None)
+        history = self.service.store.confidence_history(store_user)
+        history = history.assign(batch=range(1, len(history) + 1)) if len(history) else pd.DataFrame(
+            {"batch": [], "confidence": [], "strategy": []})
+        summary = (f"<span id='dg-stats-summary'>{int(ckpt['selected'].sum()) if len(ckpt) else 0} selected of "
+                   f"{int(ckpt['total'].sum()) if len(ckpt) else 0} reviewed images</span>")
+        return summary, ckpt, ckpt, keywords, lora, history
+
+    def export(self, fmt: str, request: gr.Request) -> str:
+        data = self.service.store.export_preferences(user_of(request), fmt)
+        out = Path(tempfile.mkdtemp(prefix="draftgrid-export-")) / f"draftgrid-preferences.{fmt}"
+        out.write_bytes(data)
+        return str(out)
+
+    def import_(self, file: str | None, request: gr.Request) -> str:
+        if not file:
+            return "choose an exported .csv or .parquet file first"
+        fmt = "parquet" if file.endswith(".parquet") else "csv"
+        try:
+            rows = self.service.import_preferences(user_of(request), Path(file).read_bytes(), fmt)
+        except ServiceError as exc:
+            return error_html(str(exc))
+        return f"Imported {rows} preference rows."
+
+    # ---------------------------------------------------------------- GPUs
+    def gpus(self, request: gr.Request) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = [{
+            "server": s.name, "url": s.url, "status": "online" if s.online else "offline",
+            "device": s.device, "VRAM free / total (GB)": f"{s.vram_free / 2**30:.1f} / {s.vram_total / 2**30:.1f}",
+            "queue": f"{s.queue_running} running, {s.queue_pending} pending",
+            "loaded checkpoint": s.loaded_checkpoint or "—", "images done": s.images_done,
+            "s / image": round(s.seconds_per_image, 2) if s.seconds_per_image else None,
+            "last error": s.last_error or "",
+        } for s in self.service.gpus()]
+        ckpt = _rates_frame(self.service.store.arm_totals(user_of(request), "checkpoint"), "checkpoint")
+        return pd.DataFrame(rows), ckpt
+
+    # ---------------------------------------------------------------- layout
+    def build(self) -> gr.Blocks:
+        svc = self.service
+        samplers = list(svc.catalog().samplers) if svc._catalog else []
+        with gr.Blocks(title="DraftGrid") as demo:
+            if svc.simulated:
+                gr.HTML("<div class='dg-banner' id='dg-sim-banner'>⚠ Simulated GPUs — the built-in ComfyUI "
+                        "simulator is serving placeholder images, not real Stable Diffusion. Start the app with "
+                        "--comfy URL to use real servers.</div>")
+            gr.Markdown("# DraftGrid\nA grid of fast drafts; click the ones you like, refine the favourites.")
+            batch_state = gr.State(None)
+            with gr.Tab("Generate", id="generate"):
+                with gr.Row(equal_height=True):
+                    prompt = gr.Textbox(label="Prompt", lines=2, scale=5, elem_id="dg-prompt",
+                                        placeholder="a photorealistic portrait of an old fisherman, golden hour")
+                    generate_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="dg-generate")
+                negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="dg-negative")
+                with gr.Row():
+                    aspect = gr.Dropdown(list(ASPECT_RATIOS), value="1:1", label="Aspect ratio", elem_id="dg-aspect",
+                                         min_width=100)
+                    auto_lora = gr.Checkbox(value=True, label="Auto-LoRA", elem_id="dg-auto-lora", min_width=100)
+                    mode = gr.Radio(["Explore", "Quick"], value="Explore", label="Mode", elem_id="dg-mode")
+                    family = gr.Radio(["sd15", "sdxl"], value="sd15", label="Model family", elem_id="dg-family")
+                    count = gr.Slider(1, MAX_COUNT, value=20, step=1, label="Images", elem_id="dg-count-slider")
+                with gr.Accordion("Advanced", open=False):
+                    with gr.Row():
+                        steps = gr.Number(label="Steps (empty: tier default)", precision=0, minimum=1, maximum=150)
+                        cfg = gr.Number(label="CFG (empty: tier default)", minimum=0, maximum=30)
+                        sampler = gr.Dropdown(["", *samplers], value="", label="Sampler (empty: tier default)")
+                        seed = gr.Number(label="Seed (empty: random)", precision=0, minimum=0)
+                with gr.Row():
+                    strategy_md = gr.Markdown(elem_id="dg-strategy")
+                    picker = gr.Dropdown(label="Batch", choices=[], elem_id="dg-batch-picker", scale=0,
+                                         min_width=260)
+                status = gr.HTML(elem_id="dg-status")
+                with gr.Row():
+                    gallery = gr.Gallery(label="Drafts — click to select", columns=5, allow_preview=False,
+                                         object_fit="contain", height="auto", elem_id="dg-grid", scale=5,
+                                         interactive=False)
+                    preview = gr.Image(label="Live preview", height=200, scale=1, min_width=120, interactive=False,
+                                       elem_id="dg-preview", show_label=True)
+                with gr.Row():
+                    selection_md = gr.HTML(elem_id="dg-selection")
+                    reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
+                    refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
+
+            stream_outputs = [batch_state, strategy_md, status, gallery, preview, selection_md, picker]
+            common = dict(outputs=stream_outputs, show_progress_on=[status], concurrency_id=GENERATE_CONCURRENCY,
+                          concurrency_limit=max(1, len(svc.gpus())))
+            inputs = [prompt, negative, aspect, auto_lora, mode, family, count, steps, cfg, sampler, seed]
+            generate_btn.click(self.generate, inputs=inputs, **common)
+            prompt.submit(self.generate, inputs=inputs, **common)
+            refine_btn.click(self.refine, inputs=[batch_state], **common)
+            quick = dict(trigger_mode="multiple", show_progress="hidden", concurrency_limit=None)
+            picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick)
+            gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
+            reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
+
+            with gr.Tab("Stats", id="stats") as stats_tab:
+                with gr.Row():
+                    scope = gr.Radio(["Me", "All users"], value="Me", label="Whose preferences")
+                    refresh = gr.Button("Refresh", elem_id="dg-stats-refresh")
+                stats_summary = gr.HTML(elem_id="dg-stats")
+                ckpt_table = gr.Dataframe(label="Checkpoints: selection rate", elem_id="dg-ckpt-table")
+                ckpt_plot = gr.BarPlot(x="checkpoint", y="selection_rate", label="Selection rate per checkpoint",
+                                       y_lim=[0, 1])
+                kw_filter = gr.Textbox(label="Filter keywords", placeholder="e.g. portrait")
+                kw_table = gr.Dataframe(label="Keyword × checkpoint")
+                lora_table = gr.Dataframe(label="LoRAs: selection rate")
+                conf_plot = gr.LinePlot(x="batch", y="confidence", label="Confidence over time", y_lim=[0, 1])
+                with gr.Row():
+                    fmt = gr.Radio(["csv", "parquet"], value="csv", label="Export format")
+                    export_btn = gr.Button("Export my preferences")
+                    export_file = gr.File(label="Exported file")
+                with gr.Row():
+                    import_file = gr.File(label="Import preferences (.csv / .parquet)", type="filepath")
+                    import_btn = gr.Button("Import")
+                    import_md = gr.HTML()
+            stats_out = [stats_summary, ckpt_table, ckpt_plot, kw_table, lora_table, conf_plot]
+            stats_kw = dict(inputs=[scope, kw_filter], outputs=stats_out, concurrency_limit=None,
+                            trigger_mode="always_last")
+            stats_tab.select(self.stats, **stats_kw)
+            refresh.click(self.stats, **stats_kw)
+            kw_filter.change(self.stats, **stats_kw)
+            scope.change(self.stats, **stats_kw)
+            export_btn.click(self.export, inputs=[fmt], outputs=[export_file], concurrency_limit=None)
+            import_btn.click(self.import_, inputs=[import_file], outputs=[import_md], concurrency_limit=None)
+
+            with gr.Tab("GPUs", id="gpus") as gpus_tab:
+                gpu_table = gr.Dataframe(label="ComfyUI servers", elem_id="dg-gpu-table")
+                gpu_ckpt = gr.Dataframe(label="Checkpoint stats")
+                timer = gr.Timer(3.0, active=False)
+            gpu_kw = dict(outputs=[gpu_table, gpu_ckpt], concurrency_limit=None, show_progress="hidden")
+            gpus_tab.select(self.gpus, **gpu_kw).then(lambda: gr.Timer(active=True), outputs=[timer])
+            for tab in (stats_tab,):
+                tab.select(lambda: gr.Timer(active=False), outputs=[timer])
+            timer.tick(self.gpus, **gpu_kw)
+        return demo
+
+
+def _rates_frame(totals: dict[str, dict], label: str) -> pd.DataFrame:
+    rows = [{label: name.removesuffix(".safetensors"), **vals} for name, vals in totals.items()]
+    frame = pd.DataFrame(rows, columns=[label, "selected", "total", "selection_rate"])
+    return frame.sort_values("selection_rate", ascending=False) if len(frame) else frame
+
+
+def build_ui(service: DraftGridService) -> tuple[gr.Blocks, str]:
+    """The Blocks app and the CSS to pass to `launch` (Gradio 6 takes css at launch)."""
+    return DraftGridUI(service).build(), CSS

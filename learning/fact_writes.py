@@ -1,0 +1,303 @@
+"""Write transactions on the facts; each keeps the aggregates in step inside the same transaction.
+
+Every function here runs on the writer thread with an open transaction (see `learning.writer`):
+it validates first and raises before writing, so a rejected request changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import duckdb
+
+from learning.aggregates import add_changes, bump_review_seq
+from learning.feedback_rules import (
+    ALL_KEYWORDS,
+    BATCH_ACTIONS,
+    CLICK_ACTIONS,
+    REVIEW_ACTIONS,
+    FeedbackFact,
+    arm_changes,
+    contribution,
+    contributions,
+)
+from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord
+from learning.store_errors import UnknownBatchError, UnknownImageError
+from learning.store_reads import load_batch_facts
+
+log = logging.getLogger(__name__)
+
+IMAGE_STATUSES = ("queued", "running", "done", "failed")
+
+_BATCH_COLUMNS = (
+    "batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family, "
+    "explore_mode, auto_lora, strategy, recommended, confidence, count, policy, "
+    "parent_batch_id, created_at"
+)
+_IMAGE_COLUMNS = (
+    "image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps, "
+    "cfg, sampler_name, scheduler, denoise, hires_scale, parent_image_id, status, server, path, "
+    "error, seconds, created_at, finished_at, finished_seq"
+)
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """What every write needs besides its arguments: the time it happens and the decay setting."""
+
+    now: datetime
+    half_life: float
+
+
+def insert_batch(
+    cur: duckdb.DuckDBPyConnection,
+    batch: BatchRecord,
+    images: Sequence[ImageRecord],
+    ctx: WriteContext,
+) -> None:
+    """Store a new batch and its images (images already done get their finish order now)."""
+    keywords = _clean_keywords(batch.keywords)
+    _check_images_belong(batch, images)
+    try:
+        _insert_batch_rows(cur, batch, keywords, images, ctx)
+    except duckdb.ConstraintException as exc:
+        raise ValueError(f"batch {batch.batch_id} repeats a stored id: {exc}") from exc
+    log.info("stored batch %s (%d images, keywords %s)", batch.batch_id, len(images), keywords)
+
+
+def _insert_batch_rows(
+    cur: duckdb.DuckDBPyConnection,
+    batch: BatchRecord,
+    keywords: tuple[str, ...],
+    images: Sequence[ImageRecord],
+    ctx: WriteContext,
+) -> None:
+    cur.execute(
+        f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({', '.join(['?'] * 17)})",
+        [
+            batch.batch_id, batch.user_id, batch.session_id, batch.prompt,
+            batch.negative_prompt, list(keywords), batch.tier, batch.family, batch.explore_mode,
+            batch.auto_lora, batch.strategy, batch.recommended, batch.confidence, batch.count,
+            batch.policy, batch.parent_batch_id, batch.created_at or ctx.now,
+        ],
+    )
+    if images:
+        row_sql = "(" + ", ".join(["?"] * 23) + ", CASE WHEN ? THEN nextval('fact_seq') END)"
+        params: list[object] = []
+        for image in images:
+            done = image.status == "done"
+            params += [
+                image.image_id, image.batch_id, image.user_id, image.checkpoint,
+                [{"name": name, "strength": strength} for name, strength in image.loras],
+                image.seed, image.batch_index, image.width, image.height, image.steps,
+                image.cfg, image.sampler_name, image.scheduler, image.denoise,
+                image.hires_scale, image.parent_image_id, image.status, image.server,
+                image.path, image.error, image.seconds, ctx.now,
+                ctx.now if image.status in ("done", "failed") else None, done,
+            ]
+        cur.execute(
+            f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES "
+            + ", ".join([row_sql] * len(images)),
+            params,
+        )
+
+
+def set_image_status(
+    cur: duckdb.DuckDBPyConnection,
+    image_id: str,
+    status: str,
+    details: dict[str, object],
+    ctx: WriteContext,
+) -> None:
+    """Move an image through its lifecycle; an image finishing after its batch was reviewed
+    counts as shown now (so late images count exactly once)."""
+    if status not in IMAGE_STATUSES:
+        raise ValueError(f"image status must be one of {IMAGE_STATUSES}, not {status!r}")
+    row = cur.execute(
+        "SELECT status, finished_seq, batch_id FROM images WHERE image_id = ?", [image_id]
+    ).fetchone()
+    if row is None:
+        raise UnknownImageError(image_id)
+    old_status, finished_seq, batch_id = row
+    if old_status == "done" and status != "done":
+        raise ValueError(f"image {image_id} is done; its status cannot change to {status!r}")
+    first_finish = status == "done" and finished_seq is None
+    cur.execute(
+        """UPDATE images SET
+               status = $status,
+               server = coalesce($server, server),
+               path = coalesce($path, path),
+               error = coalesce($error, error),
+               seconds = coalesce($seconds, seconds),
+               finished_at = CASE WHEN $status IN ('done', 'failed')
+                                  THEN coalesce(finished_at, $now) END,
+               finished_seq = CASE WHEN $first_finish THEN nextval('fact_seq')
+                                   ELSE finished_seq END
+           WHERE image_id = $image_id""",
+        {"status": status, "now": ctx.now, "first_finish": first_finish,
+         "image_id": image_id, **details},
+    )
+    if first_finish:
+        _count_late_image(cur, batch_id, image_id, ctx)
+
+
+def _count_late_image(
+    cur: duckdb.DuckDBPyConnection, batch_id: str, image_id: str, ctx: WriteContext
+) -> None:
+    """A just-finished image of an already reviewed batch counts as shown now."""
+    facts = load_batch_facts(cur, batch_id)
+    if facts is None or not facts.reviewed:
+        return
+    image = next(i for i in facts.images if i.image_id == image_id)
+    after = contribution(True, facts.states()[image_id])
+    changes = arm_changes(facts.keywords, [image], {image_id: (0, 0, 0)}, {image_id: after})
+    add_changes(cur, facts.user_id, facts.review_seq, changes, ctx.now)
+    log.info("image %s finished after batch %s was reviewed: counted as shown now",
+             image_id, batch_id)
+
+
+def record_feedback(
+    cur: duckdb.DuckDBPyConnection,
+    user_id: str,
+    batch_id: str,
+    action: FeedbackAction,
+    image_ids: Sequence[str],
+    ctx: WriteContext,
+) -> FeedbackResult:
+    """Append one feedback action; the first reviewing action counts the batch, later ones
+    apply only the transitions they cause (a repeated click changes nothing)."""
+    ids = list(dict.fromkeys(image_ids))
+    _check_action_arguments(action, ids)
+    facts = load_batch_facts(cur, batch_id)
+    if facts is None or facts.user_id != user_id:
+        raise UnknownBatchError(batch_id)
+    known = {image.image_id for image in facts.images}
+    for image_id in ids:
+        if image_id not in known:
+            raise UnknownImageError(image_id, batch_id)
+    new_facts = _insert_feedback(cur, user_id, batch_id, action, ids, ctx.now)
+    before, after = facts.states(), facts.states(new_facts)
+    reviews_now = not facts.reviewed and action in REVIEW_ACTIONS
+    review_seq = facts.review_seq
+    if reviews_now:
+        cur.execute("UPDATE batches SET reviewed_at = ? WHERE batch_id = ?", [ctx.now, batch_id])
+        review_seq = bump_review_seq(cur, user_id)
+    reviewed = facts.reviewed or reviews_now
+    changes = arm_changes(
+        facts.keywords,
+        facts.images,
+        contributions(facts.images, before, facts.reviewed),
+        contributions(facts.images, after, reviewed),
+    )
+    add_changes(cur, user_id, review_seq, changes, ctx.now)
+    changed = reviews_now or after != before
+    log.info("feedback %s on batch %s (%d images): %s%s, %d aggregate rows", action, batch_id,
+             len(ids), "reviewed now, " if reviews_now else "",
+             "changed" if changed else "no change", len(changes))
+    return FeedbackResult(
+        batch_id=batch_id,
+        selected=frozenset(i for i, s in after.items() if s == "selected"),
+        rejected=frozenset(i for i, s in after.items() if s == "rejected"),
+        reviewed=reviewed,
+        changed=changed,
+    )
+
+
+def view_batches(
+    cur: duckdb.DuckDBPyConnection,
+    user_id: str,
+    session_id: str,
+    except_batch_id: str,
+    ctx: WriteContext,
+) -> list[str]:
+    """The user moved on: review (as `viewed`) every other unreviewed batch of the session
+    that has finished generating and has at least one done image, oldest first."""
+    batch_ids = [
+        row[0]
+        for row in cur.execute(
+            """SELECT b.batch_id FROM batches b
+               WHERE b.user_id = $user_id AND b.session_id = $session_id
+                 AND b.batch_id <> $except AND b.reviewed_at IS NULL
+                 AND EXISTS (SELECT 1 FROM images i
+                             WHERE i.batch_id = b.batch_id AND i.status = 'done')
+                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.batch_id = b.batch_id
+                                 AND i.status IN ('queued', 'running'))
+               ORDER BY b.created_at, b.batch_id""",
+            {"user_id": user_id, "session_id": session_id, "except": except_batch_id},
+        ).fetchall()
+    ]
+    for batch_id in batch_ids:
+        record_feedback(cur, user_id, batch_id, "viewed", (), ctx)
+    return batch_ids
+
+
+def _insert_feedback(
+    cur: duckdb.DuckDBPyConnection,
+    user_id: str,
+    batch_id: str,
+    action: FeedbackAction,
+    image_ids: list[str],
+    now: datetime,
+) -> list[FeedbackFact]:
+    """Append the feedback rows (one per image, or one batch-level row) in order."""
+    targets: list[str | None] = list(image_ids) or [None]
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * len(targets))
+    params: list[object] = []
+    for image_id in targets:
+        params += [user_id, batch_id, image_id, action, now]
+    rows = cur.execute(
+        "INSERT INTO feedback (user_id, batch_id, image_id, action, created_at) "
+        f"VALUES {values} RETURNING feedback_id, image_id",
+        params,
+    ).fetchall()
+    return [FeedbackFact(int(ord_), image_id, action) for ord_, image_id in rows]
+
+
+def _check_action_arguments(action: str, image_ids: list[str]) -> None:
+    if action in CLICK_ACTIONS:
+        if not image_ids:
+            raise ValueError(f"feedback {action!r} needs at least one image id")
+    elif action in BATCH_ACTIONS:
+        if image_ids:
+            raise ValueError(f"feedback {action!r} applies to the whole batch; got image ids")
+    else:
+        raise ValueError(f"unknown feedback action {action!r}")
+
+
+def _check_images_in_batch(
+    cur: duckdb.DuckDBPyConnection, batch_id: str, image_ids: list[str]
+) -> None:
+    if not image_ids:
+        return
+    found = {
+        row[0]
+        for row in cur.execute(
+            "SELECT image_id FROM images WHERE batch_id = ? AND image_id = ANY(?)",
+            [batch_id, image_ids],
+        ).fetchall()
+    }
+    for image_id in image_ids:
+        if image_id not in found:
+            raise UnknownImageError(image_id, batch_id)
+
+
+def _clean_keywords(keywords: Sequence[str]) -> tuple[str, ...]:
+    """Distinct, non-empty, in order; '*' is reserved for the all-prompts totals."""
+    cleaned = tuple(dict.fromkeys(k for k in keywords if k))
+    if ALL_KEYWORDS in cleaned:
+        raise ValueError(f"{ALL_KEYWORDS!r} is reserved and cannot be a keyword")
+    return cleaned
+
+
+def _check_images_belong(batch: BatchRecord, images: Sequence[ImageRecord]) -> None:
+    for image in images:
+        if image.batch_id != batch.batch_id or image.user_id != batch.user_id:
+            raise ValueError(
+                f"image {image.image_id} names batch {image.batch_id!r} / user "
+                f"{image.user_id!r}, not {batch.batch_id!r} / {batch.user_id!r}"
+            )
+        if image.status not in IMAGE_STATUSES:
+            raise ValueError(f"image {image.image_id} has unknown status {image.status!r}")

@@ -1,0 +1,108 @@
+"""The counting rules in plain Python, for the write path (one batch at a time, in microseconds).
+
+The same rules exist as SQL in `learning.replay` for the bulk rebuild over millions of facts;
+DuckDB needs ~10 ms just to plan that windowed query, too slow for a click. The hypothesis test
+in tests/learning/test_store_rebuild.py holds the two to the same answers.
+
+* A batch is reviewed by its first select, reject, reject_all or viewed.
+* An image's state: select → selected, reject → rejected, unselect → none; reject_all rejects
+  every image done before it that is not selected.
+* An image contributes once its batch is reviewed and it is done: shown 1, selected 1 if
+  selected, rejected 1 if rejected — to every keyword of the batch plus '*', and to its
+  checkpoint and each of its LoRAs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed")
+CLICK_ACTIONS = ("select", "unselect", "reject")
+BATCH_ACTIONS = ("reject_all", "viewed")
+# The keyword whose rows hold an arm's totals over all prompts.
+ALL_KEYWORDS = "*"
+
+_CLICK_STATE = {"select": "selected", "unselect": "none", "reject": "rejected"}
+
+ArmKey = tuple[str, str, str]  # (keyword, arm_kind, arm)
+Counts = tuple[int, int, int]  # (shown, selected, rejected)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the rules need of an image; `finished_seq` orders its finish among the facts."""
+
+    image_id: str
+    checkpoint: str
+    lora_names: tuple[str, ...]
+    finished_seq: int | None
+
+
+@dataclass(frozen=True)
+class FeedbackFact:
+    """One stored feedback row; `image_id` is None for batch-level actions."""
+
+    ord: int
+    image_id: str | None
+    action: str
+
+
+def fold_states(images: Sequence[ImageFacts], feedback: Iterable[FeedbackFact]) -> dict[str, str]:
+    """Every image's state after the feedback, replayed in order."""
+    states = {image.image_id: "none" for image in images}
+    finished = {image.image_id: image.finished_seq for image in images}
+    for fact in sorted(feedback, key=lambda f: f.ord):
+        if fact.action in _CLICK_STATE and fact.image_id in states:
+            states[fact.image_id] = _CLICK_STATE[fact.action]
+        elif fact.action == "reject_all":
+            for image_id, state in states.items():
+                done_at = finished[image_id]
+                if state != "selected" and done_at is not None and done_at < fact.ord:
+                    states[image_id] = "rejected"
+    return states
+
+
+def contribution(counted: bool, state: str) -> Counts:
+    """What one image adds to each of its (keyword, arm) rows."""
+    if not counted:
+        return (0, 0, 0)
+    return (1, int(state == "selected"), int(state == "rejected"))
+
+
+def contributions(
+    images: Sequence[ImageFacts], states: dict[str, str], reviewed: bool
+) -> dict[str, Counts]:
+    """Each image's contribution given the batch's review status and the images' states."""
+    return {
+        image.image_id: contribution(reviewed and image.finished_seq is not None,
+                                     states[image.image_id])
+        for image in images
+    }
+
+
+def arm_keys(keywords: Sequence[str], image: ImageFacts) -> list[ArmKey]:
+    """Every aggregate row an image feeds: (each keyword and '*') × (checkpoint and LoRAs)."""
+    arms = [("checkpoint", image.checkpoint)]
+    arms += [("lora", name) for name in dict.fromkeys(image.lora_names)]
+    return [(keyword, kind, arm) for keyword in (*keywords, ALL_KEYWORDS) for kind, arm in arms]
+
+
+def arm_changes(
+    keywords: Sequence[str],
+    images: Sequence[ImageFacts],
+    before: dict[str, Counts],
+    after: dict[str, Counts],
+) -> dict[ArmKey, Counts]:
+    """Per aggregate row, the change from the images' contributions before to after."""
+    changes: dict[ArmKey, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for image in images:
+        old, new = before[image.image_id], after[image.image_id]
+        if old == new:
+            continue
+        for key in arm_keys(keywords, image):
+            total = changes[key]
+            for column in range(3):
+                total[column] += new[column] - old[column]
+    return {key: (d[0], d[1], d[2]) for key, d in changes.items() if any(d)}

@@ -1,0 +1,1 @@
+"""Checkpoint policies: each maps a request plus evidence to a `Plan`."""

@@ -1,0 +1,75 @@
+"""The adaptive policy: Bayesian posteriors, confidence as P(best), Thompson allocation.
+
+Confidence is the posterior probability that the recommended checkpoint is the best for these
+keywords (not the volume of data), and images are spread by Thompson sampling over the whole
+pool: each image slot goes to the winner of one posterior draw, so a promising checkpoint late
+in the pool gets tried and a clearly worse one fades out on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from learning.allocation import order_by, raise_to_floors
+from learning.posterior import combined_posterior, posterior_draws, win_probabilities
+from learning.recommend_types import Plan, PolicyConfig, PolicyInput, RecommendRequest
+
+
+def plan_adaptive(inp: PolicyInput) -> Plan:
+    """Quick → best mean; confident at standard+ → single; middle → favourite + backup; else Thompson."""
+    req, config = inp.req, inp.config
+    posterior = combined_posterior(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength)
+    numpy_rng = np.random.default_rng(inp.rng.getrandbits(64))
+    samples = posterior_draws(posterior, max(config.mc_draws, req.count), numpy_rng)
+    wins = win_probabilities(samples)
+    means = posterior.mean
+    best_index = int(means.argmax())
+    best = req.pool[best_index]
+    confidence = float(wins[best_index])
+    scores = dict(zip(req.pool, means.round(4).tolist()))
+    # priority: the recommended first, then by chance of being best, then by expected rate
+    ranked = [req.pool[i] for i in np.lexsort((-means, -wins))]
+    ranked.remove(best)
+    ranked.insert(0, best)
+
+    if req.quick:
+        return Plan("quick", best, confidence, {best: req.count}, scores)
+    if req.tier != "draft" and confidence > config.single_threshold:
+        return Plan("single", best, confidence, {best: req.count}, scores)
+    if req.tier != "draft" and confidence > config.backup_threshold and len(ranked) > 1:
+        return Plan("recommended_backup", best, confidence, _with_backup(req.count, ranked, wins, req.pool, config), scores)
+    thompson = _thompson_counts(samples[: req.count], req.pool)
+    floors = _explore_floors(req, ranked, confidence, config)
+    return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores)
+
+
+def _thompson_counts(slot_draws: np.ndarray, pool: tuple[str, ...]) -> dict[str, int]:
+    """One image per posterior draw, to that draw's best checkpoint."""
+    counts = np.bincount(slot_draws.argmax(axis=1), minlength=len(pool))
+    return {arm: int(n) for arm, n in zip(pool, counts) if n}
+
+
+def _explore_floors(req: RecommendRequest, ranked: list[str], confidence: float, config: PolicyConfig) -> dict[str, int]:
+    """The least each top-ranked checkpoint must get so the batch still compares several.
+
+    Low confidence: `min_explore` checkpoints. A draft batch after learning: the favourite and a
+    runner-up that is never starved entirely (`min_backup_share`, at least one image).
+    """
+    width = config.min_explore if confidence <= config.backup_threshold else config.min_draft_checkpoints
+    width = min(width, len(ranked), req.count)
+    floors = {arm: 1 for arm in ranked[:width]}
+    if width >= 2:
+        floors[ranked[1]] = max(1, min(round(req.count * config.min_backup_share), req.count - width + 1))
+    return floors
+
+
+def _with_backup(
+    count: int, ranked: list[str], wins: np.ndarray, pool: tuple[str, ...], config: PolicyConfig
+) -> dict[str, int]:
+    """Favourite and runner-up, split by their chances of being best; the favourite gets more."""
+    best, backup = ranked[0], ranked[1]
+    p_best, p_backup = wins[pool.index(best)], wins[pool.index(backup)]
+    backup_share = max(p_backup / (p_best + p_backup), config.min_backup_share) if p_best + p_backup else 0.5
+    cap = max(1, (count - 1) // 2) if count > 1 else 0  # strictly fewer than the favourite from 3 images on
+    backup_n = min(max(round(count * backup_share), 1), cap)
+    return {arm: n for arm, n in ((best, count - backup_n), (backup, backup_n)) if n}

@@ -1,0 +1,151 @@
+"""Checkpoint pools per family and tier, from a TOML file users edit, meet what servers have.
+
+The file (default `assets/pools.toml`) has three tables: `[pools]` ("sd15_draft" → checkpoint
+names, best first), `[refine]` (where "Refine selected" goes from a family and tier) and
+`[checkpoint_families]` (the user's word for checkpoints whose family metadata and name cannot
+tell). Pools only list checkpoints; steps and sizes per tier belong to the workflow builder.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from learning.families import SD15, SDXL, checkpoint_family, file_stem
+from learning.models import Tier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POOLS_PATH = Path(__file__).resolve().parent.parent / "assets" / "pools.toml"
+TIERS: tuple[Tier, ...] = ("draft", "standard", "quality")
+FAMILIES = (SD15, SDXL)
+
+_POOL_KEY = rf"^({'|'.join(FAMILIES)})_({'|'.join(TIERS)})$"
+PoolKey = Annotated[str, StringConstraints(pattern=_POOL_KEY)]
+
+
+class PoolConfigError(ValueError):
+    """The pools file cannot be used; the message names the file and the line or key."""
+
+
+class _PoolFile(BaseModel):
+    """The file's schema: typos in keys or families are errors, not silently ignored pools."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pools: dict[PoolKey, list[str]] = {}
+    refine: dict[PoolKey, PoolKey] = {}
+    checkpoint_families: dict[str, Literal["sd15", "sdxl"]] = {}
+
+
+def pool_key(family: str, tier: str) -> str:
+    return f"{family}_{tier}"
+
+
+def _split_key(key: str) -> tuple[str, Tier]:
+    family, tier = key.rsplit("_", 1)
+    return family, cast(Tier, tier)
+
+
+def same_checkpoint(entry: str, name: str) -> bool:
+    """A pool entry names a server's checkpoint exactly or by bare name (any folder, extension)."""
+    return entry == name or file_stem(entry).lower() == file_stem(name).lower()
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Pools, refine mapping and family overrides as read from the pools file."""
+
+    pools: Mapping[str, tuple[str, ...]]
+    refine: Mapping[str, str]
+    checkpoint_families: Mapping[str, str]  # bare lower-case checkpoint name → family
+
+    def family_of(self, checkpoint: str, metadata: Mapping[str, str] | None = None) -> str:
+        """A checkpoint's family: the file's override, else metadata, else the name."""
+        override = self.checkpoint_families.get(file_stem(checkpoint).lower())
+        return override or checkpoint_family(checkpoint, metadata)
+
+    def pool_for(self, family: str, tier: str, available: Mapping[str, str]) -> list[str]:
+        """The pool's checkpoints the servers have (`available`: name → family), pool order.
+
+        An entry whose available file is of another family is skipped: a pool mistake must not
+        put SD1.5 LoRAs on an SDXL checkpoint. Nothing left → every available checkpoint of the
+        family (sorted); none of those either → [] and the app reports it.
+        """
+        key = pool_key(family, tier)
+        chosen: list[str] = []
+        for entry in self.pools.get(key, ()):
+            for name in sorted(available, key=lambda candidate: (candidate != entry, candidate)):
+                if not same_checkpoint(entry, name) or name in chosen:
+                    continue
+                if available[name] != family:
+                    log.warning("pool %s: %s is %s, not %s; skipped", key, name, available[name],
+                                family)
+                    continue
+                chosen.append(name)
+        if chosen:
+            log.info("pool %s: %s", key, chosen)
+            return chosen
+        fallback = sorted(name for name, found in available.items() if found == family)
+        log.info("pool %s: none of its checkpoints available; falling back to all %s: %s",
+                 key, family, fallback)
+        return fallback
+
+    def refine_target(self, family: str, tier: str) -> tuple[str, Tier]:
+        """Where a refine of (family, tier) goes: the file's mapping, else the next tier."""
+        mapped = self.refine.get(pool_key(family, tier))
+        if mapped:
+            return _split_key(mapped)
+        index = TIERS.index(cast(Tier, tier)) if tier in TIERS else len(TIERS) - 1
+        return family, TIERS[min(index + 1, len(TIERS) - 1)]
+
+
+def load_pools(path: Path | None = None) -> PoolConfig:
+    """Read and check a pools file (default `assets/pools.toml`); PoolConfigError if unusable."""
+    path = path or DEFAULT_POOLS_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PoolConfigError(f"pools file {path}: cannot read it ({error.strerror})") from error
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PoolConfigError(f"pools file {path}: not valid TOML: {error}") from error
+    try:
+        parsed = _PoolFile.model_validate(data)
+    except ValidationError as error:
+        raise PoolConfigError(f"pools file {path}: {_describe(error, text)}") from error
+    config = PoolConfig(
+        pools={key: tuple(entries) for key, entries in parsed.pools.items()},
+        refine=dict(parsed.refine),
+        checkpoint_families={
+            file_stem(name).lower(): family for name, family in parsed.checkpoint_families.items()
+        },
+    )
+    log.info("pools from %s: %s", path, sorted(config.pools))
+    return config
+
+
+def _describe(error: ValidationError, text: str) -> str:
+    """First problem as 'line N, [table] key: message' (pydantic knows keys, not lines)."""
+    problem = error.errors()[0]
+    location = [str(part) for part in problem["loc"] if part != "[key]"]
+    where = f"[{location[0]}] {' '.join(location[1:])}".strip() if location else "file"
+    key = next((part for part in reversed(location) if not part.isdigit()), None)
+    line = _line_of(key, text) if key else None
+    prefix = f"line {line}, " if line else ""
+    return f"{prefix}{where}: {problem['msg']}"
+
+
+def _line_of(key: str, text: str) -> int | None:
+    pattern = re.compile(rf"^\s*(?:\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(?:=|\])")
+    return next(
+        (number for number, line in enumerate(text.splitlines(), 1) if pattern.match(line)), None
+    )

@@ -1,0 +1,93 @@
+"""Which checkpoints get the images of a batch, and why — the learning layer's planner.
+
+Pure: evidence comes in as plain data (what `store.arm_stats` / `store.base_rate` return), a
+`Recommendation` comes out, and the decision is logged as one line. The default policy is
+"adaptive"; "seed" is the original rule and "uniform" the no-learning baseline, both kept for the
+bench and for comparison in the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+
+from learning.models import ArmStat, Recommendation
+from learning.policies.adaptive import plan_adaptive
+from learning.policies.seed import plan_seed
+from learning.policies.uniform import plan_uniform
+from learning.posterior import combined_posterior
+from learning.recommend_types import SEED_CONFIG, Plan, PolicyConfig, PolicyInput, RecommendRequest
+
+__all__ = ["POLICIES", "PolicyConfig", "RecommendRequest", "default_config", "lora_preferences", "recommend"]
+
+log = logging.getLogger(__name__)
+
+_POLICY_FNS: dict[str, Callable[[PolicyInput], Plan]] = {"seed": plan_seed, "adaptive": plan_adaptive, "uniform": plan_uniform}
+POLICIES = tuple(_POLICY_FNS)
+
+
+def default_config(policy: str) -> PolicyConfig:
+    """The seed never forgets; the others use the tuned defaults."""
+    return SEED_CONFIG if policy == "seed" else PolicyConfig()
+
+
+def recommend(
+    req: RecommendRequest,
+    evidence: Mapping[tuple[str, str], ArmStat],
+    base: ArmStat,
+    *,
+    policy: str = "adaptive",
+    rng: random.Random | None = None,
+    config: PolicyConfig | None = None,
+) -> Recommendation:
+    """Plan one batch: mode, recommended checkpoint, confidence and images per checkpoint.
+
+    `evidence` maps (keyword stem, checkpoint) to decayed counts, missing = no data; `base` is the
+    user's decayed totals over all checkpoints. Deterministic for a given `rng`.
+    """
+    if policy not in _POLICY_FNS:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {POLICIES}")
+    plan = _POLICY_FNS[policy](PolicyInput(req, evidence, base, rng or random.Random(), config or default_config(policy)))
+    message = describe(plan)
+    log.info("recommend policy=%s prompt=%r: %s", policy, req.prompt, message)
+    return Recommendation(
+        mode=plan.mode,
+        recommended=plan.recommended,
+        confidence=round(plan.confidence, 4),
+        allocation=plan.allocation,
+        scores=plan.scores,
+        checkpoints_to_test=list(plan.allocation),
+        message=message,
+        policy=policy,
+    )
+
+
+def lora_preferences(
+    keywords: Sequence[str],
+    loras: Sequence[str],
+    evidence: Mapping[tuple[str, str], ArmStat],
+    base: ArmStat,
+    config: PolicyConfig | None = None,
+) -> dict[str, float]:
+    """Per LoRA, the expected selection rate for these keywords (same model as checkpoints).
+
+    `evidence` and `base` are the LoRA-kind counterparts (`store.arm_stats(user, "lora", ...)`).
+    An unseen LoRA gets the user's base rate, so Auto-LoRA can rank by it without special cases.
+    """
+    if not loras:
+        return {}
+    posterior = combined_posterior(keywords, loras, evidence, base, (config or PolicyConfig()).prior_strength)
+    return dict(zip(loras, posterior.mean.round(4).tolist()))
+
+
+def describe(plan: Plan) -> str:
+    """The one-line decision, e.g. "High confidence (0.83): epicrealismXL only"."""
+    level = "High" if plan.confidence > 0.5 else "Medium" if plan.confidence > 0.3 else "Low"
+    head = f"{level} confidence ({plan.confidence:.2f})"
+    if plan.mode in ("single", "quick"):
+        return f"{head}{', quick' if plan.mode == 'quick' else ''}: {plan.recommended} only"
+    if plan.mode == "recommended_backup":
+        return head + ": " + " + backup ".join(f"{arm} ×{n}" for arm, n in plan.allocation.items())
+    spread = ", ".join(f"{arm} ×{n}" for arm, n in plan.allocation.items())
+    return f"{head}, exploring {len(plan.allocation)} checkpoints: [{spread}]"

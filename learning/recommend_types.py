@@ -1,0 +1,84 @@
+"""Inputs of a checkpoint recommendation and the tunable knobs of the policies.
+
+Kept apart from `recommend.py` so the policy modules can share them without importing the
+dispatcher that imports them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from learning.models import ArmStat, Tier
+
+MAX_COUNT = 64
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    """What the planner knows about the batch to fill: the prompt's keyword stems and the pool."""
+
+    keywords: tuple[str, ...]  # stems
+    pool: tuple[str, ...]  # available checkpoints of the tier's pool, in pool order
+    tier: Tier
+    count: int  # images in the batch (1..64)
+    quick: bool = False  # Quick mode: the single best
+    prompt: str = ""  # for the log line only
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_COUNT:
+            raise ValueError(f"count must be 1..{MAX_COUNT}, got {self.count}")
+        if not self.pool:
+            raise ValueError("the checkpoint pool is empty")
+        if len(set(self.pool)) != len(self.pool):
+            raise ValueError(f"the checkpoint pool has duplicates: {list(self.pool)}")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Knobs of the adaptive policy, tuned with `python -m bench.bench_policies`.
+
+    `half_life_reviews` is applied by whoever accumulates evidence (the store, or
+    `InMemoryEvidence` in the bench); `None` means evidence never fades (the seed's behaviour).
+    """
+
+    prior_strength: float = 4.0  # pseudo-observations behind the user's own base rate
+    single_threshold: float = 0.5  # confidence above which a non-draft batch uses one checkpoint
+    backup_threshold: float = 0.3  # confidence above which a non-draft batch uses two
+    mc_draws: int = 2000  # posterior draws behind confidence and the Thompson allocation
+    min_explore: int = 3  # distinct checkpoints in an explore batch (or the pool size)
+    min_draft_checkpoints: int = 2  # distinct checkpoints in every draft batch
+    min_backup_share: float = 0.05  # least share of the second checkpoint where there is one
+    half_life_reviews: float | None = 100.0
+
+    def __post_init__(self) -> None:
+        if self.prior_strength <= 0:
+            raise ValueError("prior_strength must be positive: the posterior needs a proper prior")
+        if not 0 <= self.backup_threshold <= self.single_threshold <= 1:
+            raise ValueError("thresholds must satisfy 0 <= backup_threshold <= single_threshold <= 1")
+
+
+SEED_CONFIG = PolicyConfig(half_life_reviews=None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a policy decides; `recommend()` adds the message and logs it."""
+
+    mode: str  # "single", "recommended_backup", "explore" or "quick"
+    recommended: str
+    confidence: float
+    allocation: dict[str, int]  # order = priority, recommended first when it gets images
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    """Everything a policy may look at: the request, the evidence, randomness and the knobs."""
+
+    req: RecommendRequest
+    evidence: Mapping[tuple[str, str], ArmStat]  # (keyword stem, checkpoint) → decayed counts
+    base: ArmStat  # the user's decayed totals over all checkpoints
+    rng: random.Random
+    config: PolicyConfig

@@ -1,0 +1,258 @@
+"""DDL of the preference store and the migrations that bring any older file up to date.
+
+Each migration is applied in its own transaction (DuckDB DDL is transactional), so a crash or a
+failing step leaves the file at the previous version, never half-migrated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import duckdb
+
+from learning.store_errors import SchemaTooNewError, StoreError
+from learning.timestamps import utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: `version` is what the file is at after `statements` ran."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_AGGREGATE_COLUMNS = """
+        user_id VARCHAR NOT NULL,
+        keyword VARCHAR NOT NULL,
+        arm_kind VARCHAR NOT NULL CHECK (arm_kind IN ('checkpoint', 'lora')),
+        arm VARCHAR NOT NULL,
+        shown BIGINT NOT NULL,
+        selected BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        w_shown DOUBLE NOT NULL,
+        w_selected DOUBLE NOT NULL,
+        w_rejected DOUBLE NOT NULL,
+        review_seq BIGINT NOT NULL,
+        updated_at TIMESTAMP NOT NULL"""
+
+_FACTS_AND_AGGREGATES = (
+    # One ordering for every fact that can change an aggregate (feedback rows, image finishes,
+    # imports), so rebuilding replays them in exactly the order they were applied.
+    "CREATE SEQUENCE fact_seq START 1",
+    """CREATE TABLE batches (
+        batch_id VARCHAR PRIMARY KEY,
+        user_id VARCHAR NOT NULL,
+        session_id VARCHAR NOT NULL,
+        prompt VARCHAR NOT NULL,
+        negative_prompt VARCHAR NOT NULL,
+        keywords VARCHAR[] NOT NULL,
+        tier VARCHAR NOT NULL CHECK (tier IN ('draft', 'standard', 'quality')),
+        family VARCHAR NOT NULL,
+        explore_mode BOOLEAN NOT NULL,
+        auto_lora BOOLEAN NOT NULL,
+        strategy VARCHAR NOT NULL,
+        recommended VARCHAR NOT NULL,
+        confidence DOUBLE NOT NULL,
+        count INTEGER NOT NULL,
+        policy VARCHAR NOT NULL,
+        parent_batch_id VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        reviewed_at TIMESTAMP
+    )""",
+    """CREATE TABLE images (
+        image_id VARCHAR PRIMARY KEY,
+        batch_id VARCHAR NOT NULL,
+        user_id VARCHAR NOT NULL,
+        checkpoint VARCHAR NOT NULL,
+        loras STRUCT(name VARCHAR, strength DOUBLE)[] NOT NULL,
+        seed BIGINT NOT NULL,
+        batch_index INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        steps INTEGER NOT NULL,
+        cfg DOUBLE NOT NULL,
+        sampler_name VARCHAR NOT NULL,
+        scheduler VARCHAR NOT NULL,
+        denoise DOUBLE NOT NULL,
+        hires_scale DOUBLE,
+        parent_image_id VARCHAR,
+        status VARCHAR NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+        server VARCHAR,
+        path VARCHAR,
+        error VARCHAR,
+        seconds DOUBLE,
+        created_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        finished_seq BIGINT
+    )""",
+    "CREATE INDEX images_batch_idx ON images (batch_id)",
+    """CREATE TABLE feedback (
+        feedback_id BIGINT NOT NULL DEFAULT nextval('fact_seq'),
+        user_id VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        image_id VARCHAR,
+        action VARCHAR NOT NULL
+            CHECK (action IN ('select', 'unselect', 'reject', 'reject_all', 'viewed')),
+        created_at TIMESTAMP NOT NULL
+    )""",
+    "CREATE INDEX feedback_batch_idx ON feedback (batch_id)",
+    """CREATE TABLE imported_stats (
+        import_id BIGINT NOT NULL,
+        user_id VARCHAR NOT NULL,
+        keyword VARCHAR NOT NULL,
+        arm_kind VARCHAR NOT NULL CHECK (arm_kind IN ('checkpoint', 'lora')),
+        arm VARCHAR NOT NULL,
+        shown BIGINT NOT NULL,
+        selected BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        w_shown DOUBLE NOT NULL,
+        w_selected DOUBLE NOT NULL,
+        w_rejected DOUBLE NOT NULL,
+        imported_at TIMESTAMP NOT NULL
+    )""",
+    f"""CREATE TABLE preference_stats ({_AGGREGATE_COLUMNS},
+        PRIMARY KEY (user_id, keyword, arm_kind, arm)
+    )""",
+    # Reads look rows up by keyword; DuckDB uses a single-column index for `keyword IN (...)`.
+    "CREATE INDEX preference_stats_keyword_idx ON preference_stats (keyword)",
+    # Changes not yet folded into preference_stats, same meaning per row. Appending costs
+    # ~0.7 ms where an upsert into the keyed table scans it (DuckDB plans ON CONFLICT as a
+    # MERGE over the whole table); the store folds these in every few hundred writes.
+    f"CREATE TABLE preference_stats_pending ({_AGGREGATE_COLUMNS})",
+    "CREATE INDEX preference_stats_pending_keyword_idx ON preference_stats_pending (keyword)",
+    "CREATE TABLE user_state (user_id VARCHAR PRIMARY KEY, review_seq BIGINT NOT NULL)",
+    # Decayed counts are stored as of a review_seq; this brings them to a later one.
+    """CREATE MACRO decayed(w, elapsed_reviews, half_life) AS
+        w * pow(0.5, elapsed_reviews / half_life)""",
+    # The aggregates as seen now: kept and pending rows summed, every decayed count brought to
+    # its user's current review_seq. Every read of the aggregates goes through this.
+    """CREATE MACRO preference_stats_now(half_life) AS TABLE
+        SELECT a.user_id, a.keyword, a.arm_kind, a.arm,
+               sum(a.shown)::BIGINT AS shown, sum(a.selected)::BIGINT AS selected,
+               sum(a.rejected)::BIGINT AS rejected,
+               sum(decayed(a.w_shown, coalesce(u.review_seq, 0) - a.review_seq, half_life))
+                   AS w_shown,
+               sum(decayed(a.w_selected, coalesce(u.review_seq, 0) - a.review_seq, half_life))
+                   AS w_selected,
+               sum(decayed(a.w_rejected, coalesce(u.review_seq, 0) - a.review_seq, half_life))
+                   AS w_rejected
+        FROM (SELECT user_id, keyword, arm_kind, arm, shown, selected, rejected,
+                     w_shown, w_selected, w_rejected, review_seq FROM preference_stats
+              UNION ALL
+              SELECT user_id, keyword, arm_kind, arm, shown, selected, rejected,
+                     w_shown, w_selected, w_rejected, review_seq FROM preference_stats_pending) a
+        LEFT JOIN user_state u USING (user_id)
+        GROUP BY a.user_id, a.keyword, a.arm_kind, a.arm""",
+    # The selection rule, defined once in the database so every query derives it the same way:
+    # the last click decides, except that a Reject-all after the last click rejects an image
+    # that was not selected.
+    """CREATE MACRO feedback_state(last_click, last_click_ord, last_reject_all_ord) AS
+        CASE
+            WHEN last_click = 'select' THEN 'selected'
+            WHEN last_click = 'reject' THEN 'rejected'
+            WHEN last_reject_all_ord > coalesce(last_click_ord, -1) THEN 'rejected'
+            ELSE 'none'
+        END""",
+    # Current state of every image that has feedback; a filter on batch_id pushes down.
+    """CREATE VIEW image_current_state AS
+        WITH clicks AS (
+            SELECT batch_id, image_id,
+                   arg_max(action, feedback_id) AS last_click,
+                   max(feedback_id) AS last_click_ord
+            FROM feedback
+            WHERE action IN ('select', 'unselect', 'reject')
+            GROUP BY batch_id, image_id
+        ),
+        reject_alls AS (
+            SELECT i.batch_id, i.image_id, max(f.feedback_id) AS last_reject_all_ord
+            FROM feedback f JOIN images i
+              ON i.batch_id = f.batch_id AND i.finished_seq < f.feedback_id
+            WHERE f.action = 'reject_all'
+            GROUP BY i.batch_id, i.image_id
+        )
+        SELECT batch_id, image_id,
+               feedback_state(c.last_click, c.last_click_ord, r.last_reject_all_ord) AS state
+        FROM clicks c FULL OUTER JOIN reject_alls r USING (batch_id, image_id)""",
+)
+
+_GENERATION_LOGS = (
+    """CREATE VIEW generation_logs AS
+        SELECT b.batch_id, b.user_id, b.session_id, b.created_at, b.prompt, b.tier, b.strategy,
+               b.recommended, b.confidence, b.count,
+               coalesce(d.images_done, 0) AS images_done,
+               coalesce(s.images_selected, 0) AS images_selected
+        FROM batches b
+        LEFT JOIN (SELECT batch_id, count(*) AS images_done FROM images
+                   WHERE status = 'done' GROUP BY batch_id) d USING (batch_id)
+        LEFT JOIN (SELECT batch_id, count(*) AS images_selected FROM image_current_state
+                   WHERE state = 'selected' GROUP BY batch_id) s USING (batch_id)""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
+    Migration(2, "generation_logs view", _GENERATION_LOGS),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The version the file is at (0 for a new file)."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()
+    if not exists or exists[0] == 0:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply every migration newer than the file, one transaction each; return the final version."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
+    current = schema_version(con)
+    newest = migrations[-1].version if migrations else 0
+    if current > newest:
+        raise SchemaTooNewError(
+            f"the database is at schema version {current}, newer than this DraftGrid "
+            f"({newest})"
+        )
+    for step in migrations:
+        if step.version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in step.statements:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [step.version, utc_now()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            log.error("migration to schema v%d (%s) failed; file stays at v%d",
+                      step.version, step.description, current)
+            raise
+        log.info("migrated preference store to schema v%d: %s", step.version, step.description)
+        current = step.version
+    return current
+
+
+def require_latest(con: duckdb.DuckDBPyConnection) -> int:
+    """For read-only opens, which cannot migrate: the file must be at exactly this version."""
+    version = schema_version(con)
+    if version > LATEST_VERSION:
+        raise SchemaTooNewError(
+            f"the database is at schema version {version}, newer than this DraftGrid "
+            f"({LATEST_VERSION})"
+        )
+    if version < LATEST_VERSION:
+        raise StoreError(
+            f"the database is at schema version {version}; open it once read-write to migrate "
+            f"it to {LATEST_VERSION}"
+        )
+    return version

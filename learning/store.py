@@ -1,0 +1,264 @@
+"""PreferenceStore: the one object the app uses to record facts and read preference evidence.
+
+One DuckDB connection per process. Writes go through a single writer thread (DuckDB aborts
+concurrent transactions that update the same aggregate row), each as one transaction that keeps
+the aggregates in step with the facts; reads use per-thread cursors and see committed data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Callable, Literal, Sequence, TypeVar
+
+import duckdb
+import pandas
+
+from learning import aggregates, fact_writes, stats_queries, store_reads, transfer
+from learning.fact_writes import WriteContext
+from learning.models import ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord
+from learning.schema import migrate, require_latest
+from learning.store_errors import (
+    DatabaseLockedError,
+    SchemaTooNewError,
+    StoreError,
+    UnknownBatchError,
+    UnknownImageError,
+)
+from learning.timestamps import utc_now
+from learning.writer import SerialWriter
+
+__all__ = [
+    "DatabaseLockedError",
+    "PreferenceStore",
+    "SchemaTooNewError",
+    "StoreError",
+    "UnknownBatchError",
+    "UnknownImageError",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TransferFormat = Literal["csv", "parquet"]
+
+# Fold pending aggregate changes into preference_stats after this many writes: each write
+# appends at most a few hundred change rows, so readers never sum more than ~20k pending rows.
+COMPACT_EVERY_WRITES = 200
+
+
+class PreferenceStore:
+    """Facts (batches, images, feedback) and the per-keyword preference aggregates."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, path: str, half_life: float, read_only: bool
+    ) -> None:
+        self._con = con
+        self.path = path
+        self.half_life = half_life
+        self.read_only = read_only
+        self._writer = None if read_only else SerialWriter(con)
+        self._writes_since_compaction = 0
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, path: str | Path, *, half_life: float = 30.0, read_only: bool = False
+    ) -> "PreferenceStore":
+        """Open (creating and migrating as needed) the store at `path`; ":memory:" allowed."""
+        if half_life <= 0:
+            raise ValueError("half_life must be positive (a number of reviews)")
+        target = str(path)
+        if target != ":memory:" and not read_only:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(target, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise DatabaseLockedError(target) from exc
+            raise
+        try:
+            version = require_latest(con) if read_only else migrate(con)
+        except BaseException:
+            con.close()
+            raise
+        log.info("opened preference store %s (schema v%d, half_life=%s%s)",
+                 target, version, half_life, ", read-only" if read_only else "")
+        return cls(con, target, half_life, read_only)
+
+    def close(self) -> None:
+        """Finish pending writes and release the file."""
+        if self._writer is not None:
+            self._writer.close()
+        with self._cursors_lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
+        self._con.close()
+        log.info("closed preference store %s", self.path)
+
+    def __enter__(self) -> "PreferenceStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # facts ------------------------------------------------------------------------------
+
+    def add_batch(self, batch: BatchRecord, images: Sequence[ImageRecord]) -> None:
+        """Record a new batch and its images (nothing counts until the batch is reviewed)."""
+        self._write(lambda cur, ctx: fact_writes.insert_batch(cur, batch, images, ctx))
+
+    def update_image(
+        self,
+        image_id: str,
+        *,
+        status: str,
+        server: str | None = None,
+        path: str | None = None,
+        error: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """Record an image's lifecycle step (queued → running → done | failed)."""
+        details = {"server": server, "path": path, "error": error, "seconds": seconds}
+        self._write(lambda cur, ctx: fact_writes.set_image_status(cur, image_id, status, details, ctx))
+
+    def apply_feedback(
+        self,
+        user_id: str,
+        batch_id: str,
+        action: FeedbackAction,
+        image_ids: Sequence[str] = (),
+    ) -> FeedbackResult:
+        """Record a click / Reject all / viewed; raises UnknownBatchError or UnknownImageError
+        before writing anything."""
+        return self._write(
+            lambda cur, ctx: fact_writes.record_feedback(cur, user_id, batch_id, action, image_ids, ctx)
+        )
+
+    def mark_viewed_batches(self, user_id: str, session_id: str, except_batch_id: str) -> list[str]:
+        """The user moved on: review the session's earlier finished, unreviewed batches."""
+        return self._write(
+            lambda cur, ctx: fact_writes.view_batches(cur, user_id, session_id, except_batch_id, ctx)
+        )
+
+    # reads ------------------------------------------------------------------------------
+
+    def get_batch(self, batch_id: str, user_id: str | None) -> BatchRecord | None:
+        return store_reads.get_batch(self._cursor(), batch_id, user_id)
+
+    def batch_images(self, batch_id: str) -> list[ImageRecord]:
+        return store_reads.batch_images(self._cursor(), batch_id)
+
+    def image_states(self, batch_id: str) -> dict[str, str]:
+        return store_reads.image_states(self._cursor(), batch_id)
+
+    def get_image(self, image_id: str, user_id: str | None) -> ImageRecord | None:
+        return store_reads.get_image(self._cursor(), image_id, user_id)
+
+    def arm_stats(
+        self,
+        user_id: str | None,
+        kind: ArmKind,
+        keywords: Sequence[str],
+        arms: Sequence[str] | None = None,
+    ) -> dict[tuple[str, str], ArmStat]:
+        return stats_queries.arm_stats(self._cursor(), user_id, kind, keywords, arms, self.half_life)
+
+    def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat:
+        return stats_queries.base_rate(self._cursor(), user_id, kind, self.half_life)
+
+    def total_reviews(self, user_id: str | None) -> int:
+        return stats_queries.total_reviews(self._cursor(), user_id)
+
+    def arm_totals(self, user_id: str | None, kind: ArmKind) -> dict[str, dict]:
+        return stats_queries.arm_totals(self._cursor(), user_id, kind)
+
+    def keyword_table(
+        self, user_id: str | None, kind: ArmKind = "checkpoint", keyword_filter: str | None = None
+    ) -> pandas.DataFrame:
+        return stats_queries.keyword_table(self._cursor(), user_id, kind, keyword_filter)
+
+    def confidence_history(self, user_id: str | None) -> pandas.DataFrame:
+        return store_reads.confidence_history(self._cursor(), user_id)
+
+    def recent_batches(self, user_id: str, limit: int = 20) -> list[BatchRecord]:
+        return store_reads.recent_batches(self._cursor(), user_id, limit)
+
+    def lineage(self, image_id: str) -> list[ImageRecord]:
+        return store_reads.lineage(self._cursor(), image_id)
+
+    def read_sql(self, query: str, params: Sequence[object] | dict[str, object] = ()) -> pandas.DataFrame:
+        """Run a read-only query (e.g. on the `generation_logs` view) on this thread's cursor.
+        Writes must go through the methods above, never through here."""
+        return self._cursor().execute(query, params).df()
+
+    def compact_aggregates(self) -> int:
+        """Fold pending aggregate changes into preference_stats now (also runs by itself every
+        COMPACT_EVERY_WRITES writes); returns the number of change rows folded."""
+        return self._require_writer().submit(lambda cur: aggregates.compact(cur, self.half_life))
+
+    def rebuild_aggregates(self) -> None:
+        """Recompute preference_stats and user_state from the facts."""
+        self._write(lambda cur, ctx: aggregates.rebuild(cur, ctx.half_life, ctx.now))
+
+    def aggregates_equal_rebuild(self) -> bool:
+        """True when the live aggregates equal a rebuild from the facts (read-only check)."""
+        return aggregates.count_mismatches(self._cursor(), self.half_life) == 0
+
+    # transfer ---------------------------------------------------------------------------
+
+    def export_preferences(self, user_id: str, fmt: TransferFormat) -> bytes:
+        """The user's preference rows as CSV or Parquet bytes (decayed counts as of now)."""
+        return transfer.export_preferences(self._cursor(), user_id, fmt, self.half_life)
+
+    def import_preferences(self, user_id: str, data: bytes, fmt: TransferFormat) -> int:
+        """Validate an export and add its counts to the user's; returns the number of rows.
+        A bad file raises ValueError and writes nothing."""
+        rows = transfer.parse_preferences(self._cursor(), data, fmt)
+        return self._write(lambda cur, ctx: transfer.merge_preferences(cur, user_id, rows, ctx))
+
+    # plumbing ---------------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection, WriteContext], T]) -> T:
+        writer = self._require_writer()
+        ctx = WriteContext(now=utc_now(), half_life=self.half_life)
+        result = writer.submit(lambda cur: fn(cur, ctx))
+        self._schedule_compaction(writer)
+        return result
+
+    def _require_writer(self) -> SerialWriter:
+        if self._writer is None:
+            raise StoreError(f"the preference store {self.path} is open read-only")
+        return self._writer
+
+    def _schedule_compaction(self, writer: SerialWriter) -> None:
+        """Every COMPACT_EVERY_WRITES writes, queue a compaction behind them (not awaited)."""
+        with self._cursors_lock:
+            self._writes_since_compaction += 1
+            if self._writes_since_compaction < COMPACT_EVERY_WRITES:
+                return
+            self._writes_since_compaction = 0
+        future = writer.enqueue(lambda cur: aggregates.compact(cur, self.half_life))
+        future.add_done_callback(_log_failed_compaction)
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's read cursor (DuckDB connections are not shared across threads)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._con.cursor()
+            self._local.cursor = cursor
+            with self._cursors_lock:
+                self._cursors.append(cursor)
+        return cursor
+
+
+
+def _log_failed_compaction(future: "Future[int]") -> None:
+    if future.exception() is not None:
+        log.error("background compaction failed (pending rows stay and still count): %s",
+                  future.exception())

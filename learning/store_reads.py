@@ -1,0 +1,175 @@
+"""Reads of the facts (batches, images, selection state), turned into the boundary types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import duckdb
+import pandas
+
+from learning.feedback_rules import FeedbackFact, ImageFacts, fold_states
+from learning.models import BatchRecord, ImageRecord
+
+_BATCH_SELECT = """
+SELECT batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
+       explore_mode, auto_lora, strategy, recommended, confidence, count, policy,
+       parent_batch_id, created_at, reviewed_at
+FROM batches
+"""
+_IMAGE_SELECT = """
+SELECT image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps,
+       cfg, sampler_name, scheduler, status, server, path, error, seconds, parent_image_id,
+       denoise, hires_scale
+FROM images
+"""
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """Everything the counting rules need about one batch, images in grid order, plus the
+    owner's current review_seq (the seq at which changes made now are stamped)."""
+
+    batch_id: str
+    user_id: str
+    keywords: tuple[str, ...]
+    reviewed: bool
+    review_seq: int
+    images: tuple[ImageFacts, ...]
+    feedback: tuple[FeedbackFact, ...]
+
+    def states(self, extra: Sequence[FeedbackFact] = ()) -> dict[str, str]:
+        """Each image's selection state, optionally after feedback not stored yet."""
+        return fold_states(self.images, (*self.feedback, *extra))
+
+
+def load_batch_facts(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchFacts | None:
+    """The batch's rule-relevant facts in one round trip, or None when it is unknown."""
+    row = cur.execute(
+        """SELECT b.user_id, b.keywords, b.reviewed_at IS NOT NULL,
+                  coalesce((SELECT u.review_seq FROM user_state u WHERE u.user_id = b.user_id), 0),
+                  (SELECT list((i.image_id, i.checkpoint,
+                                list_transform(i.loras, lambda l: l.name), i.finished_seq)
+                               ORDER BY i.batch_index, i.image_id)
+                   FROM images i WHERE i.batch_id = $batch_id),
+                  (SELECT list((f.feedback_id, f.image_id, f.action) ORDER BY f.feedback_id)
+                   FROM feedback f WHERE f.batch_id = $batch_id)
+           FROM batches b WHERE b.batch_id = $batch_id""",
+        {"batch_id": batch_id},
+    ).fetchone()
+    if row is None:
+        return None
+    user_id, keywords, reviewed, review_seq, images, feedback = row
+    return BatchFacts(
+        batch_id=batch_id,
+        user_id=user_id,
+        keywords=tuple(keywords),
+        reviewed=bool(reviewed),
+        review_seq=int(review_seq),
+        images=tuple(ImageFacts(*_values(i)) for i in images or ()),
+        feedback=tuple(FeedbackFact(*_values(f)) for f in feedback or ()),
+    )
+
+
+def _values(row: tuple[Any, ...]) -> list[Any]:
+    """A row constructor's values as the frozen dataclasses want them (lists as tuples)."""
+    return [tuple(v) if isinstance(v, list) else v for v in row]
+
+
+def image_states(cur: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, str]:
+    """image_id → "selected" | "rejected" | "none" for every image of the batch, in grid order."""
+    facts = load_batch_facts(cur, batch_id)
+    return facts.states() if facts else {}
+
+
+def get_batch(
+    cur: duckdb.DuckDBPyConnection, batch_id: str, user_id: str | None
+) -> BatchRecord | None:
+    """The batch, or None when missing or another user's (`user_id` None: anyone's)."""
+    row = cur.execute(
+        _BATCH_SELECT + " WHERE batch_id = $batch_id AND ($user_id IS NULL OR user_id = $user_id)",
+        {"batch_id": batch_id, "user_id": user_id},
+    ).fetchone()
+    return _batch(row) if row else None
+
+
+def recent_batches(cur: duckdb.DuckDBPyConnection, user_id: str, limit: int) -> list[BatchRecord]:
+    """The user's newest batches first."""
+    rows = cur.execute(
+        _BATCH_SELECT + " WHERE user_id = ? ORDER BY created_at DESC, batch_id DESC LIMIT ?",
+        [user_id, limit],
+    ).fetchall()
+    return [_batch(row) for row in rows]
+
+
+def batch_images(cur: duckdb.DuckDBPyConnection, batch_id: str) -> list[ImageRecord]:
+    """The batch's images in grid order."""
+    rows = cur.execute(
+        _IMAGE_SELECT + " WHERE batch_id = ? ORDER BY batch_index, image_id", [batch_id]
+    ).fetchall()
+    return [_image(row) for row in rows]
+
+
+def get_image(
+    cur: duckdb.DuckDBPyConnection, image_id: str, user_id: str | None
+) -> ImageRecord | None:
+    """The image, or None when missing or another user's (`user_id` None: anyone's)."""
+    row = cur.execute(
+        _IMAGE_SELECT + " WHERE image_id = $image_id AND ($user_id IS NULL OR user_id = $user_id)",
+        {"image_id": image_id, "user_id": user_id},
+    ).fetchone()
+    return _image(row) if row else None
+
+
+def lineage(cur: duckdb.DuckDBPyConnection, image_id: str) -> list[ImageRecord]:
+    """The refine chain that led to the image: first draft first, the image itself last."""
+    rows = cur.execute(
+        f"""WITH RECURSIVE chain(image_id, parent_image_id, depth) AS (
+                SELECT image_id, parent_image_id, 0 FROM images WHERE image_id = $image_id
+                UNION ALL
+                SELECT i.image_id, i.parent_image_id, c.depth + 1
+                FROM images i JOIN chain c ON i.image_id = c.parent_image_id
+                WHERE c.depth < 64
+            )
+            SELECT img.* FROM chain JOIN ({_IMAGE_SELECT}) img USING (image_id)
+            ORDER BY chain.depth DESC""",
+        {"image_id": image_id},
+    ).fetchall()
+    return [_image(row) for row in rows]
+
+
+def confidence_history(cur: duckdb.DuckDBPyConnection, user_id: str | None) -> pandas.DataFrame:
+    """created_at, confidence, strategy, batch_id of every batch, oldest first."""
+    return cur.execute(
+        """SELECT created_at, confidence, strategy, batch_id FROM batches
+           WHERE $user_id IS NULL OR user_id = $user_id
+           ORDER BY created_at, batch_id""",
+        {"user_id": user_id},
+    ).df()
+
+
+def _batch(row: Sequence[Any]) -> BatchRecord:
+    (batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
+     explore_mode, auto_lora, strategy, recommended, confidence, count, policy,
+     parent_batch_id, created_at, reviewed_at) = row
+    return BatchRecord(
+        batch_id=batch_id, user_id=user_id, session_id=session_id, prompt=prompt,
+        negative_prompt=negative_prompt, keywords=tuple(keywords), tier=tier, family=family,
+        explore_mode=explore_mode, auto_lora=auto_lora, strategy=strategy,
+        recommended=recommended, confidence=confidence, count=count, policy=policy,
+        parent_batch_id=parent_batch_id, created_at=created_at, reviewed_at=reviewed_at,
+    )
+
+
+def _image(row: Sequence[Any]) -> ImageRecord:
+    (image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps,
+     cfg, sampler_name, scheduler, status, server, path, error, seconds, parent_image_id,
+     denoise, hires_scale) = row
+    return ImageRecord(
+        image_id=image_id, batch_id=batch_id, user_id=user_id, checkpoint=checkpoint,
+        loras=tuple((lora["name"], lora["strength"]) for lora in loras), seed=seed,
+        batch_index=batch_index, width=width, height=height, steps=steps, cfg=cfg,
+        sampler_name=sampler_name, scheduler=scheduler, status=status, server=server,
+        path=path, error=error, seconds=seconds, parent_image_id=parent_image_id,
+        denoise=denoise, hires_scale=hires_scale,
+    )

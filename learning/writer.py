@@ -1,0 +1,87 @@
+"""The single writer: every write to the store runs on one thread, one transaction per call.
+
+DuckDB lets concurrent transactions conflict when they update the same row ("Conflict on
+update!"); preference aggregates are exactly such hot rows. Serialising writes through one
+thread removes the conflicts, and callers block on a future, so a returned call is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Callable, TypeVar
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteFn = Callable[[duckdb.DuckDBPyConnection], T]
+
+_STOP = object()
+
+
+class WriterClosedError(RuntimeError):
+    """A write was submitted after the store was closed."""
+
+
+class SerialWriter:
+    """Runs write functions one at a time in their own transaction on a dedicated cursor."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, name: str = "duckdb-writer") -> None:
+        self._cursor = con.cursor()
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: WriteFn[T]) -> T:
+        """Run `fn(cursor)` in one transaction on the writer thread; return its result or raise."""
+        return self.enqueue(fn).result()
+
+    def enqueue(self, fn: WriteFn[T]) -> Future[T]:
+        """Queue `fn(cursor)` to run in its own transaction; the future resolves after commit."""
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise WriterClosedError("the preference store is closed")
+            self._queue.put((fn, future))
+        return future
+
+    def close(self) -> None:
+        """Finish queued writes, then stop the thread and close its cursor."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join()
+        self._cursor.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            fn, future = item  # type: ignore[misc]
+            if future.set_running_or_notify_cancel():
+                self._execute(fn, future)
+
+    def _execute(self, fn: WriteFn[object], future: Future[object]) -> None:
+        cur = self._cursor
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            result = fn(cur)
+            cur.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            try:
+                cur.execute("ROLLBACK")
+            except duckdb.Error:
+                log.debug("rollback after a failed write found no open transaction")
+            log.info("write rolled back: %s: %s", type(exc).__name__, exc)
+            future.set_exception(exc)
+        else:
+            future.set_result(result)

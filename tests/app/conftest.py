@@ -1,0 +1,61 @@
+"""A real DraftGrid app (Gradio + REST) on a free loopback port, backed by the built-in simulator."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from draftgrid.config import AppConfig
+from draftgrid.launch import RunningApp, launch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_app(tmp: Path, **overrides: Any) -> RunningApp:
+    settings: dict[str, Any] = dict(db_path=tmp / "dg.duckdb", data_dir=tmp, port=free_port(), sim_gpus=2,
+                                    sim_speed=0.0, sim_previews=False)
+    return launch(AppConfig(**{**settings, **overrides}))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    running = start_app(tmp_path_factory.mktemp("app"))
+    yield running
+    running.close()
+
+
+@pytest.fixture()
+def client(app: RunningApp) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=app.local_url.rstrip("/"), timeout=30) as c:
+        yield c
+
+
+def wait_done(client: httpx.Client, batch_id: str, timeout: float = 60.0, **kw: Any) -> dict:
+    """Poll the batch until it leaves queued/running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/api/batches/{batch_id}", **kw).json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"batch {batch_id} still {body['status']} after {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.fixture()
+def generate(client: httpx.Client) -> Callable[..., dict]:
+    def run(**body: Any) -> dict:
+        response = client.post("/api/generate/batch", json={"prompt": "a cat", "session_id": "s1", **body})
+        assert response.status_code == 200, response.text
+        return response.json()
+    return run

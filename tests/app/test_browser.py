@@ -1,0 +1,135 @@
+"""The whole flow in a real browser: Playwright for Python driving Debian's Chromium.
+
+Generate 20 drafts with Auto-LoRA in Explore mode, click three and see them marked, Reject all on a
+second batch, Refine the first, and watch the Stats tab's numbers move. Screenshots of every step
+go to test-artifacts/browser/. In CI (CI=true) a missing Chromium is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from draftgrid.launch import RunningApp
+from tests.app.conftest import start_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Debian's Chromium at /usr/bin/chromium (.ci/run installs it)")
+    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium); "
+                "CI installs it and runs this test", allow_module_level=True)
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def ui_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    running = start_app(tmp_path_factory.mktemp("browser"), sim_speed=500.0, sim_previews=True)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def thumbs(page: Page):  # noqa: ANN201 - a Playwright Locator
+    return page.locator("#dg-grid button.thumbnail-item")
+
+
+def generate(page: Page, prompt: str, count: int = 20) -> None:
+    page.locator("#dg-prompt textarea").fill(prompt)
+    page.locator("#dg-generate").click()
+    expect(page.locator("#dg-status")).to_contain_text(f"{count} / {count} images", timeout=60_000)
+    expect(thumbs(page)).to_have_count(count, timeout=30_000)
+
+
+def selected_count(page: Page) -> int:
+    text = page.locator("#dg-selected").inner_text()
+    return int(re.match(r"(\d+)", text).group(1))  # type: ignore[union-attr]
+
+
+def test_generate_select_reject_refine_stats(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(ui_app.local_url)
+    expect(page.locator("#dg-sim-banner")).to_contain_text("Simulated GPUs")
+    shot(page, "01-opened")
+
+    # stats before anything happened
+    page.get_by_role("tab", name="Stats").click()
+    expect(page.locator("#dg-stats-summary")).to_contain_text("0 selected of 0 reviewed images")
+    page.get_by_role("tab", name="Generate").click()
+
+    page.locator("#dg-auto-lora input[type=checkbox]").check()
+    page.locator("#dg-mode").get_by_label("Explore").check()
+    page.locator("#dg-prompt textarea").fill("anime girl with long hair, cherry blossoms")
+    shot(page, "02-prompt")
+    page.locator("#dg-generate").click()
+    expect(page.locator("#dg-status")).to_contain_text("20 / 20 images", timeout=60_000)
+    expect(thumbs(page)).to_have_count(20, timeout=30_000)
+    expect(page.locator("#dg-strategy")).to_contain_text("checkpoint")
+    captions = page.locator("#dg-grid .caption-label")
+    expect(captions.first).to_contain_text("seed")
+    shot(page, "03-twenty-drafts")
+
+    for index in (0, 4, 7):
+        thumbs(page).nth(index).click()
+    expect(page.locator("#dg-selected")).to_contain_text("3 selected", timeout=15_000)
+    expect(page.locator("#dg-grid .caption-label", has_text="✓ selected")).to_have_count(3, timeout=15_000)
+    shot(page, "04-three-selected")
+
+    generate(page, "a watercolor lighthouse at dusk", count=20)
+    page.locator("#dg-reject-all").click()
+    expect(page.locator("#dg-grid .caption-label", has_text="✗ rejected")).to_have_count(20, timeout=15_000)
+    shot(page, "05-second-batch-rejected")
+
+    # back to the first batch through the batch picker, then refine its three favourites
+    page.locator("#dg-batch-picker input").click()
+    page.get_by_role("option", name=re.compile("anime girl")).click()
+    expect(page.locator("#dg-grid .caption-label", has_text="✓ selected")).to_have_count(3, timeout=15_000)
+    page.locator("#dg-refine").click()
+    expect(page.locator("#dg-status")).to_contain_text("3 / 3 images", timeout=60_000)
+    expect(page.locator("#dg-strategy")).to_contain_text("checkpoint")
+    shot(page, "06-refined")
+
+    page.get_by_role("tab", name="Stats").click()
+    expect(page.locator("#dg-stats-summary")).to_contain_text("3 selected of 40 reviewed images", timeout=15_000)
+    shot(page, "07-stats")
+
+    page.get_by_role("tab", name="GPUs").click()
+    expect(page.locator("#dg-gpu-table")).to_contain_text("online", timeout=15_000)
+    shot(page, "08-gpus")
+    page.close()
+
+
+def test_phone_width_shows_the_grid_and_selection(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.goto(ui_app.local_url)
+    generate(page, "a photorealistic portrait of an old fisherman", count=6)
+    thumbs(page).nth(1).click()
+    expect(page.locator("#dg-selected")).to_contain_text("1 selected", timeout=15_000)
+    box = thumbs(page).first.bounding_box()
+    assert box is not None and box["width"] >= 120  # two columns on a phone, not ten specks
+    shot(page, "09-phone")
+    page.close()

@@ -1,0 +1,182 @@
+"""ServerPool on simulated GPUs: streaming, failover, affinity, cancel, rejoin."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from comfy.models import GenerationSpec, ImageResult, JobFailed, JobProgress, PoolEvent, PoolJob
+from comfy.pool import ServerPool
+
+from .conftest import SD15, start_sims, stop_sims
+
+ALPHA, BETA, GAMMA = SD15
+
+
+def make_job(job_id: str, checkpoint: str, images: int, seed: int = 1) -> PoolJob:
+    spec = GenerationSpec(checkpoint=checkpoint, positive="a lighthouse", negative="blurry", seed=seed,
+                          width=512, height=512, steps=20, cfg=7.0, batch_size=images)
+    return PoolJob(job_id, spec)
+
+
+def batch_20() -> list[PoolJob]:
+    """20 images, 3 checkpoints (7/7/6), jobs of at most 4."""
+    sizes = {ALPHA: (4, 3), BETA: (4, 3), GAMMA: (4, 2)}
+    return [make_job(f"{ck[:1]}{i}", ck, n, seed=10 * i) for ck, ns in sizes.items() for i, n in enumerate(ns)]
+
+
+async def collect(stream: AsyncIterator[PoolEvent]) -> list[PoolEvent]:
+    return [event async for event in stream]
+
+
+@pytest.fixture
+async def two_sims() -> AsyncIterator[list]:
+    sims = await start_sims([SD15, SD15])
+    yield sims
+    await stop_sims(sims)
+
+
+@pytest.fixture
+async def pool(two_sims: list) -> AsyncIterator[ServerPool]:
+    async with ServerPool([s.url for s in two_sims], names=[s.name for s in two_sims], health_interval=60,
+                          timeout=5) as pool:
+        yield pool
+
+
+def images_of(events: list[PoolEvent]) -> list[ImageResult]:
+    return [e for e in events if isinstance(e, ImageResult)]
+
+
+async def test_batch_streams_each_image_as_its_job_finishes(pool: ServerPool, two_sims: list) -> None:
+    jobs = batch_20()
+    plan = pool.plan(jobs)
+    assert sum(plan.values()) == 20 and set(plan) == {"sim-gpu-0", "sim-gpu-1"}
+    done_at_each_image: list[int] = []
+    events: list[PoolEvent] = []
+    async for event in pool.run(jobs, "b1"):
+        events.append(event)
+        if isinstance(event, ImageResult):
+            done_at_each_image.append(sum(s.images_done for s in two_sims))
+    images = images_of(events)
+    assert len(images) == 20
+    assert len({(i.job_id, i.batch_index) for i in images}) == 20
+    assert all(i.png.startswith(b"\x89PNG") for i in images)
+    # Incremental: the first image reached us while the servers had produced only part of the batch.
+    assert done_at_each_image[0] < 20
+    assert any(isinstance(e, JobProgress) for e in events)
+    assert Counter(i.server for i in images) and len({i.server for i in images}) == 2
+    # Checkpoint affinity: each job's images come from one server, in one prompt.
+    by_job = {(i.job_id, i.prompt_id, i.server) for i in images}
+    assert len(by_job) == len(jobs)
+    statuses = {s.name: s for s in pool.statuses()}
+    assert sum(s.images_done for s in statuses.values()) == 20
+    assert all(s.seconds_per_image and s.loaded_checkpoint in SD15 for s in statuses.values())
+
+
+async def test_killing_a_server_mid_batch_still_yields_all_images(pool: ServerPool, two_sims: list) -> None:
+    two_sims[0].faults.die_after_images = 3
+    events = await collect(pool.run(batch_20(), "b2"))
+    images = images_of(events)
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert len(images) == 20 and len({(i.job_id, i.batch_index) for i in images}) == 20
+    status = {s.name: s for s in pool.statuses()}
+    assert not status["sim-gpu-0"].online and status["sim-gpu-0"].last_error
+    assert status["sim-gpu-1"].online
+
+
+async def test_a_checkpoint_present_on_one_server_only_runs_there() -> None:
+    sims = await start_sims([(ALPHA, BETA), SD15])
+    try:
+        async with ServerPool([s.url for s in sims], names=[s.name for s in sims], health_interval=60) as pool:
+            events = await collect(pool.run(batch_20(), "b3"))
+    finally:
+        await stop_sims(sims)
+    images = images_of(events)
+    assert len(images) == 20
+    assert {i.server for i in images if i.job_id.startswith("g")} == {"sim-gpu-1"}
+
+
+async def test_all_servers_dead_fails_each_remaining_job_readably(pool: ServerPool, two_sims: list) -> None:
+    for sim in two_sims:
+        sim.faults.die_after_images = 4
+    jobs = batch_20()
+    events = await collect(pool.run(jobs, "b4"))
+    failed = [e for e in events if isinstance(e, JobFailed)]
+    images = images_of(events)
+    assert failed, "both servers died, so some jobs cannot finish"
+    finished_jobs = {i.job_id for i in images}
+    assert {f.job_id for f in failed} == {j.job_id for j in jobs} - finished_jobs
+    assert all("no live server can take it" in f.reason or "no ComfyUI server is online" in f.reason for f in failed)
+    assert not any(s.online for s in pool.statuses())
+
+
+async def test_cancel_reaches_every_server(pool: ServerPool, two_sims: list) -> None:
+    for sim in two_sims:
+        sim.time_model = sim.time_model.scaled(20)  # slow enough to cancel mid-job
+    interrupted: list[str] = []
+    for member in pool._members.values():
+        original = member.client.interrupt
+
+        async def spy(prompt_id: str | None = None, _orig=original, _name=member.name) -> None:
+            interrupted.append(_name)
+            await _orig(prompt_id)
+        member.client.interrupt = spy  # type: ignore[method-assign]
+    busy: set[str] = set()
+    events: list[PoolEvent] = []
+    async for event in pool.run(batch_20(), "b5"):
+        events.append(event)
+        if isinstance(event, JobProgress):
+            busy.add(event.server)
+            if busy == {"sim-gpu-0", "sim-gpu-1"}:
+                await pool.cancel("b5")
+    assert sorted(interrupted) == ["sim-gpu-0", "sim-gpu-1"]
+    assert len(images_of(events)) < 20
+    for sim in two_sims:
+        sim.time_model = sim.time_model.scaled(1 / 20)
+    after = await collect(pool.run([make_job("next", ALPHA, 1)], "b6"))
+    assert len(images_of(after)) == 1  # servers are free again
+
+
+async def test_recovered_server_rejoins_after_refresh(pool: ServerPool, two_sims: list) -> None:
+    await two_sims[1].stop()
+    await pool.refresh()
+    assert [s.online for s in pool.statuses()] == [True, False]
+    assert set(pool.plan(batch_20())) == {"sim-gpu-0"}
+    await two_sims[1].restart()
+    await pool.refresh()
+    assert [s.online for s in pool.statuses()] == [True, True]
+    events = await collect(pool.run(batch_20(), "b7"))
+    assert {i.server for i in images_of(events)} == {"sim-gpu-0", "sim-gpu-1"}
+
+
+async def test_stale_inventory_is_refreshed_and_the_job_retried_elsewhere(pool: ServerPool, two_sims: list) -> None:
+    two_sims[0].remove_checkpoint(ALPHA)  # the pool still believes sim-gpu-0 has it
+    jobs = [make_job(f"a{i}", ALPHA, 2, seed=i) for i in range(4)]
+    events = await collect(pool.run(jobs, "b8"))
+    assert len(images_of(events)) == 8
+    assert {i.server for i in images_of(events)} == {"sim-gpu-1"}
+    assert ALPHA not in pool.inventories()["sim-gpu-0"].checkpoints
+
+
+async def test_execution_error_fails_the_job_without_retry_storm(pool: ServerPool, two_sims: list) -> None:
+    for sim in two_sims:
+        sim.faults.fail_checkpoints = {GAMMA}
+    events = await collect(pool.run([make_job("g", GAMMA, 2), make_job("a", ALPHA, 2)], "b9"))
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert failed.job_id == "g" and failed.server in {"sim-gpu-0", "sim-gpu-1"}
+    assert "#1" in failed.reason  # names the failing node
+    assert len(images_of(events)) == 2
+    assert all(s.online for s in pool.statuses())
+
+
+async def test_unknown_checkpoint_fails_at_once_and_lora_metadata_is_cached(pool: ServerPool) -> None:
+    events = await collect(pool.run([make_job("x", "nowhere.safetensors", 1)], "b10"))
+    assert events == [JobFailed("x", "no online server has checkpoint nowhere.safetensors")]
+    union = pool.inventory_union()
+    assert union.checkpoints == tuple(sorted(SD15)) and "style/ink.safetensors" in union.loras
+    meta = await pool.lora_metadata("style/ink.safetensors")
+    assert meta is not None and meta["ss_base_model_version"] == "sd_v1"
+    assert await pool.lora_metadata("plain.safetensors") is None
+    assert await pool.lora_metadata("not-there.safetensors") is None

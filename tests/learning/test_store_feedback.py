@@ -1,0 +1,182 @@
+"""The counting rules: reviews, transitions, idempotence, late images, keyword/arm expansion."""
+
+from __future__ import annotations
+
+import pytest
+
+from learning.store import PreferenceStore, UnknownBatchError, UnknownImageError
+from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
+    add_simple_batch,
+    counts,
+    make_batch,
+    make_image,
+    store,
+    table_rows,
+)
+
+
+def test_unreviewed_batch_counts_nothing(store: PreferenceStore) -> None:
+    add_simple_batch(store, "b1", ["ckA", "ckB"])
+    assert counts(store, "alice", "*", "ckA") == (0, 0, 0)
+    assert store.total_reviews("alice") == 0
+    assert store.get_batch("b1", "alice").reviewed_at is None
+
+
+def test_first_select_reviews_the_batch_and_counts_every_done_image(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckA", "ckB", "ckB"],
+                           statuses=["done", "done", "done", "queued"])
+    result = store.apply_feedback("alice", "b1", "select", [ids[0]])
+    assert result.reviewed and result.changed
+    assert result.selected == {ids[0]}
+    assert counts(store, "alice", "cat", "ckA") == (2, 1, 0)
+    assert counts(store, "alice", "*", "ckB") == (1, 0, 0)  # the queued image does not count yet
+    assert store.total_reviews("alice") == 1
+    assert store.get_batch("b1", "alice").reviewed_at is not None
+
+
+def test_select_then_unselect_and_repeats_apply_only_transitions(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckB"])
+    store.apply_feedback("alice", "b1", "select", [ids[0]])
+    repeat = store.apply_feedback("alice", "b1", "select", [ids[0]])
+    assert not repeat.changed
+    assert counts(store, "alice", "portrait", "ckA") == (1, 1, 0)
+    store.apply_feedback("alice", "b1", "unselect", [ids[0]])
+    store.apply_feedback("alice", "b1", "unselect", [ids[0]])
+    assert counts(store, "alice", "portrait", "ckA") == (1, 0, 0)
+    assert store.total_reviews("alice") == 1
+    assert store.image_states("b1") == {ids[0]: "none", ids[1]: "none"}
+
+
+def test_unselect_alone_does_not_review(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA"])
+    result = store.apply_feedback("alice", "b1", "unselect", [ids[0]])
+    assert not result.reviewed and not result.changed
+    assert store.total_reviews("alice") == 0
+
+
+def test_reject_all_rejects_done_unselected_images_only(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckA", "ckB", "ckB"],
+                           statuses=["done", "done", "done", "running"])
+    store.apply_feedback("alice", "b1", "select", [ids[0]])
+    result = store.apply_feedback("alice", "b1", "reject_all")
+    assert result.selected == {ids[0]}
+    assert result.rejected == {ids[1], ids[2]}
+    assert counts(store, "alice", "*", "ckA") == (2, 1, 1)
+    assert counts(store, "alice", "*", "ckB") == (1, 0, 1)
+    again = store.apply_feedback("alice", "b1", "reject_all")
+    assert not again.changed
+    assert counts(store, "alice", "*", "ckA") == (2, 1, 1)
+
+
+def test_selecting_a_rejected_image_unrejects_it(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckB"])
+    store.apply_feedback("alice", "b1", "reject_all")
+    assert counts(store, "alice", "*", "ckB") == (1, 0, 1)
+    store.apply_feedback("alice", "b1", "select", [ids[1]])
+    assert counts(store, "alice", "*", "ckB") == (1, 1, 0)
+    store.apply_feedback("alice", "b1", "reject", [ids[1]])
+    assert counts(store, "alice", "*", "ckB") == (1, 0, 1)
+
+
+def test_late_image_counts_once_when_it_finishes(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckB"], statuses=["done", "queued"])
+    store.apply_feedback("alice", "b1", "viewed")
+    assert counts(store, "alice", "*", "ckB") == (0, 0, 0)
+    store.update_image(ids[1], status="running", server="gpu0")
+    store.update_image(ids[1], status="done", server="gpu0", path="/img/b1-1.png", seconds=1.5)
+    store.update_image(ids[1], status="done", path="/img/b1-1.png")
+    assert counts(store, "alice", "*", "ckB") == (1, 0, 0)
+    image = store.get_image(ids[1], "alice")
+    assert (image.status, image.server, image.path, image.seconds) == (
+        "done", "gpu0", "/img/b1-1.png", 1.5)
+    assert store.aggregates_equal_rebuild()
+
+
+def test_image_that_finishes_after_reject_all_is_not_rejected(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckB"], statuses=["done", "queued"])
+    store.apply_feedback("alice", "b1", "reject_all")
+    store.update_image(ids[1], status="done")
+    assert store.image_states("b1") == {ids[0]: "rejected", ids[1]: "none"}
+    assert counts(store, "alice", "*", "ckB") == (1, 0, 0)
+
+
+def test_done_image_cannot_go_back(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA"])
+    with pytest.raises(ValueError, match="cannot change"):
+        store.update_image(ids[0], status="failed", error="late error")
+    assert store.get_image(ids[0], None).status == "done"
+    with pytest.raises(UnknownImageError):
+        store.update_image("nope", status="done")
+
+
+def test_each_keyword_star_checkpoint_and_lora_counted(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA"], loras=(("detail", 0.6), ("film", 0.7)),
+                           keywords=("cat", "hat"))
+    store.apply_feedback("alice", "b1", "select", ids)
+    for keyword in ("cat", "hat", "*"):
+        assert counts(store, "alice", keyword, "ckA") == (1, 1, 0)
+        assert counts(store, "alice", keyword, "detail", "lora") == (1, 1, 0)
+        assert counts(store, "alice", keyword, "film", "lora") == (1, 1, 0)
+    assert table_rows(store, "preference_stats_now(1.0)") == 9
+
+
+def test_mark_viewed_reviews_earlier_finished_batches_of_the_session(store: PreferenceStore) -> None:
+    add_simple_batch(store, "old", ["ckA"])
+    add_simple_batch(store, "running", ["ckA"], statuses=["running"])
+    add_simple_batch(store, "other-session", ["ckA"], session_id="s2")
+    add_simple_batch(store, "new", ["ckB"])
+    assert store.mark_viewed_batches("alice", "s1", "new") == ["old"]
+    assert store.mark_viewed_batches("alice", "s1", "new") == []
+    assert counts(store, "alice", "*", "ckA") == (1, 0, 0)
+    assert counts(store, "alice", "*", "ckB") == (0, 0, 0)
+    assert store.total_reviews("alice") == 1
+
+
+def test_rejected_requests_write_nothing(store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA"])
+    add_simple_batch(store, "bob-batch", ["ckA"], user_id="bob")
+    with pytest.raises(UnknownBatchError):
+        store.apply_feedback("alice", "bob-batch", "select", ["bob-batch-0"])
+    with pytest.raises(UnknownBatchError):
+        store.apply_feedback("alice", "missing", "reject_all")
+    with pytest.raises(UnknownImageError):
+        store.apply_feedback("alice", "b1", "select", [ids[0], "bob-batch-0"])
+    with pytest.raises(ValueError):
+        store.apply_feedback("alice", "b1", "select", [])
+    with pytest.raises(ValueError):
+        store.apply_feedback("alice", "b1", "reject_all", ids)
+    assert table_rows(store, "feedback") == 0
+    assert store.total_reviews(None) == 0
+    assert store.image_states("b1") == {ids[0]: "none"}
+
+
+def test_failed_add_batch_leaves_nothing_behind(store: PreferenceStore) -> None:
+    add_simple_batch(store, "b1", ["ckA"])
+    with pytest.raises(ValueError, match="repeats a stored id"):
+        add_simple_batch(store, "b1", ["ckB"])
+    batch = make_batch("b2")
+    twins = [make_image(batch, 0), make_image(batch, 0)]
+    with pytest.raises(ValueError, match="repeats a stored id"):
+        store.add_batch(batch, twins)
+    with pytest.raises(ValueError, match="reserved"):
+        add_simple_batch(store, "b3", ["ckA"], keywords=("*",))
+    assert table_rows(store, "batches") == 1
+    assert table_rows(store, "images") == 1
+
+
+def test_decayed_counts_halve_after_half_life_reviews() -> None:
+    store = PreferenceStore.open(":memory:", half_life=2.0)
+    try:
+        ids = add_simple_batch(store, "b0", ["ckA"])
+        store.apply_feedback("alice", "b0", "select", ids)
+        for n in (1, 2):
+            add_simple_batch(store, f"b{n}", ["ckB"])
+            store.apply_feedback("alice", f"b{n}", "viewed")
+        stats = store.arm_stats("alice", "checkpoint", ["cat"])
+        assert stats[("cat", "ckA")].shown == pytest.approx(0.5)
+        assert stats[("cat", "ckA")].selected == pytest.approx(0.5)
+        assert stats[("cat", "ckB")].shown == pytest.approx(2 ** -0.5 + 1.0)
+        assert counts(store, "alice", "cat", "ckA") == (1, 1, 0)  # plain counts never decay
+        assert store.aggregates_equal_rebuild()
+    finally:
+        store.close()
