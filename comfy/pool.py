@@ -1,5 +1,5 @@
-"""Several ComfyUI servers (usually one per GPU) behind one object: health, inventories, LoRA
-metadata, and batches streamed back image by image.
+"""Several ComfyUI servers (usually one per GPU) behind one object: health, inventories, model
+(checkpoint / LoRA) metadata, and batches streamed back image by image.
 
 Each batch gets its own `Scheduler` (comfy/scheduler.py) and one worker task per live server; a
 worker pulls one job at a time and holds that server's lock while the prompt runs, so there is at
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SERVER_FAULTS = (ComfyConnectionError, ComfyDisconnected, ComfyTimeout)
 UPLOAD_SUBFOLDER = "draftgrid"
+METADATA_FOLDERS = ("checkpoints", "loras")  # ComfyUI model folders whose file lists the inventory holds
 _END = object()
 
 
@@ -62,7 +63,7 @@ class _Member:
     speed: float = 1.0  # measured / estimated job seconds, EWMA
     loaded: Any = None  # scheduler GroupKey of what we last ran there
     uploads: dict[str, str] = field(default_factory=dict)  # png sha256 -> LoadImage name
-    lora_metadata: dict[str, dict[str, str] | None] = field(default_factory=dict)
+    metadata: dict[tuple[str, str], dict[str, str] | None] = field(default_factory=dict)  # (folder, name)
 
     @property
     def name(self) -> str:
@@ -174,9 +175,11 @@ class ServerPool:
         status = member.status
         if not status.online:
             log.info("%s is online (%s, %d checkpoints)", member.name, stats.device, len(inventory.checkpoints))
-        if member.inventory is not None and member.inventory.loras != inventory.loras:
-            log.info("%s: LoRA list changed; dropping its cached LoRA metadata", member.name)
-            member.lora_metadata.clear()
+        if member.inventory is not None:
+            for folder in METADATA_FOLDERS:
+                if getattr(member.inventory, folder) != getattr(inventory, folder):
+                    log.info("%s: %s list changed; dropping its cached %s metadata", member.name, folder, folder)
+                    member.metadata = {key: meta for key, meta in member.metadata.items() if key[0] != folder}
         rejoined = not status.online
         member.inventory = inventory
         status.online, status.last_error = True, None
@@ -227,19 +230,23 @@ class ServerPool:
 
         return ServerInventory(union("checkpoints"), union("loras"), union("samplers"), union("schedulers"))
 
-    async def lora_metadata(self, name: str) -> dict[str, str] | None:
-        """Safetensors metadata of a LoRA from a server that has it; cached per server until that
-        server's LoRA list changes."""
+    async def model_metadata(self, name: str, folder: str = "loras") -> dict[str, str] | None:
+        """Safetensors metadata of a checkpoint or LoRA (`folder` "checkpoints" / "loras") from an
+        online server that lists it; None when it has none or no server lists it. Cached per server
+        until that server's list of that folder changes (a replaced file may carry new metadata)."""
+        if folder not in METADATA_FOLDERS:
+            raise ValueError(f"unknown model folder {folder!r}; use one of {', '.join(METADATA_FOLDERS)}")
+        key = (folder, name)
         for member in self._online():
-            if member.inventory is None or name not in member.inventory.loras:
+            if member.inventory is None or name not in getattr(member.inventory, folder):
                 continue
-            if name not in member.lora_metadata:
+            if key not in member.metadata:
                 try:
-                    member.lora_metadata[name] = await member.client.view_metadata(name, "loras")
+                    member.metadata[key] = await member.client.view_metadata(name, folder)
                 except ComfyError as exc:
-                    log.warning("%s: metadata of %s unavailable: %s", member.name, name, exc)
+                    log.warning("%s: metadata of %s/%s unavailable: %s", member.name, folder, name, exc)
                     continue
-            return member.lora_metadata[name]
+            return member.metadata[key]
         return None
 
     def _online(self) -> list[_Member]:

@@ -34,8 +34,8 @@ class Catalog:
 async def read_catalog(pool: ServerPool, pools: PoolConfig) -> Catalog:
     """Build a catalog from the pool's current inventories and (cached) model metadata."""
     inventory = pool.inventory_union()
-    ckpt_meta = [None] * len(inventory.checkpoints)  # TODO(lead): pool.model_metadata(n, "checkpoints")
-    lora_meta = await asyncio.gather(*(pool.lora_metadata(n) for n in inventory.loras))
+    ckpt_meta = await asyncio.gather(*(pool.model_metadata(n, "checkpoints") for n in inventory.checkpoints))
+    lora_meta = await asyncio.gather(*(pool.model_metadata(n, "loras") for n in inventory.loras))
     checkpoints = {name: pools.family_of(name, meta) for name, meta in zip(inventory.checkpoints, ckpt_meta)}
     loras = tuple(lora_info_from_metadata(name, meta) for name, meta in zip(inventory.loras, lora_meta))
     log.info("Catalog: %d checkpoints %s, %d LoRAs", len(checkpoints),

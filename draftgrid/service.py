@@ -9,11 +9,14 @@ pool runs on the service's private event loop.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from PIL import Image
 
 from comfy.models import ImageResult, JobFailed, JobProgress, LoraSpec, PreviewFrame, ServerStatus
 from comfy.pool import ServerPool
@@ -43,6 +46,7 @@ NEXT_TIER = {"draft": "standard", "standard": "quality"}
 MAX_REFINE_VARIANTS = 8
 REFINE_DENOISE = 0.55  # img2img strength: keeps the draft's composition, redraws the detail
 INTERRUPTED = "the app stopped before this image finished"
+MAX_IMAGE_PIXELS = 4096 * 4096  # a quality-tier SDXL image with hires is ~1.6 MP
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,11 @@ class DraftGridService:
         variants = min(MAX_REFINE_VARIANTS, max(1, wanted // len(parents)))
         plan = plan_refine(refine_parents, negative=req.negative_prompt or first.negative_prompt,
                            settings=settings, family=family, variants=variants)
+        kept = sum(1 for p, r in zip(parents, refine_parents) if p.checkpoint == r.checkpoint)
+        rec = replace(rec, mode="refine", message=(
+            f"Refining {len(parents)} image(s) at the {family} {tier} tier: {kept} keep their checkpoint"
+            + (f", {len(parents) - kept} move to {rec.recommended}" if kept < len(parents) else "")))
+        log.info("Refine for %s: %s", user_id, rec.message)
         record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=first.batch_id, prompt=prompt)
         return self._start(record, plan, rec)
 
@@ -355,9 +364,12 @@ class DraftGridService:
             async for event in self.pool.run(list(plan.jobs), batch_key=batch_id):
                 if isinstance(event, ImageResult):
                     image = by_job[event.job_id][event.batch_index]
-                    await asyncio.to_thread(self._save_image, image.image_id, event)
+                    problem = await asyncio.to_thread(self._save_image, image.image_id, event)
                     finished.add(image.image_id)
-                    self.live.image_done(batch_id, image.image_id)
+                    if problem:
+                        await asyncio.to_thread(self._fail_image, batch_id, image.image_id, problem)
+                    else:
+                        self.live.image_done(batch_id, image.image_id)
                 elif isinstance(event, JobProgress):
                     self.live.images_running(batch_id, [p.image_id for p in by_job[event.job_id]])
                     self.live.step(batch_id)
@@ -379,7 +391,12 @@ class DraftGridService:
     def _image_path(self, image_id: str) -> Path:
         return self.images_dir / image_id[:2] / f"{image_id}.png"
 
-    def _save_image(self, image_id: str, event: ImageResult) -> None:
+    def _save_image(self, image_id: str, event: ImageResult) -> str | None:
+        """Store a finished image; returns why it was refused (not a readable, sane PNG) or None."""
+        problem = check_png(event.png)
+        if problem:
+            log.warning("Image %s from %s refused: %s", image_id, event.server, problem)
+            return f"{event.server} sent {problem}"
         path = self._image_path(image_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -387,6 +404,7 @@ class DraftGridService:
         tmp.replace(path)
         self.store.update_image(image_id, status="done", server=event.server, path=str(path),
                                 seconds=event.seconds)
+        return None
 
     def _fail_image(self, batch_id: str, image_id: str, reason: str) -> None:
         self.store.update_image(image_id, status="failed", error=reason)
@@ -528,6 +546,23 @@ class DraftGridService:
         if stale:
             log.info("Marked %d images of a previous run as failed (%s)", len(stale), INTERRUPTED)
         return len(stale)
+
+
+def check_png(data: bytes) -> str | None:
+    """Why `data` is not a PNG we can show (not a PNG, corrupt, or absurdly large), else None.
+
+    Only the header is decoded for the size check, so a hostile 200-megapixel image costs nothing.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "data that is not a PNG"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                return f"an image of {img.width}×{img.height} pixels, over the {MAX_IMAGE_PIXELS} limit"
+            img.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"a corrupt PNG ({exc})"
+    return None
 
 
 def caption(view: ImageView) -> str:

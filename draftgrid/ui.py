@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 CSS = """
 #dg-grid .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)) !important; }
+#dg-grid .thumbnail-item { width: 100% !important; height: auto !important; aspect-ratio: 1 / 1; }
 @media (max-width: 640px) {
-  #dg-grid .grid-container { grid-template-columns: repeat(2, 1fr) !important; }
+  #dg-grid .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
 }
 .dg-bar { height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden; margin: 4px 0; }
 .dg-bar > div { height: 100%; background: #22c55e; transition: width .2s; }
@@ -59,7 +60,8 @@ def progress_html(view: BatchView) -> str:
     total = max(1, len(view.images))
     pct = int(100 * (done + len(failed)) / total)
     parts = [f"<div class='dg-bar'><div style='width:{pct}%'></div></div>",
-             f"<span id='dg-count'>{done} / {len(view.images)} images</span> · {view.status}"]
+             f"<span id='dg-count' data-batch='{view.batch.batch_id}'>{done} / {len(view.images)} images · "
+             f"{view.status}</span> · batch {view.batch.batch_id[:6]}"]
     if failed:
         reasons = sorted({i.record.error or "failed" for i in failed})
         parts.append(f"<div class='dg-error'>{len(failed)} failed: {html.escape('; '.join(reasons)[:400])}</div>")
@@ -175,6 +177,10 @@ class DraftGridUI:
     def _review(self, user: str, batch_id: str) -> tuple[Any, str]:
         return self.service.gallery(user, batch_id), selection_line(self.service.batch_view(user, batch_id))
 
+    def review(self, batch_id: str | None, request: gr.Request) -> tuple[Any, str]:
+        """The grid and selection line as the server has them now."""
+        return self._review(user_of(request), batch_id) if batch_id else (gr.skip(), gr.skip())
+
     def toggle(self, batch_id: str | None, evt: gr.SelectData, request: gr.Request) -> tuple[Any, str]:
         if not batch_id:
             return gr.skip(), gr.skip()
@@ -195,7 +201,7 @@ class DraftGridUI:
         store_user = None if scope == "All users" else user
         ckpt = _rates_frame(self.service.store.arm_totals(store_user, "checkpoint"), "checkpoint")
         lora = _rates_frame(self.service.store.arm_totals(store_user, "lora"), "lora")
-        keywords = self.service.store.keyword_table(store_user, "checkpoint", keyword_filter or None)
+        keywords = self.service.store.keyword_table(store_user, "checkpoint", keyword_filter or None).round(3)
         history = self.service.store.confidence_history(store_user)
         history = history.assign(batch=range(1, len(history) + 1)) if len(history) else pd.DataFrame(
             {"batch": [], "confidence": [], "strategy": []})
@@ -262,19 +268,18 @@ class DraftGridUI:
                         cfg = gr.Number(label="CFG (empty: tier default)", minimum=0, maximum=30)
                         sampler = gr.Dropdown(["", *samplers], value="", label="Sampler (empty: tier default)")
                         seed = gr.Number(label="Seed (empty: random)", precision=0, minimum=0)
-                with gr.Row():
-                    strategy_md = gr.Markdown(elem_id="dg-strategy")
-                    picker = gr.Dropdown(label="Batch", choices=[], elem_id="dg-batch-picker", scale=0,
-                                         min_width=260)
+                strategy_md = gr.Markdown(elem_id="dg-strategy")
                 status = gr.HTML(elem_id="dg-status")
                 with gr.Row():
                     gallery = gr.Gallery(label="Drafts — click to select", columns=5, allow_preview=False,
                                          object_fit="contain", height="auto", elem_id="dg-grid", scale=5,
-                                         interactive=False)
+                                         interactive=False, min_width=320, show_label=False)
                     preview = gr.Image(label="Live preview", height=200, scale=1, min_width=120, interactive=False,
                                        elem_id="dg-preview", show_label=True)
-                with gr.Row():
-                    selection_md = gr.HTML(elem_id="dg-selection")
+                with gr.Row(equal_height=True):
+                    selection_md = gr.HTML(elem_id="dg-selection", min_width=120)
+                    picker = gr.Dropdown(label="Earlier batches", choices=[], elem_id="dg-batch-picker",
+                                         min_width=240)
                     reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
                     refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
 
@@ -282,10 +287,13 @@ class DraftGridUI:
             common = dict(outputs=stream_outputs, show_progress_on=[status], concurrency_id=GENERATE_CONCURRENCY,
                           concurrency_limit=max(1, len(svc.gpus())))
             inputs = [prompt, negative, aspect, auto_lora, mode, family, count, steps, cfg, sampler, seed]
-            generate_btn.click(self.generate, inputs=inputs, **common)
-            prompt.submit(self.generate, inputs=inputs, **common)
-            refine_btn.click(self.refine, inputs=[batch_state], **common)
             quick = dict(trigger_mode="multiple", show_progress="hidden", concurrency_limit=None)
+            # a last render from the server's state, in case a click landed between the stream's
+            # final yield being computed and delivered
+            settle = dict(fn=self.review, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
+            generate_btn.click(self.generate, inputs=inputs, **common).then(**settle)
+            prompt.submit(self.generate, inputs=inputs, **common).then(**settle)
+            refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle)
             picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick)
             gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
@@ -335,7 +343,8 @@ class DraftGridUI:
 def _rates_frame(totals: dict[str, dict], label: str) -> pd.DataFrame:
     rows = [{label: name.removesuffix(".safetensors"), **vals} for name, vals in totals.items()]
     frame = pd.DataFrame(rows, columns=[label, "selected", "total", "selection_rate"])
-    return frame.sort_values("selection_rate", ascending=False) if len(frame) else frame
+    frame = frame.astype({"selected": int, "total": int, "selection_rate": float}).round({"selection_rate": 3})
+    return frame.sort_values("selection_rate", ascending=False)
 
 
 def build_ui(service: DraftGridService) -> tuple[gr.Blocks, str]:

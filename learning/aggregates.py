@@ -15,7 +15,7 @@ from datetime import datetime
 
 import duckdb
 
-from learning.feedback_rules import ArmKey, Counts
+from learning.feedback_rules import REVIEW_ACTIONS, ArmKey, Counts
 from learning.replay import ARM_DELTAS_CTE
 
 log = logging.getLogger(__name__)
@@ -65,39 +65,35 @@ GROUP BY d.user_id, d.keyword, d.arm_kind, d.arm, u.review_seq
 # as of the user's current review_seq (which is also the row's review_seq).
 _REBUILT = f"""
 {ARM_DELTAS_CTE},
-review_seqs AS (
-    SELECT b.user_id, r.reviewed_ord AS ord,
-           row_number() OVER (PARTITION BY b.user_id ORDER BY r.reviewed_ord) AS seq
-    FROM batch_reviews r JOIN batches b USING (batch_id)
-),
 rebuilt_users AS (
     SELECT user_id, max(seq) AS review_seq FROM review_seqs GROUP BY user_id
 ),
+imported_changes AS (
+    SELECT m.user_id, m.keyword, m.arm_kind, m.arm, coalesce(r.seq, 0) AS seq,
+           m.shown, m.selected, m.rejected, m.w_shown, m.w_selected, m.w_rejected
+    FROM imported_stats m
+    ASOF LEFT JOIN review_seqs r ON m.user_id = r.user_id AND m.import_id >= r.ord
+),
 all_changes AS (
-    SELECT user_id, keyword, arm_kind, arm, ord, d_shown, d_selected, d_rejected,
+    SELECT user_id, keyword, arm_kind, arm, seq, d_shown, d_selected, d_rejected,
            d_shown::DOUBLE AS dw_shown, d_selected::DOUBLE AS dw_selected,
            d_rejected::DOUBLE AS dw_rejected
     FROM arm_deltas
     UNION ALL
-    SELECT user_id, keyword, arm_kind, arm, import_id, shown, selected, rejected,
-           w_shown, w_selected, w_rejected
-    FROM imported_stats
-),
-sequenced AS (
-    SELECT c.*, coalesce(r.seq, 0) AS seq, coalesce(u.review_seq, 0) AS now_seq
-    FROM all_changes c
-    ASOF LEFT JOIN review_seqs r ON c.user_id = r.user_id AND c.ord >= r.ord
-    LEFT JOIN rebuilt_users u ON u.user_id = c.user_id
+    SELECT * FROM imported_changes
 ),
 rebuilt_stats AS (
-    SELECT user_id, keyword, arm_kind, arm,
-           sum(d_shown) AS shown, sum(d_selected) AS selected, sum(d_rejected) AS rejected,
-           sum(decayed(dw_shown, now_seq - seq, $half_life)) AS w_shown,
-           sum(decayed(dw_selected, now_seq - seq, $half_life)) AS w_selected,
-           sum(decayed(dw_rejected, now_seq - seq, $half_life)) AS w_rejected,
-           now_seq AS review_seq
-    FROM sequenced
-    GROUP BY user_id, keyword, arm_kind, arm, now_seq
+    SELECT c.user_id, c.keyword, c.arm_kind, c.arm,
+           sum(c.d_shown) AS shown, sum(c.d_selected) AS selected,
+           sum(c.d_rejected) AS rejected,
+           sum(decayed(c.dw_shown, n.now_seq - c.seq, $half_life)) AS w_shown,
+           sum(decayed(c.dw_selected, n.now_seq - c.seq, $half_life)) AS w_selected,
+           sum(decayed(c.dw_rejected, n.now_seq - c.seq, $half_life)) AS w_rejected,
+           n.now_seq AS review_seq
+    FROM all_changes c
+    LEFT JOIN rebuilt_users u ON u.user_id = c.user_id,
+    LATERAL (SELECT coalesce(u.review_seq, 0) AS now_seq) n
+    GROUP BY c.user_id, c.keyword, c.arm_kind, c.arm, n.now_seq
 )
 """
 
@@ -192,12 +188,13 @@ def rebuild(cur: duckdb.DuckDBPyConnection, half_life: float, now: datetime) -> 
             FROM rebuilt_stats""",
         {"half_life": half_life, "now": now},
     )
-    cur.execute(
-        f"""INSERT INTO user_state
-            {_REBUILT}
-            SELECT user_id, review_seq FROM rebuilt_users""",
-        {"half_life": half_life},
-    )
+    cur.execute(f"""INSERT INTO user_state
+                    SELECT b.user_id, count(*)
+                    FROM (SELECT batch_id FROM feedback
+                          WHERE action IN ({", ".join(repr(a) for a in REVIEW_ACTIONS)})
+                          GROUP BY batch_id) r
+                    JOIN batches b USING (batch_id)
+                    GROUP BY b.user_id""")
     log.info("rebuilt preference aggregates from the facts (half_life=%s)", half_life)
 
 

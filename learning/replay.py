@@ -23,8 +23,9 @@ def _sql_list(values: tuple[str, ...]) -> str:
 
 _CLICKS = _sql_list(CLICK_ACTIONS)
 
-# `WITH ...` defining `batch_reviews(batch_id, reviewed_ord)` and `arm_deltas(user_id, keyword,
-# arm_kind, arm, ord, d_shown, d_selected, d_rejected)` over every fact.
+# `WITH ...` defining `review_seqs(user_id, ord, seq)` (the n-th review of each user) and
+# `arm_deltas(user_id, keyword, arm_kind, arm, ord, seq, d_shown, d_selected, d_rejected)` over
+# every fact, `seq` being the user's review_seq when the change happened.
 ARM_DELTAS_CTE = f"""
 WITH image_facts AS (
     SELECT image_id, batch_id, user_id, checkpoint, loras, finished_seq FROM images
@@ -78,7 +79,12 @@ image_deltas AS (
     FROM contributions
     WINDOW p AS (PARTITION BY image_id ORDER BY ord)
 ),
-arm_set_deltas AS (
+review_seqs AS (
+    SELECT b.user_id, r.reviewed_ord AS ord,
+           row_number() OVER (PARTITION BY b.user_id ORDER BY r.reviewed_ord) AS seq
+    FROM batch_reviews r JOIN batches b USING (batch_id)
+),
+arm_set_changes AS (
     SELECT i.batch_id, i.user_id, i.checkpoint,
            list_sort(list_distinct(list_transform(i.loras, lambda l: l.name))) AS lora_names,
            d.ord, sum(d.d_shown) AS d_shown, sum(d.d_selected) AS d_selected,
@@ -87,12 +93,19 @@ arm_set_deltas AS (
     WHERE d.d_shown <> 0 OR d.d_selected <> 0 OR d.d_rejected <> 0
     GROUP BY ALL
 ),
+arm_set_deltas AS (
+    -- The user's review_seq when the change happened: reviews up to and including its ord.
+    -- Joined before the keyword x arm expansion, which multiplies the rows tenfold.
+    SELECT c.*, coalesce(r.seq, 0) AS seq
+    FROM arm_set_changes c
+    ASOF LEFT JOIN review_seqs r ON c.user_id = r.user_id AND c.ord >= r.ord
+),
 keyword_deltas AS (
     SELECT a.*, unnest(list_append(b.keywords, '{ALL_KEYWORDS}')) AS keyword
     FROM arm_set_deltas a JOIN batches b USING (batch_id)
 ),
 arm_deltas AS (
-    SELECT user_id, keyword, ord, d_shown, d_selected, d_rejected,
+    SELECT user_id, keyword, ord, seq, d_shown, d_selected, d_rejected,
         unnest(list_prepend({{'arm_kind': 'checkpoint', 'arm': checkpoint}},
                             list_transform(lora_names,
                                            lambda n: {{'arm_kind': 'lora', 'arm': n}})),

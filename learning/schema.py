@@ -27,7 +27,8 @@ class Migration:
     statements: tuple[str, ...]
 
 
-_AGGREGATE_COLUMNS = """
+# A user's evidence for one (keyword, arm): plain and decayed counts.
+_EVIDENCE_COLUMNS = """
         user_id VARCHAR NOT NULL,
         keyword VARCHAR NOT NULL,
         arm_kind VARCHAR NOT NULL CHECK (arm_kind IN ('checkpoint', 'lora')),
@@ -37,7 +38,8 @@ _AGGREGATE_COLUMNS = """
         rejected BIGINT NOT NULL,
         w_shown DOUBLE NOT NULL,
         w_selected DOUBLE NOT NULL,
-        w_rejected DOUBLE NOT NULL,
+        w_rejected DOUBLE NOT NULL"""
+_AGGREGATE_COLUMNS = f"""{_EVIDENCE_COLUMNS},
         review_seq BIGINT NOT NULL,
         updated_at TIMESTAMP NOT NULL"""
 
@@ -102,18 +104,8 @@ _FACTS_AND_AGGREGATES = (
         created_at TIMESTAMP NOT NULL
     )""",
     "CREATE INDEX feedback_batch_idx ON feedback (batch_id)",
-    """CREATE TABLE imported_stats (
-        import_id BIGINT NOT NULL,
-        user_id VARCHAR NOT NULL,
-        keyword VARCHAR NOT NULL,
-        arm_kind VARCHAR NOT NULL CHECK (arm_kind IN ('checkpoint', 'lora')),
-        arm VARCHAR NOT NULL,
-        shown BIGINT NOT NULL,
-        selected BIGINT NOT NULL,
-        rejected BIGINT NOT NULL,
-        w_shown DOUBLE NOT NULL,
-        w_selected DOUBLE NOT NULL,
-        w_rejected DOUBLE NOT NULL,
+    f"""CREATE TABLE imported_stats (
+        import_id BIGINT NOT NULL,{_EVIDENCE_COLUMNS},
         imported_at TIMESTAMP NOT NULL
     )""",
     f"""CREATE TABLE preference_stats ({_AGGREGATE_COLUMNS},

@@ -31,41 +31,58 @@ def arm_stats(
     """(keyword, arm) → decayed evidence, for the given keywords (and arms, when given)."""
     if not keywords or (arms is not None and not arms):
         return {}
-    arm_filter = "" if arms is None else "AND arm = ANY($arms)"
-    params: dict[str, object] = {
-        "half_life": half_life, "kind": kind, "keywords": list(dict.fromkeys(keywords))
-    }
-    if user_id is not None:
-        params["user_id"] = user_id
-    if arms is not None:
-        params["arms"] = list(arms)
-    rows = cur.execute(
-        f"""SELECT keyword, arm, sum(w_shown), sum(w_selected), sum(w_rejected)
-            FROM preference_stats_now($half_life)
-            WHERE arm_kind = $kind AND keyword = ANY($keywords)
-                  {_user_filter(user_id)} {arm_filter}
-            GROUP BY keyword, arm""",
-        params,
-    ).fetchall()
-    return {(kw, arm): ArmStat(shown, selected, rejected) for kw, arm, shown, selected, rejected in rows}
+    return _decayed_sums(cur, user_id, kind, list(dict.fromkeys(keywords)), arms, half_life)
 
 
 def base_rate(
     cur: duckdb.DuckDBPyConnection, user_id: str | None, kind: ArmKind, half_life: float
 ) -> ArmStat:
     """Decayed totals over every arm of the kind, from the all-prompts ('*') rows."""
-    params: dict[str, object] = {"half_life": half_life, "kind": kind, "all": ALL_KEYWORDS}
+    per_arm = _decayed_sums(cur, user_id, kind, [ALL_KEYWORDS], None, half_life)
+    return ArmStat(
+        sum(s.shown for s in per_arm.values()),
+        sum(s.selected for s in per_arm.values()),
+        sum(s.rejected for s in per_arm.values()),
+    )
+
+
+def _decayed_sums(
+    cur: duckdb.DuckDBPyConnection,
+    user_id: str | None,
+    kind: ArmKind,
+    keywords: list[str],
+    arms: Sequence[str] | None,
+    half_life: float,
+) -> dict[tuple[str, str], ArmStat]:
+    """Kept and pending rows, filtered inside each branch (DuckDB does not push these filters
+    through the grouped `preference_stats_now` macro: 3x slower), summed here."""
+    where = "keyword = ANY($keywords) AND arm_kind = $kind" + (
+        "" if user_id is None else " AND user_id = $user_id") + (
+        "" if arms is None else " AND arm = ANY($arms)")
+    columns = "user_id, keyword, arm, w_shown, w_selected, w_rejected, review_seq"
+    params: dict[str, object] = {"keywords": keywords, "kind": kind, "half_life": half_life}
     if user_id is not None:
         params["user_id"] = user_id
-    row = cur.execute(
-        f"""SELECT coalesce(sum(w_shown), 0), coalesce(sum(w_selected), 0),
-                   coalesce(sum(w_rejected), 0)
-            FROM preference_stats_now($half_life)
-            WHERE arm_kind = $kind AND keyword = $all {_user_filter(user_id)}""",
+    if arms is not None:
+        params["arms"] = list(arms)
+    rows = cur.execute(
+        f"""SELECT a.keyword, a.arm,
+                   decayed(a.w_shown, coalesce(u.review_seq, 0) - a.review_seq, $half_life),
+                   decayed(a.w_selected, coalesce(u.review_seq, 0) - a.review_seq, $half_life),
+                   decayed(a.w_rejected, coalesce(u.review_seq, 0) - a.review_seq, $half_life)
+            FROM (SELECT {columns} FROM preference_stats WHERE {where}
+                  UNION ALL
+                  SELECT {columns} FROM preference_stats_pending WHERE {where}) a
+            LEFT JOIN user_state u USING (user_id)""",
         params,
-    ).fetchone()
-    assert row is not None
-    return ArmStat(float(row[0]), float(row[1]), float(row[2]))
+    ).fetchall()
+    sums: dict[tuple[str, str], list[float]] = {}
+    for keyword, arm, shown, selected, rejected in rows:
+        total = sums.setdefault((keyword, arm), [0.0, 0.0, 0.0])
+        total[0] += shown
+        total[1] += selected
+        total[2] += rejected
+    return {key: ArmStat(*total) for key, total in sums.items()}
 
 
 def total_reviews(cur: duckdb.DuckDBPyConnection, user_id: str | None) -> int:

@@ -258,7 +258,7 @@ class PreferenceStore:
 
 
 
-def _log_failed_compaction(future: "Future[int]") -> None:
+def _log_failed_compaction(future: Future[int]) -> None:
     if future.exception() is not None:
         log.error("background compaction failed (pending rows stay and still count): %s",
                   future.exception())

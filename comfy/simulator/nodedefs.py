@@ -48,14 +48,18 @@ class NodeCatalog:
     """The definitions of one server: static node shapes + its inventory and uploaded images."""
 
     def __init__(self, inventory: Inventory, input_images: list[str]) -> None:
-        self._defs = copy.deepcopy(_static_defs())
+        # Built for every prompt and /object_info call: only the nodes with live lists are copied,
+        # every other definition is the shared static one (read-only).
+        self._defs = dict(_static_defs())
         self._set_combo("CheckpointLoaderSimple", "ckpt_name", inventory.checkpoints)
         self._set_combo("LoraLoader", "lora_name", inventory.loras)
         self._set_combo("LoraLoaderModelOnly", "lora_name", inventory.loras)
         self._set_combo("LoadImage", "image", input_images)
 
     def _set_combo(self, class_type: str, input_name: str, values: Iterable[str]) -> None:
-        self._defs[class_type]["input"]["required"][input_name][0] = sorted(values)
+        definition = copy.deepcopy(self._defs[class_type])
+        definition["input"]["required"][input_name][0] = sorted(values)
+        self._defs[class_type] = definition
 
     def object_info(self) -> dict[str, Any]:
         """The whole `/object_info` body."""

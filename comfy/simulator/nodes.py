@@ -134,6 +134,18 @@ async def latent_upscale_by(ctx: RunContext, samples: Latent, upscale_method: st
                                height=_latent_side(samples.height * scale_by)),))
 
 
+async def repeat_latent_batch(ctx: RunContext, samples: Latent, amount: int) -> NodeResult:
+    """ComfyUI concatenates `amount` copies of the latent tensor: here the pictures under it repeat.
+
+    A sampled latent is decoded first, so every copy stands for the same picture (as copied tensors
+    would); the next sampler still gives each batch index its own noise, hence its own picture.
+    """
+    if samples.sample is None and samples.prior is None:
+        return NodeResult((replace(samples, batch_size=samples.batch_size * amount),))
+    return NodeResult((Latent(samples.width, samples.height, samples.batch_size * amount,
+                              prior=decode_latent(samples) * amount),))
+
+
 async def image_scale_by(ctx: RunContext, image: tuple[Image.Image, ...], upscale_method: str,
                          scale_by: float) -> NodeResult:
     resample = Image.Resampling.NEAREST if upscale_method == "nearest-exact" else Image.Resampling.BILINEAR
@@ -172,6 +184,7 @@ NODE_FUNCTIONS: dict[str, NodeFunction] = {
     "VAEDecode": vae_decode,
     "VAEEncode": vae_encode,
     "LatentUpscaleBy": latent_upscale_by,
+    "RepeatLatentBatch": repeat_latent_batch,
     "ImageScaleBy": image_scale_by,
     "EmptyImage": empty_image,
     "LoadImage": load_image,

@@ -259,7 +259,10 @@ class Routes:
 
     async def sim_faults(self, request: web.Request) -> web.Response:
         try:
-            self.sim.faults.update(await request.json())
+            with self.sim.controlled_over(request.transport):
+                self.sim.faults.update(await request.json())
         except (KeyError, TypeError, ValueError) as exc:
             return web.json_response({"error": f"unknown or bad fault: {exc}"}, status=400)
-        return web.json_response(self.sim.state())
+        response = web.json_response(self.sim.state())
+        response.force_close()  # this connection may have been spared by a drop: do not keep it alive
+        return response

@@ -2,18 +2,22 @@
 
 It owns the aiohttp application, the prompt queue with its single worker (ComfyUI executes one
 prompt at a time), the history, the WebSocket hub and the fault switches. The listening socket
-is created directly with `loop.create_server`, so that closing it (refuse_connections, a kill)
-is immediate and keeps or drops open connections exactly as intended.
+is bound by us (already listening when `_bind` returns) and served with `loop.create_server`, so
+a fault can close it and every open connection at once, as a killed process does, and open it
+again on the same port without a window in which connections are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import socket
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -77,6 +81,7 @@ class SimulatedComfy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
+        self._control_transport: asyncio.BaseTransport | None = None  # spared by a drop (POST /sim/faults)
         self._worker: asyncio.Task[None] | None = None
         self.faults.listener = self._fault_changed
 
@@ -130,29 +135,59 @@ class SimulatedComfy:
         return self.url
 
     async def _listen(self, host: str, port: int) -> None:
-        assert self._runner is not None and self._runner.server is not None
-        self._listener = await asyncio.get_running_loop().create_server(self._runner.server, host, port,
-                                                                        reuse_address=True)
+        await self._serve(self._bind(host, port))
+        assert self._listener is not None
         self.host, self.port = host, self._listener.sockets[0].getsockname()[1]
+
+    @staticmethod
+    def _bind(host: str, port: int) -> socket.socket:
+        """A socket that listens (the kernel queues connections) before this returns."""
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        assert self._runner is not None and self._runner.server is not None
+        self._listener = await asyncio.get_running_loop().create_server(self._runner.server, sock=sock)
+        if self.faults.refuse_connections:  # switched on again while we were setting up
+            self._close_listener()
 
     def _close_listener(self) -> None:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
 
+    def _sever(self) -> None:
+        """What the network sees of a killed process: the listener and every open HTTP connection
+        and websocket vanish at once (no close frame, no answer to requests in flight). The
+        connection switching the fault over POST /sim/faults is spared so it gets its answer."""
+        self._close_listener()
+        self.hub.abort_all()
+        server = self._runner.server if self._runner is not None else None
+        for handler in server.connections if server is not None else []:
+            if handler.transport is not None and handler.transport is not self._control_transport:
+                handler.transport.abort()
+        log.info("%s: listener and open connections dropped", self.name)
+
+    @contextlib.contextmanager
+    def controlled_over(self, transport: asyncio.BaseTransport | None) -> Iterator[None]:
+        """Faults switched inside this block spare `transport` (the request switching them)."""
+        self._control_transport = transport
+        try:
+            yield
+        finally:
+            self._control_transport = None
+
     async def stop(self) -> None:
         """Graceful stop: close frames to websockets, drop the listener and connections."""
         await self._shutdown(graceful=True)
 
     async def _shutdown(self, graceful: bool) -> None:
-        self._close_listener()
+        """Stop serving; a kill has already `_sever`ed every connection, synchronously."""
+        if graceful:
+            self._close_listener()
+            await self.hub.close_all()
         if self._worker is not None and self._worker is not asyncio.current_task():
             self._worker.cancel()
         self._worker = None
-        if graceful:
-            await self.hub.close_all()
-        else:
-            self.hub.abort_all()
         self.not_hung.set()  # release hung handlers so the runner can finish them
         if self._runner is not None:
             await self._runner.cleanup()
@@ -168,7 +203,7 @@ class SimulatedComfy:
         await self.start(self.host, self.port)
 
     async def _die(self) -> None:
-        """The `die_after_images` fault: like a killed process, state is lost with it."""
+        """The rest of the `die_after_images` kill, after `_sever()`: state is lost with the process."""
         await self._shutdown(graceful=False)
         self.queue = PromptQueue()
         self.history = History()
@@ -195,6 +230,7 @@ class SimulatedComfy:
             try:
                 entry = await self.executor.run(item)
             except ServerDied:
+                self._sever()  # at once: no answer may leave a dead process
                 asyncio.get_running_loop().create_task(self._die())
                 return
             self.history.add(item.prompt_id, entry)
@@ -231,7 +267,11 @@ class SimulatedComfy:
         if name == "hang":
             (self.not_hung.clear if faults.hang else self.not_hung.set)()
         elif name == "refuse_connections" and faults.refuse_connections:
-            self._close_listener()
+            self._sever()
+        elif name == "refuse_connections" and self._runner is not None and self._listener is None:
+            # Bound now, so a connection made right after the switch is queued, not refused.
+            asyncio.get_running_loop().create_task(self._serve(self._bind(self.host, self.port)))
         elif name == "die_after_images" and faults.die_after_images == 0 and self._runner is not None:
             faults.die_after_images = None
+            self._sever()
             asyncio.get_running_loop().create_task(self._die())

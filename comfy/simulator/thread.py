@@ -37,8 +37,13 @@ class SimulatorThread:
         return future.result()
 
     async def _create(self) -> list[SimulatedComfy]:
-        # constructed on the loop so their asyncio primitives belong to it
-        return [SimulatedComfy(name=f"sim-gpu-{i}", device_index=i, **self._kwargs) for i in range(self.count)]
+        # constructed on the loop so their asyncio primitives belong to it; each server gets its own
+        # output folder, as separate machines would (a shared one lets their file counters collide)
+        kwargs = dict(self._kwargs)
+        shared = kwargs.pop("output_dir", None)
+        return [SimulatedComfy(name=f"sim-gpu-{i}", device_index=i, **kwargs,
+                               output_dir=shared / f"sim-gpu-{i}" if shared is not None else None)
+                for i in range(self.count)]
 
     def start(self) -> list[str]:
         """Start the thread and every server; returns their base URLs."""

@@ -1,7 +1,7 @@
 """The adaptive policy: Bayesian posteriors, confidence as P(best), Thompson allocation.
 
 Confidence is the posterior probability that the recommended checkpoint is the best for these
-keywords (not the volume of data), and images are spread by Thompson sampling over the whole
+keywords (not the volume of data), measured beyond chance (0 = no idea, 1 = certain), and images are spread by Thompson sampling over the whole
 pool: each image slot goes to the winner of one posterior draw, so a promising checkpoint late
 in the pool gets tried and a clearly worse one fades out on its own.
 """
@@ -25,7 +25,7 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     means = posterior.mean
     best_index = int(means.argmax())
     best = req.pool[best_index]
-    confidence = float(wins[best_index])
+    confidence = beyond_chance(float(wins[best_index]), len(req.pool))
     scores = dict(zip(req.pool, means.round(4).tolist()))
     # priority: the recommended first, then by chance of being best, then by expected rate
     ranked = [req.pool[i] for i in np.lexsort((-means, -wins))]
@@ -41,6 +41,18 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     thompson = _thompson_counts(samples[: req.count], req.pool)
     floors = _explore_floors(req, ranked, confidence, config)
     return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores)
+
+
+def beyond_chance(p_best: float, arms: int) -> float:
+    """P(best) rescaled so that knowing nothing is 0 and certainty is 1, whatever the pool size.
+
+    Raw P(best) starts at 1/k: with a pool of three, a cold start would read 0.33 — "medium" —
+    and skip exploring. A pool of one has nothing to choose: full confidence.
+    """
+    if arms <= 1:
+        return 1.0
+    chance = 1.0 / arms
+    return max(0.0, (p_best - chance) / (1.0 - chance))
 
 
 def _thompson_counts(slot_draws: np.ndarray, pool: tuple[str, ...]) -> dict[str, int]:

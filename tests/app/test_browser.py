@@ -58,11 +58,28 @@ def thumbs(page: Page):  # noqa: ANN201 - a Playwright Locator
     return page.locator("#dg-grid button.thumbnail-item")
 
 
-def generate(page: Page, prompt: str, count: int = 20) -> None:
-    page.locator("#dg-prompt textarea").fill(prompt)
-    page.locator("#dg-generate").click()
-    expect(page.locator("#dg-status")).to_contain_text(f"{count} / {count} images", timeout=60_000)
+def current_batch(page: Page) -> str | None:
+    count = page.locator("#dg-count")
+    return count.get_attribute("data-batch") if count.count() else None
+
+
+def wait_for_new_batch(page: Page, previous: str | None, count: int) -> None:
+    """Wait until the status shows a batch other than `previous`, finished, with `count` thumbnails."""
+    page.wait_for_function(
+        "([prev, n]) => { const c = document.querySelector('#dg-count');"
+        " return c && c.dataset.batch !== prev && c.textContent.includes(`${n} / ${n} images · done`); }",
+        arg=[previous or "", count], timeout=60_000)
     expect(thumbs(page)).to_have_count(count, timeout=30_000)
+
+
+def generate(page: Page, prompt: str, count: int = 20) -> None:
+    previous = current_batch(page)
+    page.locator("#dg-prompt textarea").fill(prompt)
+    number = page.locator("#dg-count-slider input[type=number]")
+    number.fill(str(count))
+    number.press("Tab")
+    page.locator("#dg-generate").click()
+    wait_for_new_batch(page, previous, count)
 
 
 def selected_count(page: Page) -> int:
@@ -86,8 +103,8 @@ def test_generate_select_reject_refine_stats(ui_app: RunningApp, browser) -> Non
     page.locator("#dg-prompt textarea").fill("anime girl with long hair, cherry blossoms")
     shot(page, "02-prompt")
     page.locator("#dg-generate").click()
-    expect(page.locator("#dg-status")).to_contain_text("20 / 20 images", timeout=60_000)
-    expect(thumbs(page)).to_have_count(20, timeout=30_000)
+    wait_for_new_batch(page, None, 20)
+    first_batch = current_batch(page)
     expect(page.locator("#dg-strategy")).to_contain_text("checkpoint")
     captions = page.locator("#dg-grid .caption-label")
     expect(captions.first).to_contain_text("seed")
@@ -108,9 +125,10 @@ def test_generate_select_reject_refine_stats(ui_app: RunningApp, browser) -> Non
     page.locator("#dg-batch-picker input").click()
     page.get_by_role("option", name=re.compile("anime girl")).click()
     expect(page.locator("#dg-grid .caption-label", has_text="✓ selected")).to_have_count(3, timeout=15_000)
+    assert current_batch(page) == first_batch
     page.locator("#dg-refine").click()
-    expect(page.locator("#dg-status")).to_contain_text("3 / 3 images", timeout=60_000)
-    expect(page.locator("#dg-strategy")).to_contain_text("checkpoint")
+    wait_for_new_batch(page, first_batch, 3)
+    expect(page.locator("#dg-strategy")).to_contain_text("Refining 3 image(s) at the sd15 standard tier")
     shot(page, "06-refined")
 
     page.get_by_role("tab", name="Stats").click()

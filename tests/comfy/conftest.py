@@ -150,6 +150,7 @@ async def replay() -> AsyncIterator[ReplayComfy]:
 SD15 = ("alpha.safetensors", "beta.safetensors", "gamma.safetensors")
 LORA = "style/ink.safetensors"
 LORA_METADATA = {"ss_base_model_version": "sd_v1", "ss_tag_frequency": '{"5_ink": {"ink": 12}}'}
+CHECKPOINT_METADATA = {"modelspec.architecture": "stable-diffusion-v1", "modelspec.title": "Alpha"}
 TIME_SCALE = 0.02  # a 20-step 512² image takes ~20 ms, a checkpoint load ~60 ms
 
 
@@ -158,7 +159,8 @@ def sim_inventory(checkpoints: tuple[str, ...] = SD15) -> Any:
     from comfy.simulator import Inventory, ModelFile
 
     return Inventory(
-        checkpoints={name: ModelFile(name, "sd15") for name in checkpoints},
+        checkpoints={name: ModelFile(name, "sd15", metadata=dict(CHECKPOINT_METADATA) if name == SD15[0] else None)
+                     for name in checkpoints},
         loras={LORA: ModelFile(LORA, "sd15", metadata=dict(LORA_METADATA)),
                "plain.safetensors": ModelFile("plain.safetensors", "sd15")},
     )

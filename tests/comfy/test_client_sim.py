@@ -23,10 +23,12 @@ from comfy.errors import (
 )
 from comfy.models import GenerationSpec, LoraSpec, RefineSource
 from comfy.protocol import Progress
+from comfy.simulator import TimeModel
 from comfy.workflow import build_workflow
 
 from .conftest import LORA, SD15, start_sims, stop_sims
 
+SLOW_STEPS = TimeModel(checkpoint_load={"sd15": 0.0}, lora_change=0.0, step_seconds=0.2)  # progress at once, no end soon
 SPEC = GenerationSpec(checkpoint=SD15[0], positive="a red boat", negative="blurry", seed=7, width=512,
                       height=512, steps=6, cfg=7.0, batch_size=2, loras=(LoraSpec(LORA, 0.7),))
 
@@ -76,15 +78,15 @@ async def test_run_streams_progress_and_returns_pngs_also_in_history(client: Com
     assert "p-run" in await client.history(max_items=5)
 
 
-async def test_img2img_upload_then_run(client: ComfyClient) -> None:
+async def test_img2img_refine_with_batch_2_upload_then_run(client: ComfyClient) -> None:
     [source] = await client.run(build_workflow(GenerationSpec(**{**SPEC.__dict__, "batch_size": 1})))
     name = await client.upload_image(source.data, "src.png", subfolder="draftgrid")
     assert name == "draftgrid/src.png"
-    # batch_size 1: the simulator does not implement RepeatLatentBatch yet (see the report).
-    refine = GenerationSpec(**{**SPEC.__dict__, "refine_from": RefineSource(source.data, 0.5), "batch_size": 1,
+    refine = GenerationSpec(**{**SPEC.__dict__, "refine_from": RefineSource(source.data, 0.5), "batch_size": 2,
                                "hires_scale": 1.5})
-    [image] = await client.run(build_workflow(refine, init_image_name=name))
-    assert image.data.startswith(b"\x89PNG")
+    images = await client.run(build_workflow(refine, init_image_name=name))
+    assert [i.batch_index for i in images] == [0, 1]
+    assert all(i.data.startswith(b"\x89PNG") for i in images) and images[0].data != images[1].data
 
 
 async def test_validation_and_invalid_prompt_errors(client: ComfyClient) -> None:
@@ -106,7 +108,7 @@ async def test_execution_error_names_the_node(sim, client: ComfyClient) -> None:
 
 
 async def test_interrupt_during_a_run(sim, client: ComfyClient) -> None:
-    sim.time_model = sim.time_model.scaled(50)
+    sim.time_model = SLOW_STEPS
     started = asyncio.Event()
     run = asyncio.create_task(client.run(build_workflow(SPEC), on_progress=lambda _p: started.set(), prompt_id="long"))
     await started.wait()
@@ -116,7 +118,7 @@ async def test_interrupt_during_a_run(sim, client: ComfyClient) -> None:
 
 
 async def test_server_gone_mid_run_is_a_disconnect(sim, client: ComfyClient) -> None:
-    sim.time_model = sim.time_model.scaled(50)
+    sim.time_model = SLOW_STEPS
     started = asyncio.Event()
     run = asyncio.create_task(client.run(build_workflow(SPEC), on_progress=lambda _p: started.set()))
     await started.wait()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
-from comfy.models import GenerationSpec, ImageResult, JobFailed, JobProgress, PoolEvent, PoolJob
+from comfy.models import GenerationSpec, ImageResult, JobFailed, JobProgress, PoolEvent, PoolJob, RefineSource
 from comfy.pool import ServerPool
 
-from .conftest import SD15, start_sims, stop_sims
+from .conftest import CHECKPOINT_METADATA, LORA, LORA_METADATA, SD15, start_sims, stop_sims
 
 ALPHA, BETA, GAMMA = SD15
 
@@ -171,12 +172,54 @@ async def test_execution_error_fails_the_job_without_retry_storm(pool: ServerPoo
     assert all(s.online for s in pool.statuses())
 
 
-async def test_unknown_checkpoint_fails_at_once_and_lora_metadata_is_cached(pool: ServerPool) -> None:
+async def test_img2img_refine_with_batch_2_runs_as_one_job(pool: ServerPool, two_sims: list) -> None:
+    [draft] = images_of(await collect(pool.run([make_job("draft", ALPHA, 1)], "b11")))
+    refine = replace(make_job("refine", BETA, 2).spec, refine_from=RefineSource(draft.png, denoise=0.5))
+    events = await collect(pool.run([PoolJob("refine", refine)], "b12"))
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    images = images_of(events)
+    assert [i.batch_index for i in images] == [0, 1] and len({i.prompt_id for i in images}) == 1
+    assert images[0].png != images[1].png and all(i.png.startswith(b"\x89PNG") for i in images)
+    assert sum(s.images_done for s in two_sims) == 3
+
+
+async def test_unknown_checkpoint_fails_at_once(pool: ServerPool) -> None:
     events = await collect(pool.run([make_job("x", "nowhere.safetensors", 1)], "b10"))
     assert events == [JobFailed("x", "no online server has checkpoint nowhere.safetensors")]
     union = pool.inventory_union()
-    assert union.checkpoints == tuple(sorted(SD15)) and "style/ink.safetensors" in union.loras
-    meta = await pool.lora_metadata("style/ink.safetensors")
-    assert meta is not None and meta["ss_base_model_version"] == "sd_v1"
-    assert await pool.lora_metadata("plain.safetensors") is None
-    assert await pool.lora_metadata("not-there.safetensors") is None
+    assert union.checkpoints == tuple(sorted(SD15)) and LORA in union.loras
+
+
+async def test_model_metadata_is_cached_per_folder_until_that_list_changes(pool: ServerPool, two_sims: list) -> None:
+    fetched: list[tuple[str, str]] = []
+    for member in pool._members.values():
+        original = member.client.view_metadata
+
+        async def spy(filename: str, folder: str = "loras", _orig=original) -> dict[str, str] | None:
+            fetched.append((folder, filename))
+            return await _orig(filename, folder)
+        member.client.view_metadata = spy  # type: ignore[method-assign]
+
+    async def look_up() -> list[dict[str, str] | None]:
+        return [await pool.model_metadata(ALPHA, "checkpoints"), await pool.model_metadata(LORA),
+                await pool.model_metadata(BETA, "checkpoints"), await pool.model_metadata("plain.safetensors"),
+                await pool.model_metadata("not-there.safetensors")]
+
+    first = await look_up()
+    assert first == [CHECKPOINT_METADATA, LORA_METADATA, None, None, None]
+    assert len(fetched) == 4  # nothing asked for a file no server lists
+    assert await look_up() == first and len(fetched) == 4  # all four answers (even "none") cached
+    for sim in two_sims:
+        sim.remove_checkpoint(GAMMA)  # the checkpoint list changes, the LoRA list does not
+    await pool.refresh()
+    fetched.clear()
+    assert await look_up() == first
+    assert sorted(fetched) == [("checkpoints", ALPHA), ("checkpoints", BETA)]
+    for sim in two_sims:
+        sim.inventory.loras.pop("plain.safetensors")
+    await pool.refresh()
+    fetched.clear()
+    assert await look_up() == [CHECKPOINT_METADATA, LORA_METADATA, None, None, None]
+    assert fetched == [("loras", LORA)]  # plain.safetensors is no longer listed anywhere
+    with pytest.raises(ValueError, match="unknown model folder"):
+        await pool.model_metadata("x.safetensors", "vae")

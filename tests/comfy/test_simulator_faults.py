@@ -8,7 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from comfy.client import ComfyClient
+from comfy.errors import ComfyConnectionError
+from comfy.models import GenerationSpec
 from comfy.simulator import SimulatedComfy
+from comfy.workflow import build_workflow
 from tests.comfy.sim_fixtures import SLOW_STEPS, WsRecorder, http, sim, start_sim, submit, txt2img_prompt  # noqa: F401
 
 
@@ -38,11 +42,15 @@ async def test_die_after_images_kills_the_server_mid_batch(tmp_path: Path) -> No
         await server.stop()
 
 
-async def test_die_after_zero_images_dies_now(sim: SimulatedComfy) -> None:
-    async with WsRecorder(sim.url, "z") as ws:
+async def test_die_after_zero_images_dies_now_and_drops_pooled_connections(sim: SimulatedComfy) -> None:
+    async with ComfyClient(sim.url, timeout=5) as client, WsRecorder(sim.url, "z") as ws:
+        await client.queue()  # the client now holds a kept-alive connection
         await ws.wait_type("status")
         sim.faults.die_after_images = 0
         await asyncio.wait_for(ws.closed.wait(), 10)
+        with pytest.raises(ComfyConnectionError):
+            await client.queue()
+    assert ws.socket.close_code == 1006
     with pytest.raises(httpx.ConnectError):
         await fresh_get(sim.url)
 
@@ -57,14 +65,28 @@ async def test_refuse_connections_then_restart_on_same_port(sim: SimulatedComfy)
     assert (await fresh_get(url)).status_code == 200
 
 
-async def test_refuse_connections_over_http_keeps_open_connections(sim: SimulatedComfy,
-                                                                   http: httpx.AsyncClient) -> None:
-    assert (await http.post("/sim/faults", json={"refuse_connections": True})).status_code == 200
-    with pytest.raises(httpx.ConnectError):
-        await fresh_get(sim.url)
-    assert (await http.get("/sim/state")).json()["faults"]["refuse_connections"] is True  # kept-alive connection
-    await sim.restart()
-    assert (await fresh_get(sim.url)).status_code == 200 and sim.faults.refuse_connections is False
+async def test_refuse_connections_drops_open_connections_and_resumes_with_state(
+        sim: SimulatedComfy, http: httpx.AsyncClient) -> None:
+    async with WsRecorder(sim.url, "k") as ws:
+        done = await submit(http, txt2img_prompt(batch=1), "k")
+        await ws.wait_done(done)
+        async with ComfyClient(sim.url, timeout=5) as client:
+            await client.connect_ws()
+            assert done in await client.history(done)  # the client now holds a kept-alive connection
+            switched = await http.post("/sim/faults", json={"refuse_connections": True})
+            assert switched.json()["faults"]["refuse_connections"] is True  # the switching request is answered
+            await asyncio.wait_for(ws.closed.wait(), 10)  # websockets are dropped, not closed politely
+            with pytest.raises(ComfyConnectionError):
+                await client.history(done)  # the pooled connection is gone and new ones are refused
+            with pytest.raises(ComfyConnectionError, match="event socket"):
+                await client.connect_ws()
+            sim.faults.refuse_connections = False  # listening again at once, on the same port
+            assert done in await client.history(done)  # state kept (unlike a kill)
+            [image] = await client.run(build_workflow(GenerationSpec(
+                checkpoint="dreamshaper_8.safetensors", positive="a cat", negative="", seed=3, width=64, height=64,
+                steps=2, cfg=7.0)))
+    assert image.data.startswith(b"\x89PNG")
+    assert ws.socket.close_code == 1006  # abnormal closure: no close frame, as from a killed process
 
 
 async def test_hang_accepts_but_never_answers(sim: SimulatedComfy, http: httpx.AsyncClient) -> None:

@@ -16,6 +16,8 @@ SIMPLE_CAPTURES = ["system_stats.json", "queue_idle.json", "prompt_get_idle.json
                    "history_empty.json", "history_unknown_id.json", "object_info_unknown_node.json",
                    "experiment_models.json", "experiment_models_loras.json"]
 
+NODES_BEYOND_THE_CAPTURE = {"RepeatLatentBatch"}  # defined from ComfyUI 0.3.64's nodes.py, see test_simulator_repeat_latent
+
 
 def assert_matches_capture(response: httpx.Response, captured: dict[str, Any]) -> None:
     assert response.status_code == captured["status"]
@@ -53,7 +55,7 @@ async def test_object_info_has_the_captured_nodes_and_shapes(http: httpx.AsyncCl
     response = await http.get("/object_info")
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     actual = strip_key(response.json(), "tooltip")  # the capture stripped tooltips
-    assert set(actual) == set(captured)
+    assert set(actual) == set(captured) | NODES_BEYOND_THE_CAPTURE
     for node, definition in captured.items():
         assert_same_shape(actual[node], definition)
         assert actual[node]["input_order"] == definition["input_order"]
@@ -100,6 +102,17 @@ async def test_lora_metadata_is_kohya_like(http: httpx.AsyncClient) -> None:
     assert neon["modelspec.trigger_phrase"] == "cyberpunk neon"
     checkpoint = (await http.get("/view_metadata/checkpoints", params={"filename": "realvisxlV40.safetensors"})).json()
     assert checkpoint["modelspec.architecture"] == "stable-diffusion-xl-v1-base"
+
+
+@pytest.mark.parametrize("prefix", ["", "/api"])
+async def test_checkpoint_metadata_is_the_captured_answer(http: httpx.AsyncClient, prefix: str) -> None:
+    """The default inventory holds the captured server's metadata-bearing checkpoint, byte for byte."""
+    captured = fixture("view_metadata.json")["checkpoint_with_metadata"]
+    response = await http.get(prefix + captured["request"]["path"])
+    assert response.headers["content-type"] == captured["content_type"]
+    assert response.json() == captured["json"]
+    assert len(response.content) == captured["content_length"]
+    assert response.json()["modelspec.architecture"] == "stable-diffusion-xl-v1-base"  # the app's family source
 
 
 async def test_every_captured_route_we_serve_is_mirrored_under_api(http: httpx.AsyncClient) -> None:

@@ -157,3 +157,11 @@ def test_a_tried_checkpoint_above_the_users_own_rate_outranks_an_untried_one() -
     seed = plan(evidence, "seed", PORTRAIT, "standard")
     assert adaptive.scores["realvis"] > adaptive.scores["juggernaut"]
     assert seed.scores["realvis"] < seed.scores["juggernaut"]  # the seed's flaw, kept on purpose
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_cold_start_is_low_confidence_with_a_small_pool_too(size: int) -> None:
+    """Raw P(best) is 1/k at a cold start (0.33 for three); confidence is measured beyond chance."""
+    rec = plan(InMemoryEvidence(), "adaptive", PORTRAIT, "standard", POOL[:size])
+    assert rec.mode == "explore" and rec.confidence <= 0.3
+    assert len(rec.checkpoints_to_test) == size
