@@ -18,6 +18,8 @@ from learning.store_errors import DatabaseLockedError
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore", "aiohttp.access"):  # one line per request drowns the decisions
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     config = parse_config(argv)
     try:
         running = launch(config)

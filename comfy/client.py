@@ -343,15 +343,31 @@ class ComfyClient:
         errors of `submit`, ComfyDisconnected when the socket dropped and the outcome could not be
         recovered (one reconnect + /history), ComfyTimeout when the server stops answering.
         """
+        refs = await self.execute(workflow, on_progress, on_preview, prompt_id=prompt_id)
+        return await self.fetch_images(refs)
+
+    async def execute(
+        self,
+        workflow: dict[str, Any],
+        on_progress: ProgressCallback | None = None,
+        on_preview: PreviewCallback | None = None,
+        *,
+        prompt_id: str | None = None,
+    ) -> list[ImageRef]:
+        """`run` without the downloads: where the finished prompt's images are. The server is free
+        for its next prompt from here on, so a caller can fetch while it already works again."""
         prompt_id = prompt_id or str(uuid.uuid4())
         stream: asyncio.Queue[Any] = asyncio.Queue()
         self._streams[prompt_id] = stream
         try:
             await self.connect_ws()
             await self.submit(workflow, prompt_id=prompt_id)
-            refs = await self._follow(prompt_id, stream, on_progress, on_preview)
+            return await self._follow(prompt_id, stream, on_progress, on_preview)
         finally:
             self._streams.pop(prompt_id, None)
+
+    async def fetch_images(self, refs: list[ImageRef]) -> list[OutputImage]:
+        """The bytes of saved images, downloaded concurrently, in the order of `refs`."""
         return list(await asyncio.gather(*(self._fetch(ref) for ref in refs)))
 
     async def _fetch(self, ref: ImageRef) -> OutputImage:
@@ -429,4 +445,4 @@ class ComfyClient:
         return history_image_refs(entry)
 
 
-__all__ = ["ComfyClient", "ComfyError", "OutputImage", "Preview", "Progress", "QueueState", "SystemStats"]
+__all__ = ["ComfyClient", "ComfyError", "ImageRef", "OutputImage", "Preview", "Progress", "QueueState", "SystemStats"]

@@ -40,7 +40,7 @@ from comfy.models import (
     ServerInventory,
     ServerStatus,
 )
-from comfy.protocol import Preview, Progress
+from comfy.protocol import ImageRef, Preview, Progress
 from comfy.scheduler import CostModel, Scheduler, ServerSlot, ewma, group_key, simulate
 from comfy.workflow import build_workflow
 
@@ -85,7 +85,7 @@ class _Batch:
     events: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     running: dict[str, str] = field(default_factory=dict)  # server -> prompt id in flight
-    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # a worker per server, image downloads
     cancelled: bool = False
 
     def emit(self, event: PoolEvent) -> None:
@@ -210,7 +210,7 @@ class ServerPool:
         for batch in self._batches.values():
             if not batch.cancelled and member.name not in batch.scheduler.slots:
                 batch.scheduler.add_server(member.slot())
-                batch.workers.append(asyncio.create_task(self._worker(batch, member)))
+                batch.tasks.append(asyncio.create_task(self._worker(batch, member)))
                 log.info("%s rejoins running batch %s", member.name, batch.key)
 
     def statuses(self) -> list[ServerStatus]:
@@ -271,7 +271,7 @@ class ServerPool:
             batch.events.put_nowait(_END)
         self._fail(batch, batch.scheduler.unplaceable)
         batch.scheduler.unplaceable = []
-        batch.workers = [asyncio.create_task(self._worker(batch, m), name=f"pool-{batch_key}-{m.name}") for m in online]
+        batch.tasks = [asyncio.create_task(self._worker(batch, m), name=f"pool-{batch_key}-{m.name}") for m in online]
         finished = False
         try:
             while (event := await batch.events.get()) is not _END:
@@ -304,9 +304,9 @@ class ServerPool:
             log.warning("%s: could not interrupt %s: %s", member.name, prompt_id, exc)
 
     async def _stop_workers(self, batch: _Batch) -> None:
-        for task in batch.workers:
+        for task in batch.tasks:
             task.cancel()
-        await asyncio.gather(*batch.workers, return_exceptions=True)
+        await asyncio.gather(*batch.tasks, return_exceptions=True)
 
     def _fail(self, batch: _Batch, jobs: list[PoolJob], reason: str | None = None, server: str | None = None) -> None:
         for job in jobs:
@@ -327,6 +327,8 @@ class ServerPool:
             batch.wake()
 
     async def _run_job(self, batch: _Batch, member: _Member, job: PoolJob) -> None:
+        """Run `job` on `member`. Its images are downloaded by a task of their own, so the server
+        starts its next prompt while the last one's images are still on their way."""
         loop = asyncio.get_running_loop()
         async with member.lock:
             if batch.cancelled:
@@ -337,7 +339,7 @@ class ServerPool:
             log.info("job %s (%s, %d image(s)) -> %s as prompt %s", job.job_id, job.spec.checkpoint,
                      job.spec.batch_size, member.name, prompt_id)
             try:
-                images = await self._execute(batch, member, job, prompt_id)
+                refs = await self._execute(batch, member, job, prompt_id)
             except ComfyInterrupted as exc:
                 if not batch.cancelled:
                     self._fail(batch, [job], f"interrupted on {member.name}: {exc}", member.name)
@@ -361,12 +363,27 @@ class ServerPool:
                 batch.running.pop(member.name, None)
             seconds = loop.time() - started
             self._record_success(batch, member, job, seconds)
+        batch.tasks.append(asyncio.create_task(self._deliver(batch, member, job, prompt_id, refs, seconds),
+                                                 name=f"pool-{batch.key}-{job.job_id}-images"))
+
+    async def _deliver(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str, refs: list[ImageRef],
+                       seconds: float) -> None:
+        """Download a finished job's images and stream them out; a server lost meanwhile means
+        the job runs again elsewhere (its files went with it)."""
+        try:
+            images = await member.client.fetch_images(refs)
+        except SERVER_FAULTS as exc:
+            self._server_lost(member, exc, batch, job)
+            return
+        except ComfyError as exc:
+            self._fail(batch, [job], str(exc), member.name)
+            return
         for image in images:
             batch.emit(ImageResult(job.job_id, image.batch_index, member.name, image.data, image.filename,
                                    prompt_id, seconds))
         batch.job_ended()
 
-    async def _execute(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str) -> list[Any]:
+    async def _execute(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str) -> list[ImageRef]:
         init_image = await self._upload_refine_source(member, job) if job.spec.refine_from else None
         workflow = build_workflow(job.spec, init_image_name=init_image)
 
@@ -376,7 +393,7 @@ class ServerPool:
         def preview(p: Preview) -> None:
             batch.emit(PreviewFrame(job.job_id, member.name, p.image, p.mime))
 
-        return await member.client.run(workflow, progress, preview, prompt_id=prompt_id)
+        return await member.client.execute(workflow, progress, preview, prompt_id=prompt_id)
 
     async def _upload_refine_source(self, member: _Member, job: PoolJob) -> str:
         """Upload the refine source to this server once (content-addressed name)."""

@@ -50,10 +50,14 @@ async def parse_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
     try:
         data = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
         raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("body must be a JSON object")
+    try:  # a lone "\ud800" escape is valid JSON but no text: DuckDB and the JSON answer cannot encode it
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest("body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff); send valid Unicode") from exc
     return parse_model(model, data)
 
 

@@ -56,7 +56,7 @@ def start_backend(config: AppConfig) -> Backend:
     runner = LoopThread()
 
     async def make_pool() -> ServerPool:
-        pool = ServerPool(urls, names=names)
+        pool = ServerPool(urls, names=names, timeout=config.comfy_timeout, health_interval=config.health_interval)
         await pool.start()
         return pool
 

@@ -30,6 +30,8 @@ class AppConfig:
     policy: str = "adaptive"
     half_life: float = 100.0  # reviews; tuned with bench/bench_policies.py (docs/BENCHMARKS.md)
     max_batch: int = 4  # images per ComfyUI prompt; the pool schedules these chunks
+    comfy_timeout: float = 30.0  # seconds without an answer or event before a server counts as hung
+    health_interval: float = 5.0  # seconds between health checks (a dead server rejoins on the next)
 
     @property
     def simulated(self) -> bool:
@@ -81,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sim-previews", action="store_true", help="simulator sends no live preview frames")
     p.add_argument("--policy", default=env("DRAFTGRID_POLICY", "adaptive"), choices=("adaptive", "seed", "uniform"),
                    help="checkpoint recommendation policy")
+    p.add_argument("--comfy-timeout", type=float, default=float(env("DRAFTGRID_COMFY_TIMEOUT", "30")),
+                   help="seconds without an answer or progress event before a ComfyUI server counts as hung")
     p.add_argument("--half-life", type=float, default=float(env("DRAFTGRID_HALF_LIFE", "100")),
                    help="preference half-life, in reviewed batches")
     return p
@@ -109,4 +113,5 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
         sim_previews=not args.no_sim_previews,
         policy=args.policy,
         half_life=args.half_life,
+        comfy_timeout=args.comfy_timeout,
     )

@@ -22,9 +22,10 @@ MAX_SEED = 2**53 - 1  # exact in JSON numbers; ComfyUI accepts up to 2**64-1
 
 def _check_text(value: str, name: str) -> str:
     """Refuse control characters (null bytes and friends) that no prompt needs; keep everything else verbatim."""
-    bad = [c for c in value if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
+    # Cs: a lone surrogate (a JSON "\ud800" escape) is no text and cannot be stored as UTF-8
+    bad = [c for c in value if unicodedata.category(c) in ("Cc", "Cs") and c not in "\n\t\r"]
     if bad:
-        raise ValueError(f"{name} contains a control character ({bad[0]!r}); remove it")
+        raise ValueError(f"{name} contains a control or surrogate character ({bad[0]!r}); remove it")
     if len(value) > MAX_PROMPT_CHARS:
         raise ValueError(f"{name} is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}")
     return value

@@ -158,13 +158,19 @@ class DraftGridService:
         return self._catalog
 
     def catalog(self) -> Catalog:
-        if self._catalog is None or not self._catalog.checkpoints:
+        """The current catalog, rebuilt when the servers' inventories changed (a checkpoint
+        deleted, a server lost or back) so plans never name models no online server has."""
+        stale = self._catalog is None or self._catalog.inventory != self.pool.inventory_union()
+        if stale or not self._catalog.checkpoints:  # type: ignore[union-attr]
             self.refresh_catalog()
         assert self._catalog is not None
         return self._catalog
 
     def gpus(self) -> list[ServerStatus]:
-        return self.pool.statuses()
+        statuses = self.pool.statuses()
+        for status in statuses:  # the embedded simulator is known from config, not from the wire
+            status.simulated = status.simulated or self.simulated
+        return statuses
 
     def _require_online(self) -> Catalog:
         if not any(s.online for s in self.pool.statuses()):

@@ -18,6 +18,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
@@ -88,6 +89,10 @@ class Environment:
     not_hung: asyncio.Event
     previews: bool = False
     gpu: GpuState = field(default_factory=GpuState)
+
+
+def _write_png(path: Path, image: Image.Image, chunks: dict[str, str]) -> None:
+    path.write_bytes(png_bytes(image, chunks))
 
 
 def _format_input(value: Any) -> Any:
@@ -196,7 +201,7 @@ class _Run:
 
     async def sample(self, steps: int, latent: Latent, final_picture: Callable[[], Image.Image]) -> None:
         step_seconds = self.env.time_model.step_seconds_for(latent.width, latent.height, latent.batch_size)
-        picture = final_picture() if self.env.previews else None
+        picture = await asyncio.to_thread(final_picture) if self.env.previews else None
         for step in range(1, steps + 1):
             await self.spend(step_seconds)
             self.progress.update(self.node_id, step, steps)
@@ -216,13 +221,15 @@ class _Run:
     async def decode(self, latent: Latent) -> None:
         await self.spend(self.env.time_model.decode_seconds_for(latent.width, latent.height, latent.batch_size))
 
-    def save_images(self, images: tuple[Image.Image, ...], folder_type: str, prefix: str) -> list[dict[str, str]]:
+    async def save_images(self, images: tuple[Image.Image, ...], folder_type: str,
+                          prefix: str) -> list[dict[str, str]]:
+        """One after another, as ComfyUI's SaveImage does; the PNG encoding is off the loop."""
         chunks = {"prompt": json.dumps(self.item.prompt)}
         chunks.update({k: json.dumps(v) for k, v in self.item.extra_data.get("extra_pnginfo", {}).items()})
         saved = []
         for image in images:
             path, filename, subfolder = self.env.files.next_image_path(folder_type, prefix)
-            path.write_bytes(png_bytes(image, chunks))
+            await asyncio.to_thread(_write_png, path, image, chunks)
             saved.append({"filename": filename, "subfolder": subfolder, "type": folder_type})
             self.count_image()
         return saved

@@ -3,10 +3,14 @@
 Models, CLIPs and conditionings are just names and texts; a latent remembers the sampler pass
 that made it (and the picture it started from), so VAEDecode can render the picture that pass
 "would" have produced. GPU time is charged through the run context (see timemodel.py).
+
+Pillow work runs in worker threads (`asyncio.to_thread`): several simulated GPUs share one event
+loop, and one server's rendering must not stall another's progress or HTTP answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import string
 from dataclasses import dataclass, field, replace
@@ -56,7 +60,8 @@ class RunContext(Protocol):
     async def sample(self, steps: int, latent: Latent, final_picture: Callable[[], Image.Image]) -> None: ...
     async def decode(self, latent: Latent) -> None: ...
     def check_checkpoint(self, name: str) -> None: ...
-    def save_images(self, images: tuple[Image.Image, ...], folder_type: str, prefix: str) -> list[dict[str, str]]: ...
+    async def save_images(self, images: tuple[Image.Image, ...], folder_type: str,
+                          prefix: str) -> list[dict[str, str]]: ...
     def open_input_image(self, name: str) -> Image.Image: ...
 
 
@@ -107,7 +112,7 @@ async def ksampler(ctx: RunContext, model: ModelRef, seed: int, steps: int, cfg:
     recipe = SampleRecipe(model.checkpoint, model.loras, positive.text, negative.text, seed, steps, cfg,
                           sampler_name, scheduler, denoise)
     has_picture = latent_image.sample is not None or latent_image.prior is not None
-    prior = decode_latent(latent_image) if has_picture and denoise < 1.0 else None
+    prior = await asyncio.to_thread(decode_latent, latent_image) if has_picture and denoise < 1.0 else None
     result = Latent(latent_image.width, latent_image.height, latent_image.batch_size, recipe, prior)
     first_prior = prior[0] if prior else None
 
@@ -119,8 +124,9 @@ async def ksampler(ctx: RunContext, model: ModelRef, seed: int, steps: int, cfg:
 
 
 async def vae_decode(ctx: RunContext, samples: Latent, vae: ModelRef) -> NodeResult:
-    await ctx.decode(samples)
-    return NodeResult((decode_latent(samples),))
+    # A GPU decode produces the pixels within its modelled time, so the render runs during it.
+    pictures, _ = await asyncio.gather(asyncio.to_thread(decode_latent, samples), ctx.decode(samples))
+    return NodeResult((pictures,))
 
 
 async def vae_encode(ctx: RunContext, pixels: tuple[Image.Image, ...], vae: ModelRef) -> NodeResult:
@@ -142,8 +148,8 @@ async def repeat_latent_batch(ctx: RunContext, samples: Latent, amount: int) -> 
     """
     if samples.sample is None and samples.prior is None:
         return NodeResult((replace(samples, batch_size=samples.batch_size * amount),))
-    return NodeResult((Latent(samples.width, samples.height, samples.batch_size * amount,
-                              prior=decode_latent(samples) * amount),))
+    pictures = await asyncio.to_thread(decode_latent, samples)
+    return NodeResult((Latent(samples.width, samples.height, samples.batch_size * amount, prior=pictures * amount),))
 
 
 async def image_scale_by(ctx: RunContext, image: tuple[Image.Image, ...], upscale_method: str,
@@ -164,12 +170,12 @@ async def load_image(ctx: RunContext, image: str) -> NodeResult:
 
 
 async def save_image(ctx: RunContext, images: tuple[Image.Image, ...], filename_prefix: str) -> NodeResult:
-    return NodeResult((), {"images": ctx.save_images(images, "output", filename_prefix)})
+    return NodeResult((), {"images": await ctx.save_images(images, "output", filename_prefix)})
 
 
 async def preview_image(ctx: RunContext, images: tuple[Image.Image, ...]) -> NodeResult:
     suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
-    return NodeResult((), {"images": ctx.save_images(images, "temp", f"ComfyUI_temp_{suffix}")})
+    return NodeResult((), {"images": await ctx.save_images(images, "temp", f"ComfyUI_temp_{suffix}")})
 
 
 NodeFunction = Callable[..., Awaitable[NodeResult]]

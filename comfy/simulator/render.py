@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 PNG_COMPRESS_LEVEL = 1  # ComfyUI's default is 4; 1 keeps a 512² save at a few ms
 PREVIEW_MAX_SIDE = 256
 BLOCK = 8  # background detail in pixels
+_FONT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ def _write_lines(image: Image.Image, lines: list[str]) -> None:
     draw = ImageDraw.Draw(image)
     band = size * len(lines) + size // 2 * (len(lines) + 1)
     draw.rectangle((0, 0, image.width, band), fill=(0, 0, 0))
-    for row, line in enumerate(lines):
-        draw.text((size // 2, size // 2 + row * (size + size // 2)), line, fill=(255, 255, 255), font=font)
+    with _FONT_LOCK:  # a FreeType face is not safe to use from two threads at once
+        for row, line in enumerate(lines):
+            draw.text((size // 2, size // 2 + row * (size + size // 2)), line, fill=(255, 255, 255), font=font)
 
 
 def render_sample(recipe: SampleRecipe, batch_index: int, width: int, height: int,

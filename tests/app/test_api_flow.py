@@ -174,3 +174,9 @@ def test_two_tabs_clicking_at_once_lose_nothing(client: httpx.Client, app: Runni
     final = client.get(f"/api/batches/{ticket['batch_id']}").json()
     assert all(i["selected"] for i in final["images"])
     assert app.backend.service.store.aggregates_equal_rebuild()
+
+
+def test_simulator_banner_is_in_the_ui(client: httpx.Client) -> None:
+    config = client.get("/config").json()
+    assert "dg-sim-banner" in str(config) and "Simulated GPUs" in str(config)
+    assert all(g["simulated"] for g in client.get("/api/gpus").json())

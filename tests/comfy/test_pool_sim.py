@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -9,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from comfy.models import GenerationSpec, ImageResult, JobFailed, JobProgress, PoolEvent, PoolJob, RefineSource
+from comfy.errors import ComfyConnectionError
 from comfy.pool import ServerPool
 
 from .conftest import CHECKPOINT_METADATA, LORA, LORA_METADATA, SD15, start_sims, stop_sims
@@ -170,6 +172,49 @@ async def test_execution_error_fails_the_job_without_retry_storm(pool: ServerPoo
     assert "#1" in failed.reason  # names the failing node
     assert len(images_of(events)) == 2
     assert all(s.online for s in pool.statuses())
+
+
+async def test_a_server_starts_its_next_prompt_while_the_last_images_download() -> None:
+    [sim] = await start_sims([SD15])
+    try:
+        async with ServerPool([sim.url], names=[sim.name], health_interval=60, timeout=5) as pool:
+            [member] = pool._members.values()
+            second_started = asyncio.Event()
+            original = member.client.fetch_images
+
+            async def held_until_the_next_prompt_runs(refs: list, _orig=original) -> list:
+                await asyncio.wait_for(second_started.wait(), 5)  # never set if the pool waited for us
+                return await _orig(refs)
+            member.client.fetch_images = held_until_the_next_prompt_runs  # type: ignore[method-assign]
+            events: list[PoolEvent] = []
+            async for event in pool.run([make_job("first", ALPHA, 2), make_job("second", ALPHA, 2)], "pipe"):
+                events.append(event)
+                if isinstance(event, JobProgress) and event.job_id == "second":
+                    second_started.set()
+    finally:
+        await stop_sims([sim])
+    assert [(i.job_id, i.batch_index) for i in images_of(events)][:2] == [("first", 0), ("first", 1)]
+    assert len(images_of(events)) == 4
+
+
+async def test_a_server_lost_while_downloading_reruns_the_job_elsewhere(pool: ServerPool, two_sims: list) -> None:
+    lost: list[str] = []
+    for member in pool._members.values():
+        original = member.client.fetch_images
+
+        async def dies_once(refs: list, _orig=original, _name=member.name) -> list:
+            if not lost:
+                lost.append(_name)
+                raise ComfyConnectionError(f"{_name}: connection dropped")
+            return await _orig(refs)
+        member.client.fetch_images = dies_once  # type: ignore[method-assign]
+    events = await collect(pool.run(batch_20(), "lost-download"))
+    images = images_of(events)
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert len(images) == 20 and len({(i.job_id, i.batch_index) for i in images}) == 20
+    status = {s.name: s for s in pool.statuses()}
+    assert not status[lost[0]].online and {i.server for i in images} == {"sim-gpu-0", "sim-gpu-1"} - set(lost) | (
+        {lost[0]} if any(i.server == lost[0] for i in images) else set())
 
 
 async def test_img2img_refine_with_batch_2_runs_as_one_job(pool: ServerPool, two_sims: list) -> None:
