@@ -228,12 +228,12 @@ class DraftGridUI:
     # ---------------------------------------------------------------- GPUs
     def gpus(self, request: gr.Request) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows = [{
-            "server": s.name, "url": s.url, "status": "online" if s.online else "offline",
-            "device": s.device, "VRAM free / total (GB)": f"{s.vram_free / 2**30:.1f} / {s.vram_total / 2**30:.1f}",
-            "queue": f"{s.queue_running} running, {s.queue_pending} pending",
-            "loaded checkpoint": s.loaded_checkpoint or "—", "images done": s.images_done,
+            "server": s.name, "status": "online" if s.online else "offline",
+            "loaded checkpoint": (s.loaded_checkpoint or "—").removesuffix(".safetensors"),
+            "images done": s.images_done, "queue": f"{s.queue_running} running, {s.queue_pending} pending",
             "s / image": round(s.seconds_per_image, 2) if s.seconds_per_image else None,
-            "last error": s.last_error or "",
+            "device": s.device, "VRAM free / total (GB)": f"{s.vram_free / 2**30:.1f} / {s.vram_total / 2**30:.1f}",
+            "url": s.url, "last error": s.last_error or "",
         } for s in self.service.gpus()]
         ckpt = _rates_frame(self.service.store.arm_totals(user_of(request), "checkpoint"), "checkpoint")
         return pd.DataFrame(rows), ckpt
@@ -249,7 +249,7 @@ class DraftGridUI:
                         "--comfy URL to use real servers.</div>")
             gr.Markdown("# DraftGrid\nA grid of fast drafts; click the ones you like, refine the favourites.")
             batch_state = gr.State(None)
-            with gr.Tab("Generate", id="generate"):
+            with gr.Tab("Generate", id="generate") as generate_tab:
                 with gr.Row(equal_height=True):
                     prompt = gr.Textbox(label="Prompt", lines=2, scale=5, elem_id="dg-prompt",
                                         placeholder="a photorealistic portrait of an old fisherman, golden hour")
@@ -333,9 +333,10 @@ class DraftGridUI:
                 gpu_ckpt = gr.Dataframe(label="Checkpoint stats")
                 timer = gr.Timer(3.0, active=False)
             gpu_kw = dict(outputs=[gpu_table, gpu_ckpt], concurrency_limit=None, show_progress="hidden")
-            gpus_tab.select(self.gpus, **gpu_kw).then(lambda: gr.Timer(active=True), outputs=[timer])
-            for tab in (stats_tab,):
-                tab.select(lambda: gr.Timer(active=False), outputs=[timer])
+            gpus_tab.select(self.gpus, **gpu_kw)
+            # the GPUs table refreshes itself only while it is visible
+            for tab, visible in ((generate_tab, False), (stats_tab, False), (gpus_tab, True)):
+                tab.select(lambda on=visible: gr.Timer(active=on), outputs=[timer], show_progress="hidden")
             timer.tick(self.gpus, **gpu_kw)
         return demo
 
