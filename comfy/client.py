@@ -47,6 +47,7 @@ from comfy.protocol import (
     history_image_refs,
     image_refs,
     parse_inventory,
+    parse_progress,
     parse_queue,
     parse_system_stats,
 )
@@ -54,6 +55,9 @@ from comfy.protocol import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# One image download per server at a time: a hostile server answering every /view with endless
+# bytes then costs at most `max_image_bytes` of memory, not that times the images in flight.
+PARALLEL_DOWNLOADS = 1
 INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler")
 _WS_MAX_FRAME = 32 * 1024 * 1024
 _DROPPED = object()  # put on every waiting stream when the socket closes
@@ -88,6 +92,7 @@ class ComfyClient:
         self._ws_lock = asyncio.Lock()
         self._streams: dict[str, asyncio.Queue[Any]] = {}
         self._running_prompt: str | None = None
+        self._downloads = asyncio.Semaphore(PARALLEL_DOWNLOADS)
 
     async def __aenter__(self) -> ComfyClient:
         return self
@@ -217,7 +222,9 @@ class ComfyClient:
                 async for chunk in response.aiter_bytes():
                     data += chunk
                     if len(data) > self.max_image_bytes:
-                        raise self._oversize(filename, len(data))
+                        size = len(data)
+                        data.clear()  # the exception's traceback keeps this frame, and so the buffer, alive
+                        raise self._oversize(filename, size)
         return bytes(data)
 
     def _oversize(self, filename: str, size: int) -> ComfyProtocolError:
@@ -304,10 +311,13 @@ class ComfyClient:
         try:
             message = json.loads(text)
             kind, data = message["type"], message.get("data") or {}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             log.warning("%s: ignoring malformed ws message %r", self.name, text[:200])
             return
-        prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
+        if not isinstance(data, dict):  # e.g. {"type": "executing", "data": [...]}: nothing to route
+            log.warning("%s: ignoring ws message whose data is not an object %r", self.name, text[:200])
+            return
+        prompt_id = data.get("prompt_id") if isinstance(data.get("prompt_id"), str) else None
         if kind == "execution_start" or (kind == "executing" and data.get("node") is not None):
             self._running_prompt = prompt_id
         stream = self._streams.get(prompt_id) if prompt_id else None
@@ -371,7 +381,8 @@ class ComfyClient:
         return list(await asyncio.gather(*(self._fetch(ref) for ref in refs)))
 
     async def _fetch(self, ref: ImageRef) -> OutputImage:
-        data = await self.view(ref.filename, ref.subfolder, ref.type)
+        async with self._downloads:
+            data = await self.view(ref.filename, ref.subfolder, ref.type)
         return OutputImage(**vars(ref), data=data)
 
     async def _follow(
@@ -411,7 +422,7 @@ class ComfyClient:
                 continue
             kind, data = item
             if kind == "progress" and on_progress is not None:
-                on_progress(Progress(prompt_id, int(data.get("value", 0)), int(data.get("max", 0)), data.get("node")))
+                on_progress(parse_progress(prompt_id, data))
             elif kind == "executed":
                 refs.extend(image_refs(str(data.get("node")), data.get("output")))
             elif kind == "execution_error":

@@ -27,6 +27,7 @@ from comfy.errors import (
     ComfyDisconnected,
     ComfyError,
     ComfyInterrupted,
+    ComfyProtocolError,
     ComfyTimeout,
     ComfyValidationError,
 )
@@ -46,7 +47,9 @@ from comfy.workflow import build_workflow
 
 log = logging.getLogger(__name__)
 
-SERVER_FAULTS = (ComfyConnectionError, ComfyDisconnected, ComfyTimeout)
+# A protocol error (hostile file names, wrong JSON shapes, oversized images) is the server's fault
+# too: mark it, and let a well-behaved server redo the job.
+SERVER_FAULTS = (ComfyConnectionError, ComfyDisconnected, ComfyTimeout, ComfyProtocolError)
 UPLOAD_SUBFOLDER = "draftgrid"
 METADATA_FOLDERS = ("checkpoints", "loras")  # ComfyUI model folders whose file lists the inventory holds
 _END = object()
@@ -69,10 +72,16 @@ class _Member:
     def name(self) -> str:
         return self.status.name
 
-    def slot(self) -> ServerSlot:
+    @property
+    def measured(self) -> bool:
+        """Its speed comes from a finished job, not the initial guess."""
+        return self.status.seconds_per_image is not None
+
+    def slot(self, peer_speed: float = 1.0) -> ServerSlot:
+        """Scheduler view; an unmeasured server borrows `peer_speed` (see `ServerPool._slots`)."""
         inventory = self.inventory or ServerInventory((), (), (), ())
         return ServerSlot(self.name, frozenset(inventory.checkpoints), frozenset(inventory.loras),
-                          loaded=self.loaded, speed=self.speed)
+                          loaded=self.loaded, speed=self.speed if self.measured else peer_speed)
 
 
 @dataclass
@@ -209,7 +218,7 @@ class ServerPool:
         """A server that came back takes part in the batches still running."""
         for batch in self._batches.values():
             if not batch.cancelled and member.name not in batch.scheduler.slots:
-                batch.scheduler.add_server(member.slot())
+                batch.scheduler.add_server(self._slots([member])[0])
                 batch.tasks.append(asyncio.create_task(self._worker(batch, member)))
                 log.info("%s rejoins running batch %s", member.name, batch.key)
 
@@ -233,7 +242,8 @@ class ServerPool:
     async def model_metadata(self, name: str, folder: str = "loras") -> dict[str, str] | None:
         """Safetensors metadata of a checkpoint or LoRA (`folder` "checkpoints" / "loras") from an
         online server that lists it; None when it has none or no server lists it. Cached per server
-        until that server's list of that folder changes (a replaced file may carry new metadata)."""
+        and folder; a change in that server's list of the folder (files added, removed, renamed)
+        drops the folder's cache, the other folder's stays."""
         if folder not in METADATA_FOLDERS:
             raise ValueError(f"unknown model folder {folder!r}; use one of {', '.join(METADATA_FOLDERS)}")
         key = (folder, name)
@@ -252,11 +262,19 @@ class ServerPool:
     def _online(self) -> list[_Member]:
         return [m for m in self._members.values() if m.status.online]
 
+    def _slots(self, members: list[_Member]) -> list[ServerSlot]:
+        """Scheduler slots. A server that has not finished a job yet (it joined or died before
+        its first) is assumed as fast as the measured ones: with the nominal 1.0 against
+        measured peers it could be estimated so slow that it never gets a job to measure."""
+        measured = [m.speed for m in self._online() if m.measured]
+        peer_speed = sum(measured) / len(measured) if measured else 1.0
+        return [m.slot(peer_speed) for m in members]
+
     # ------------------------------------------------------------------ batches
 
     def plan(self, jobs: list[PoolJob]) -> dict[str, int]:
         """Expected images per online server (the `gpu_distribution` the API returns at once)."""
-        return simulate(jobs, [m.slot() for m in self._online()], self.cost).images
+        return simulate(jobs, self._slots(self._online()), self.cost).images
 
     async def run(self, jobs: list[PoolJob], batch_key: str) -> AsyncIterator[PoolEvent]:
         """Run every job; yields ImageResult per image as soon as its job is done, JobProgress,
@@ -265,7 +283,7 @@ class ServerPool:
         if batch_key in self._batches:
             raise ValueError(f"batch {batch_key!r} is already running")
         online = self._online()
-        batch = _Batch(batch_key, Scheduler(jobs, [m.slot() for m in online], self.cost), remaining=len(jobs))
+        batch = _Batch(batch_key, Scheduler(jobs, self._slots(online), self.cost), remaining=len(jobs))
         self._batches[batch_key] = batch
         if not jobs:
             batch.events.put_nowait(_END)
@@ -359,6 +377,10 @@ class ServerPool:
             except ComfyError as exc:
                 self._fail(batch, [job], str(exc), member.name)
                 return
+            except Exception as exc:  # a bug must fail this job, not leave the batch waiting forever
+                log.exception("job %s on %s: unexpected error", job.job_id, member.name)
+                self._fail(batch, [job], f"internal error on {member.name}: {exc!r}", member.name)
+                return
             finally:
                 batch.running.pop(member.name, None)
             seconds = loop.time() - started
@@ -377,6 +399,10 @@ class ServerPool:
             return
         except ComfyError as exc:
             self._fail(batch, [job], str(exc), member.name)
+            return
+        except Exception as exc:  # as in _run_job: never leave the batch waiting on a dead task
+            log.exception("images of job %s on %s: unexpected error", job.job_id, member.name)
+            self._fail(batch, [job], f"internal error fetching images from {member.name}: {exc!r}", member.name)
             return
         for image in images:
             batch.emit(ImageResult(job.job_id, image.batch_index, member.name, image.data, image.filename,

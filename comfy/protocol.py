@@ -93,9 +93,11 @@ def combo_options(input_spec: Any) -> list[str]:
 
 def node_input_options(object_info: dict[str, Any], node: str, input_name: str) -> list[str]:
     """Combo options of `node.input_name` in an /object_info answer; [] when absent."""
-    inputs = object_info.get(node, {}).get("input", {})
+    entry = object_info.get(node)
+    inputs = entry.get("input") if isinstance(entry, dict) else None
     for section in ("required", "optional"):
-        spec = inputs.get(section, {}).get(input_name)
+        specs = inputs.get(section) if isinstance(inputs, dict) else None
+        spec = specs.get(input_name) if isinstance(specs, dict) else None
         if spec is not None:
             return combo_options(spec)
     return []
@@ -169,6 +171,14 @@ def history_finished(entry: dict[str, Any]) -> bool:
     return bool(status.get("completed")) or status.get("status_str") in ("success", "error")
 
 
+def parse_progress(prompt_id: str, data: dict[str, Any]) -> Progress:
+    """A `progress` message body; steps that are not whole numbers are a protocol error."""
+    try:
+        return Progress(prompt_id, int(data.get("value", 0)), int(data.get("max", 0)), data.get("node"))
+    except (TypeError, ValueError, OverflowError):
+        raise ComfyProtocolError(f"progress message with bad step counts: {str(data)[:200]}") from None
+
+
 def execution_error(prompt_id: str, data: dict[str, Any]) -> ComfyExecutionError:
     """ComfyExecutionError from an `execution_error` message body."""
     return ComfyExecutionError(
@@ -195,10 +205,12 @@ def decode_preview(frame: bytes) -> Preview | None:
             meta = json.loads(frame[8:end])
         except ValueError as exc:
             raise ComfyProtocolError(f"preview metadata is not JSON: {exc}") from None
+        if not isinstance(meta, dict):
+            raise ComfyProtocolError(f"preview metadata is not an object: {str(meta)[:100]}")
         return Preview(
             image=frame[end:],
             mime=str(meta.get("image_type", "image/jpeg")),
-            prompt_id=meta.get("prompt_id"),
+            prompt_id=meta["prompt_id"] if isinstance(meta.get("prompt_id"), str) else None,
             node_id=meta.get("node_id"),
         )
     return None
@@ -208,17 +220,17 @@ def parse_system_stats(raw: dict[str, Any]) -> SystemStats:
     """Version and first device (name, VRAM) from /system_stats."""
     try:
         system = raw["system"]
-        devices = raw.get("devices") or [{}]
-    except (KeyError, TypeError):
-        raise ComfyProtocolError("system_stats without a 'system' section") from None
-    first = devices[0]
-    return SystemStats(
-        comfyui_version=str(system.get("comfyui_version", "")),
-        device=str(first.get("name", "")),
-        vram_total=int(first.get("vram_total") or 0),
-        vram_free=int(first.get("vram_free") or 0),
-        raw=raw,
-    )
+        first = (raw.get("devices") or [{}])[0]
+        return SystemStats(
+            comfyui_version=str(system.get("comfyui_version", "")),
+            device=str(first.get("name", "")),
+            vram_total=int(first.get("vram_total") or 0),
+            vram_free=int(first.get("vram_free") or 0),
+            raw=raw,
+        )
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError, OverflowError):
+        # any wrongly shaped part (a list for `system`, a dict for `devices`, "lots" of VRAM)
+        raise ComfyProtocolError(f"unexpected /system_stats answer: {str(raw)[:200]}") from None
 
 
 def parse_queue(raw: dict[str, Any]) -> QueueState:

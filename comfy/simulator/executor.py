@@ -12,6 +12,7 @@ cache), so an identical resubmit is served without re-rendering and returns the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -171,16 +172,25 @@ class _Run:
     # --- time -----------------------------------------------------------------------------
     async def spend(self, seconds: float) -> None:
         """Let simulated GPU time pass; interruptible; frozen while the server hangs."""
-        await self.env.not_hung.wait()
-        if seconds > 0:
-            try:
-                await asyncio.wait_for(self.executor.interrupt_event.wait(), seconds)
-            except TimeoutError:
-                pass
+        await self.spend_until(asyncio.get_running_loop().time() + seconds)
+
+    async def spend_until(self, deadline: float) -> float:
+        """Let simulated GPU time pass until `deadline` (loop clock). Returns the deadline, moved
+        later by any time the server was hung first, for the caller's next step."""
+        loop = asyncio.get_running_loop()
+        if not self.env.not_hung.is_set():
+            hung_at = loop.time()
+            await self.env.not_hung.wait()
+            deadline += loop.time() - hung_at
+        if deadline > loop.time():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self.executor.interrupt_event.wait()
         else:
             await asyncio.sleep(0)
         if self.executor.interrupt_event.is_set():
             raise Interrupted()
+        return deadline
 
     # --- RunContext -----------------------------------------------------------------------
     def check_checkpoint(self, name: str) -> None:
@@ -202,8 +212,10 @@ class _Run:
     async def sample(self, steps: int, latent: Latent, final_picture: Callable[[], Image.Image]) -> None:
         step_seconds = self.env.time_model.step_seconds_for(latent.width, latent.height, latent.batch_size)
         picture = await asyncio.to_thread(final_picture) if self.env.previews else None
+        # Steps keep to one schedule, so a timer firing late (~1 ms each) is not added 20 times over.
+        step_end = asyncio.get_running_loop().time()
         for step in range(1, steps + 1):
-            await self.spend(step_seconds)
+            step_end = await self.spend_until(step_end + step_seconds)
             self.progress.update(self.node_id, step, steps)
             await self.send_progress_state()
             jpeg = preview_jpeg(picture, step / steps) if picture is not None else None

@@ -16,8 +16,8 @@ FAULT_NAMES = ("die_after_images", "refuse_connections", "hang", "fail_checkpoin
 class Faults:
     """Current fault state of one simulated server."""
 
-    die_after_images: int | None = None  # after N more images: close socket, drop websockets
-    refuse_connections: bool = False  # stop listening; restart() resumes on the same port
+    die_after_images: int | None = None  # after N more images: killed, connections and state gone
+    refuse_connections: bool = False  # listener and open connections gone, state kept; False listens again
     hang: bool = False  # accept connections but never answer
     fail_checkpoints: set[str] = field(default_factory=set)  # prompts using them raise at run time
     listener: Callable[[str], None] | None = field(default=None, repr=False, compare=False)

@@ -71,15 +71,12 @@ async def test_refuse_connections_drops_open_connections_and_resumes_with_state(
         done = await submit(http, txt2img_prompt(batch=1), "k")
         await ws.wait_done(done)
         async with ComfyClient(sim.url, timeout=5) as client:
-            await client.connect_ws()
             assert done in await client.history(done)  # the client now holds a kept-alive connection
             switched = await http.post("/sim/faults", json={"refuse_connections": True})
             assert switched.json()["faults"]["refuse_connections"] is True  # the switching request is answered
             await asyncio.wait_for(ws.closed.wait(), 10)  # websockets are dropped, not closed politely
             with pytest.raises(ComfyConnectionError):
                 await client.history(done)  # the pooled connection is gone and new ones are refused
-            with pytest.raises(ComfyConnectionError, match="event socket"):
-                await client.connect_ws()
             sim.faults.refuse_connections = False  # listening again at once, on the same port
             assert done in await client.history(done)  # state kept (unlike a kill)
             [image] = await client.run(build_workflow(GenerationSpec(

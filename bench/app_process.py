@@ -1,0 +1,140 @@
+"""`python app.py ...` as a real child process: what load, soak and kill tests drive from outside.
+
+A separate process keeps the measuring clients off the app's GIL, and lets a test SIGKILL it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class AppProcess:
+    """One app process on `db`; `start()` returns once it serves (or has exited)."""
+
+    db: Path
+    port: int = field(default_factory=free_port)
+    sim_speed: float = 0.0
+    extra: tuple[str, ...] = ()
+    proc: subprocess.Popen[str] | None = None
+    url: str = ""
+    _stderr: list[str] = field(default_factory=list)
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "app.py", "--db", str(self.db), "--port", str(self.port),
+                "--sim-speed", str(self.sim_speed), "--no-sim-previews", *self.extra]
+
+    def start(self, timeout: float = 60.0) -> AppProcess:
+        """Start and wait for the "running at" line (or for the process to exit)."""
+        self.proc = subprocess.Popen(self.argv(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        ready = threading.Event()
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        threading.Thread(target=self._watch_stdout, args=(ready,), daemon=True).start()
+        if not ready.wait(timeout):
+            self.kill()
+            raise RuntimeError(f"app did not start within {timeout}s: {self.stderr()[-2000:]}")
+        return self
+
+    def _watch_stdout(self, ready: threading.Event) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if "DraftGrid is running at" in line:
+                self.url = line.split("running at", 1)[1].split()[0].rstrip("/")
+                ready.set()
+        ready.set()  # stdout closed: the process ended
+
+    def _drain_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr.append(line)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` (SIGKILL: no cleanup at all; SIGINT: a clean stop) and reap the process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+
+@dataclass
+class SimProcess:
+    """One simulated GPU as its own process (`python -m comfy.simulator`), killable and restartable
+    on the same port, the way a ComfyUI box crashes and comes back."""
+
+    speed: float
+    output_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> SimProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "comfy.simulator", "--port", str(self.port), "--speed", str(self.speed),
+             "--output-dir", str(self.output_dir)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the URL, once it listens
+        if not line.startswith("http"):
+            raise RuntimeError(f"simulator on port {self.port} did not start")
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+
+@dataclass
+class Stack:
+    """The app under --auth with `len(credentials)` users, driving simulated GPU processes."""
+
+    app: AppProcess
+    sims: list[SimProcess]
+    credentials: list[tuple[str, str]]
+
+    def stop(self) -> None:
+        """A clean app stop (SIGINT closes the store), then the GPUs."""
+        self.app.kill(signal.SIGINT)
+        for sim in self.sims:
+            sim.kill()
+
+
+def start_stack(work: Path, *, users: int, sim_speed: float, gpus: int = 2, extra: tuple[str, ...] = ()) -> Stack:
+    """GPU processes first, then the app on them, each user with its own login."""
+    sims = [SimProcess(sim_speed, work / f"sim{n}").start() for n in range(gpus)]
+    credentials = [(f"user{n:02d}", f"pass{n:02d}") for n in range(users)]
+    auth = [a for user, password in credentials for a in ("--auth", f"{user}:{password}")]
+    comfy = [a for sim in sims for a in ("--comfy", sim.url)]
+    app = AppProcess(work / "app.duckdb", extra=(*comfy, *auth, "--data-dir", str(work / "data"), *extra)).start()
+    return Stack(app, sims, credentials)
