@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pandas as pd
 from PIL import Image
 
 from comfy.models import ImageResult, JobFailed, JobProgress, LoraSpec, PreviewFrame, ServerStatus
@@ -488,9 +489,26 @@ class DraftGridService:
         """`{arm: {"selected": n, "total": n, "selection_rate": r}}` — the API's exact shape."""
         return self.store.arm_totals(None if scope == "global" else user_id, kind)
 
-    def keyword_stats(self, user_id: str, scope: str = "user", keyword: str | None = None) -> list[dict]:
+    def keyword_table(self, user_id: str, scope: str = "user", keyword: str | None = None) -> pd.DataFrame:
+        """Keyword × checkpoint rates, each stem with the word the user actually typed."""
         frame = self.store.keyword_table(None if scope == "global" else user_id, "checkpoint", keyword)
-        return frame.to_dict(orient="records")
+        labels = self.keyword_labels(user_id)
+        frame.insert(1, "label", [labels.get(k, k) for k in frame["keyword"]])
+        return frame.rename(columns={"arm": "checkpoint"})
+
+    def keyword_stats(self, user_id: str, scope: str = "user", keyword: str | None = None) -> list[dict]:
+        return self.keyword_table(user_id, scope, keyword).to_dict(orient="records")
+
+    def keyword_labels(self, user_id: str, recent: int = 200) -> dict[str, str]:
+        """Stem → display form, from the user's recent prompts (stems like "cherri" read badly).
+
+        Derived rather than stored: parsing a prompt takes ~30 µs, and the Stats tab is no hot path.
+        """
+        labels: dict[str, str] = {}
+        for batch in reversed(self.store.recent_batches(user_id, limit=recent)):
+            for kw in parse_prompt(batch.prompt).keywords:
+                labels[kw.stem] = kw.display
+        return labels
 
     def import_preferences(self, user_id: str, data: bytes, fmt: str) -> int:
         try:

@@ -42,6 +42,7 @@ CSS = """
 """
 
 GENERATE_CONCURRENCY = "generate"
+MAX_PREVIEW_PIXELS = 2048 * 2048  # ComfyUI's previews are at most the latent size × 8
 StreamOut = tuple[Any, ...]
 
 
@@ -97,12 +98,15 @@ def _error_out(message: str) -> StreamOut:
 
 
 def _preview(view: BatchView) -> Image.Image | None:
+    """The live preview, unless it is unreadable or absurdly large (a server's decompression bomb:
+    Gradio would decode it in full)."""
     if view.live is None or view.live.preview is None or view.live.finished:
         return None
     try:
-        return Image.open(io.BytesIO(view.live.preview))
-    except OSError:
+        image = Image.open(io.BytesIO(view.live.preview))
+    except (OSError, Image.DecompressionBombError):
         return None
+    return image if image.width * image.height <= MAX_PREVIEW_PIXELS else None
 
 
 class DraftGridUI:
@@ -201,7 +205,8 @@ class DraftGridUI:
         store_user = None if scope == "All users" else user
         ckpt = _rates_frame(self.service.store.arm_totals(store_user, "checkpoint"), "checkpoint")
         lora = _rates_frame(self.service.store.arm_totals(store_user, "lora"), "lora")
-        keywords = self.service.store.keyword_table(store_user, "checkpoint", keyword_filter or None).round(3)
+        scope_name = "global" if store_user is None else "user"
+        keywords = self.service.keyword_table(user, scope_name, keyword_filter or None).round(3)
         history = self.service.store.confidence_history(store_user)
         history = history.assign(batch=range(1, len(history) + 1)) if len(history) else pd.DataFrame(
             {"batch": [], "confidence": [], "strategy": []})

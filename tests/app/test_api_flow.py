@@ -180,3 +180,13 @@ def test_simulator_banner_is_in_the_ui(client: httpx.Client) -> None:
     config = client.get("/config").json()
     assert "dg-sim-banner" in str(config) and "Simulated GPUs" in str(config)
     assert all(g["simulated"] for g in client.get("/api/gpus").json())
+
+
+def test_keyword_stats_show_the_words_the_user_typed(client: httpx.Client, generate: Callable[..., dict]) -> None:
+    ticket = generate(prompt="cherry blossoms at night", count=3)
+    batch = wait_done(client, ticket["batch_id"])
+    client.post("/api/feedback", json={"batch_id": ticket["batch_id"], "selected": [batch["images"][0]["image_id"]]})
+    rows = client.get("/api/keywords/stats", params={"keyword": "cherri"}).json()
+    assert rows and {"keyword", "label", "checkpoint", "selected", "total", "selection_rate"} <= set(rows[0])
+    assert {r["label"] for r in rows if r["keyword"] == "cherri"} == {"cherry"}
+    assert sum(r["selected"] for r in rows if r["keyword"] == "cherri") == 1
