@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 NEXT_TIER = {"draft": "standard", "standard": "quality"}
 MAX_REFINE_VARIANTS = 8
+STEP_INTERVAL = 0.5  # seconds between stream updates that only show sampler progress
 REFINE_DENOISE = 0.55  # img2img strength: keeps the draft's composition, redraws the detail
 INTERRUPTED = "the app stopped before this image finished"
 MAX_IMAGE_PIXELS = 4096 * 4096  # a quality-tier SDXL image with hires is ~1.6 MP
@@ -451,32 +453,34 @@ class DraftGridService:
         return self._image_path(image_id)
 
     def gallery(self, user_id: str, batch_id: str) -> list[tuple[str, str]]:
+        return self.gallery_of(self.batch_view(user_id, batch_id))
+
+    def gallery_of(self, view: BatchView) -> list[tuple[str, str]]:
         """(thumbnail path, caption) of each finished image, in completion order, selection drawn in."""
-        view = self.batch_view(user_id, batch_id)
-        out = []
-        for v in view.images:
-            if v.status != "done":
-                continue
-            thumb = thumbnail(self._image_path(v.record.image_id), self.thumbs_dir, v.state)
-            out.append((str(thumb), caption(v)))
-        return out
+        return [(str(thumbnail(self._image_path(v.record.image_id), self.thumbs_dir, v.state)), caption(v))
+                for v in view.images if v.status == "done"]
 
     def stream(self, user_id: str, batch_id: str, timeout: float = 600.0) -> Iterator[BatchView]:
-        """Yield a fresh view on every change of a running batch, ending when it finishes."""
+        """Yield a fresh view as a running batch changes, ending with its final view.
+
+        A finished or failed image is shown at once; sampler steps and previews (many per second
+        across GPUs) at most every `STEP_INTERVAL`, so streaming costs the database little.
+        """
         self._owned_batch(user_id, batch_id)
-        version = -1
-        while True:
-            live = self.live.wait(batch_id, version, timeout=1.0)
-            view = self.batch_view(user_id, batch_id)
+        version, shown, last, pending = -1, (-1, -1), 0.0, False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            wait = max(0.0, STEP_INTERVAL - (time.monotonic() - last)) if pending else 1.0
+            live = self.live.wait(batch_id, version, timeout=wait)
             if live is None or live.finished:
-                yield view
+                yield self.batch_view(user_id, batch_id)
                 return
-            if live.version != version:
-                version = live.version
-                yield view
-            timeout -= 1.0
-            if timeout <= 0:
-                return
+            pending = pending or live.version != version
+            version = live.version
+            images = (live.done_count, len(live.failed))
+            if pending and (images != shown or time.monotonic() - last >= STEP_INTERVAL):
+                shown, last, pending = images, time.monotonic(), False
+                yield self.batch_view(user_id, batch_id)
 
     def lineage(self, user_id: str, image_id: str) -> list[dict[str, object]]:
         """The refine chain from the first draft to this image (oldest first)."""

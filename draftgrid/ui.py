@@ -121,7 +121,7 @@ class DraftGridUI:
         strategy = strategy_line(ticket)
         picker: Any = self._picker(user, ticket.batch_id)
         for view in self.service.stream(user, ticket.batch_id):
-            yield (ticket.batch_id, strategy, progress_html(view), self.service.gallery(user, ticket.batch_id),
+            yield (ticket.batch_id, strategy, progress_html(view), self.service.gallery_of(view),
                    _preview(view), selection_line(view), picker)
             picker = gr.skip()
 
@@ -141,7 +141,7 @@ class DraftGridUI:
             return gr.skip(), gr.skip(), error_html(str(exc)), gr.skip(), None, gr.skip(), gr.skip()
         b = view.batch
         strategy = f"**{b.strategy} · {b.recommended.removesuffix('.safetensors')} ({b.confidence:.2f})** · {b.tier}"
-        return (batch_id, strategy, progress_html(view), self.service.gallery(user, batch_id), None,
+        return (batch_id, strategy, progress_html(view), self.service.gallery_of(view), None,
                 selection_line(view), gr.skip())
 
     def _start(self, request_fields: dict[str, Any], request: gr.Request | None) -> Iterator[StreamOut]:
@@ -179,7 +179,8 @@ class DraftGridUI:
 
     # ---------------------------------------------------------------- review
     def _review(self, user: str, batch_id: str) -> tuple[Any, str]:
-        return self.service.gallery(user, batch_id), selection_line(self.service.batch_view(user, batch_id))
+        view = self.service.batch_view(user, batch_id)
+        return self.service.gallery_of(view), selection_line(view)
 
     def review(self, batch_id: str | None, request: gr.Request) -> tuple[Any, str]:
         """The grid and selection line as the server has them now."""
