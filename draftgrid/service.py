@@ -25,7 +25,8 @@ from comfy.pool import ServerPool
 from comfy.workflow import defaults_for, size_for
 from draftgrid.catalog import Catalog, read_catalog
 from draftgrid.errors import InvalidRequest, NoServerOnline, NotFound
-from draftgrid.live import LiveBatch, LiveBoard
+from draftgrid.live import LiveBoard
+from draftgrid.views import BatchView, ImageView, ViewCache, batch_status, caption
 from draftgrid.runtime import LoopThread
 from draftgrid.planning import (
     BatchPlan, CheckpointGroup, PlannedImage, RefineParent, RenderSettings, apply_overrides, new_id,
@@ -69,59 +70,6 @@ class BatchTicket:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True)
-class ImageView:
-    """One image of a batch as the API and UI show it."""
-
-    record: ImageRecord
-    status: str
-    state: str  # "selected" | "rejected" | "none"
-
-    def as_json(self) -> dict[str, object]:
-        r = self.record
-        return {
-            "image_id": r.image_id, "status": self.status,
-            "url": f"/api/images/{r.image_id}" if self.status == "done" else None,
-            "checkpoint": r.checkpoint, "loras": [{"name": n, "strength": s} for n, s in r.loras],
-            "seed": r.seed, "batch_index": r.batch_index, "server": r.server,
-            "selected": self.state == "selected", "rejected": self.state == "rejected", "error": r.error,
-            "width": r.width, "height": r.height, "steps": r.steps, "cfg": r.cfg,
-            "sampler_name": r.sampler_name, "scheduler": r.scheduler, "parent_image_id": r.parent_image_id,
-        }
-
-
-@dataclass(frozen=True)
-class BatchView:
-    """A batch with its images, in gallery order (finished first, in order of completion)."""
-
-    batch: BatchRecord
-    status: str
-    images: tuple[ImageView, ...]
-    live: LiveBatch | None
-
-    def as_json(self) -> dict[str, object]:
-        b = self.batch
-        return {
-            "batch_id": b.batch_id, "status": self.status, "prompt": b.prompt, "tier": b.tier,
-            "model_family": b.family, "total_count": b.count, "parent_batch_id": b.parent_batch_id,
-            "strategy": {"mode": b.strategy, "recommended": b.recommended, "confidence": b.confidence},
-            "done_count": sum(1 for i in self.images if i.status == "done"),
-            "images": [i.as_json() for i in self.images],
-        }
-
-
-def batch_status(statuses: list[str], finished: bool) -> str:
-    """queued / running / done / partial / failed, from the image statuses (pure)."""
-    if statuses and all(s == "queued" for s in statuses) and not finished:
-        return "queued"
-    if any(s in ("queued", "running") for s in statuses) and not finished:
-        return "running"
-    done = sum(1 for s in statuses if s == "done")
-    if done == len(statuses):
-        return "done"
-    return "partial" if done else "failed"
-
-
 def closest_aspect(width: int, height: int) -> str:
     """The supported aspect ratio nearest to a size (refines keep their parent's shape)."""
     def ratio(label: str) -> float:
@@ -146,6 +94,7 @@ class DraftGridService:
         self.images_dir = data_dir / "images"
         self.thumbs_dir = data_dir / "thumbs"
         self.live = LiveBoard()
+        self.views = ViewCache()
         self._runner = loop_runner
         self._catalog: Catalog | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -431,7 +380,16 @@ class DraftGridService:
         return batch
 
     def batch_view(self, user_id: str, batch_id: str) -> BatchView:
-        batch = self._owned_batch(user_id, batch_id)
+        """The batch as it is now (cached until an image finishes or a review changes it)."""
+        view = self.views.get(batch_id, self.live.get(batch_id), lambda: self._build_view(batch_id))
+        if view.batch.user_id != user_id:
+            raise NotFound(f"batch {batch_id!r} not found")
+        return view
+
+    def _build_view(self, batch_id: str) -> BatchView:
+        batch = self.store.get_batch(batch_id, None)
+        if batch is None:
+            raise NotFound(f"batch {batch_id!r} not found")
         live = self.live.get(batch_id)
         states = self.store.image_states(batch_id)
         records = self.store.batch_images(batch_id)
@@ -530,8 +488,9 @@ class DraftGridService:
     # ------------------------------------------------------------------ feedback
     def feedback(self, user_id: str, req: FeedbackRequest) -> FeedbackResult:
         """Apply a review; every id is checked first so a bad request writes nothing."""
-        batch = self._owned_batch(user_id, req.batch_id)
-        known = set(self.store.image_states(batch.batch_id))
+        view = self.batch_view(user_id, req.batch_id)
+        batch = view.batch
+        known = {v.record.image_id for v in view.images}
         listed = [*req.selected, *req.unselected, *req.rejected]
         unknown = sorted({i for i in listed if i not in known})
         if unknown:
@@ -551,6 +510,8 @@ class DraftGridService:
                     result = self.store.apply_feedback(user_id, batch.batch_id, action, ids)
         except (UnknownBatchError, UnknownImageError) as exc:
             raise InvalidRequest(str(exc)) from exc
+        finally:
+            self.views.reviewed(batch.batch_id)
         assert result is not None
         return result
 
@@ -562,7 +523,10 @@ class DraftGridService:
             return None
         target = done[index]
         action = "unselect" if target.state == "selected" else "select"
-        return self.store.apply_feedback(user_id, batch_id, action, [target.record.image_id])
+        try:
+            return self.store.apply_feedback(user_id, batch_id, action, [target.record.image_id])
+        finally:
+            self.views.reviewed(batch_id)
 
     # ------------------------------------------------------------------ lifecycle
     def recover_interrupted(self) -> int:
@@ -591,12 +555,3 @@ def check_png(data: bytes) -> str | None:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"a corrupt PNG ({exc})"
     return None
-
-
-def caption(view: ImageView) -> str:
-    """Gallery caption: selection mark first, then checkpoint, LoRAs and seed."""
-    r = view.record
-    mark = {"selected": "✓ selected · ", "rejected": "✗ rejected · "}.get(view.state, "")
-    ckpt = r.checkpoint.rsplit("/", 1)[-1].removesuffix(".safetensors")
-    loras = ", ".join(f"{n.rsplit('/', 1)[-1].removesuffix('.safetensors')} {s:g}" for n, s in r.loras)
-    return f"{mark}{ckpt}" + (f" + {loras}" if loras else "") + f" · seed {r.seed}#{r.batch_index}"

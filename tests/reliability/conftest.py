@@ -7,27 +7,20 @@ Import from here (`from tests.reliability.conftest import ...`): `start_app`, `w
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from draftgrid.launch import RunningApp
 from learning.store import PreferenceStore
+from bench.app_process import REPO, AppProcess
 from tests.app.conftest import free_port, start_app, wait_done
 
 __all__ = ["AppProcess", "api", "assert_store_consistent", "free_port", "sim_call", "start_app",
            "table_counts", "wait_done", "wait_gpus", "REPO"]
 
-REPO = Path(__file__).resolve().parents[2]
 FACT_TABLES = ("batches", "images", "feedback", "imported_stats", "preference_stats", "user_state")
 T = TypeVar("T")
 
@@ -58,62 +51,6 @@ def assert_store_consistent(store: PreferenceStore, *, settled: bool = True) -> 
         assert stuck.empty, f"images never settled: {stuck.to_dict('records')[:5]}"
         silent = store.read_sql("SELECT image_id FROM images WHERE status = 'failed' AND coalesce(error, '') = ''")
         assert silent.empty, f"failed images without a reason: {list(silent['image_id'])[:5]}"
-
-
-@dataclass
-class AppProcess:
-    """`python app.py ...` as a real child process, for kills and second-instance tests."""
-
-    db: Path
-    port: int = field(default_factory=free_port)
-    extra: tuple[str, ...] = ()
-    proc: subprocess.Popen[str] | None = None
-    url: str = ""
-    _stderr: list[str] = field(default_factory=list)
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "app.py", "--db", str(self.db), "--port", str(self.port), "--sim-speed", "0",
-                "--no-sim-previews", *self.extra]
-
-    def start(self, timeout: float = 60.0) -> AppProcess:
-        """Start and wait for the "running at" line (or for the process to exit)."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(self.argv(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        ready = threading.Event()
-
-        def watch_stdout() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                if "DraftGrid is running at" in line:
-                    self.url = line.split("running at", 1)[1].split()[0].rstrip("/")
-                    ready.set()
-            ready.set()  # stdout closed: the process ended
-
-        threading.Thread(target=watch_stdout, daemon=True).start()
-        if not ready.wait(timeout):
-            self.kill()
-            raise AssertionError(f"app did not start within {timeout}s: {self.stderr()[-2000:]}")
-        return self
-
-    def _drain_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._stderr.append(line)
-
-    def stderr(self) -> str:
-        return "".join(self._stderr)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send `sig` (SIGKILL: no cleanup at all) and reap the process."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
 
 
 def wait_gpus(client: httpx.Client, online: dict[str, bool], timeout: float = 30.0) -> list[dict[str, Any]]:

@@ -238,11 +238,11 @@ class MaliciousComfy:
             lambda: ws.send_bytes(struct.pack(">II", 99, 0) + b"junk"),
         ]
         i = 0
-        while not ws.closed:
+        while not ws.closed and self.misbehaviour is Misbehaviour.JUNK_WEBSOCKET:
             await junk[i % len(junk)]()
             i += 1
-            if i % 50 == 0:
-                await asyncio.sleep(0)  # let the server's other requests in between the junk
+            if i % len(junk) == 0:
+                await asyncio.sleep(0.001)  # pacing, so the junk shares two cores with the app under test
 
     async def _bad_previews(self, ws: web.WebSocketResponse, prompt_id: str) -> None:
         meta = json.dumps({"prompt_id": prompt_id, "node_id": "5", "image_type": "image/png"}).encode()
@@ -282,7 +282,7 @@ class MaliciousComfy:
             await response.write(b"\x89PNG\r\n\x1a\n")
             for _ in range(BIG_BYTES // len(CHUNK)):
                 await response.write(CHUNK)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError):
             pass  # the client hung up, as it should
         return response
 

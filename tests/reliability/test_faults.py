@@ -16,7 +16,7 @@ from tests.reliability.conftest import (
 
 GPU0, GPU1 = "sim-gpu-0", "sim-gpu-1"
 DREAMSHAPER = "dreamshaper_8.safetensors"  # one of the three sd15 draft checkpoints
-TIMEOUT = 1.5  # seconds before a silent server counts as hung (the default is 30)
+TIMEOUT = 1.0  # seconds before a silent server counts as hung (the default is 30)
 
 
 @pytest.fixture()

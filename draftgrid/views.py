@@ -1,0 +1,111 @@
+"""How a batch looks to the API and the UI: image and batch views, status, captions, and a cache.
+
+Polling clients (and the UI's stream) ask for the same batch many times a second; a view is
+rebuilt only when the batch changed — a finished image (the live board's version) or a review
+(the feedback generation) — so reads cost a dictionary lookup instead of three queries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from draftgrid.live import LiveBatch
+from learning.models import BatchRecord, ImageRecord
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """One image of a batch as the API and UI show it."""
+
+    record: ImageRecord
+    status: str
+    state: str  # "selected" | "rejected" | "none"
+
+    def as_json(self) -> dict[str, object]:
+        r = self.record
+        return {
+            "image_id": r.image_id, "status": self.status,
+            "url": f"/api/images/{r.image_id}" if self.status == "done" else None,
+            "checkpoint": r.checkpoint, "loras": [{"name": n, "strength": s} for n, s in r.loras],
+            "seed": r.seed, "batch_index": r.batch_index, "server": r.server,
+            "selected": self.state == "selected", "rejected": self.state == "rejected", "error": r.error,
+            "width": r.width, "height": r.height, "steps": r.steps, "cfg": r.cfg,
+            "sampler_name": r.sampler_name, "scheduler": r.scheduler, "parent_image_id": r.parent_image_id,
+        }
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch with its images, in gallery order (finished first, in order of completion)."""
+
+    batch: BatchRecord
+    status: str
+    images: tuple[ImageView, ...]
+    live: LiveBatch | None
+
+    def as_json(self) -> dict[str, object]:
+        b = self.batch
+        return {
+            "batch_id": b.batch_id, "status": self.status, "prompt": b.prompt, "tier": b.tier,
+            "model_family": b.family, "total_count": b.count, "parent_batch_id": b.parent_batch_id,
+            "strategy": {"mode": b.strategy, "recommended": b.recommended, "confidence": b.confidence},
+            "done_count": sum(1 for i in self.images if i.status == "done"),
+            "images": [i.as_json() for i in self.images],
+        }
+
+
+def batch_status(statuses: list[str], finished: bool) -> str:
+    """queued / running / done / partial / failed, from the image statuses (pure)."""
+    if statuses and all(s == "queued" for s in statuses) and not finished:
+        return "queued"
+    if any(s in ("queued", "running") for s in statuses) and not finished:
+        return "running"
+    done = sum(1 for s in statuses if s == "done")
+    if done == len(statuses):
+        return "done"
+    return "partial" if done else "failed"
+
+
+def caption(view: ImageView) -> str:
+    """Gallery caption: selection mark first, then checkpoint, LoRAs and seed."""
+    r = view.record
+    mark = {"selected": "✓ selected · ", "rejected": "✗ rejected · "}.get(view.state, "")
+    ckpt = r.checkpoint.rsplit("/", 1)[-1].removesuffix(".safetensors")
+    loras = ", ".join(f"{n.rsplit('/', 1)[-1].removesuffix('.safetensors')} {s:g}" for n, s in r.loras)
+    return f"{mark}{ckpt}" + (f" + {loras}" if loras else "") + f" · seed {r.seed}#{r.batch_index}"
+
+
+ViewKey = tuple[int, int]
+
+
+class ViewCache:
+    """The last view of each recently read batch, keyed by what would make it stale."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self._views: OrderedDict[str, tuple[ViewKey, BatchView]] = OrderedDict()
+        self._generation: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._capacity = capacity
+
+    def reviewed(self, batch_id: str) -> None:
+        """Call after a feedback write: the selection changed, so cached views are stale."""
+        with self._lock:
+            self._generation[batch_id] = self._generation.get(batch_id, 0) + 1
+
+    def get(self, batch_id: str, live: LiveBatch | None, build: Callable[[], BatchView]) -> BatchView:
+        with self._lock:
+            key = (live.version if live else -1, self._generation.get(batch_id, 0))
+            hit = self._views.get(batch_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        view = build()
+        with self._lock:
+            self._views[batch_id] = (key, view)
+            self._views.move_to_end(batch_id)
+            while len(self._views) > self._capacity:
+                dropped, _ = self._views.popitem(last=False)
+                self._generation.pop(dropped, None)
+        return view

@@ -1,0 +1,180 @@
+"""A misbehaving or malicious ComfyUI server next to a healthy simulator in one app.
+
+For every way the double (tests/reliability/malicious_comfy.py) misbehaves, a batch must end with
+each image done or failed with a readable reason, the bad server must show up as faulty in
+GET /api/gpus (or be named in the failed images' reasons when only its pictures were bad), the app
+must write nothing outside its data folder, its memory must stay bounded, and it must keep serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from comfy.simulator import SimulatorThread
+from draftgrid.launch import RunningApp
+from draftgrid.live import LiveBatch
+from draftgrid.service import BatchView
+from draftgrid.ui import _preview
+from tests.reliability.conftest import api, assert_store_consistent, start_app
+from tests.reliability.malicious_comfy import MaliciousComfy, Misbehaviour, bomb_png, png_bytes
+
+INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler")
+RSS_HEADROOM = 150 * 1024 * 1024
+# only the images are bad (the protocol was followed): the service refuses them one by one
+BAD_PICTURES = {Misbehaviour.DECOMPRESSION_BOMB, Misbehaviour.NOT_A_PNG}
+
+
+@dataclass
+class Setup:
+    app: RunningApp
+    evil: MaliciousComfy
+    healthy_name: str
+    evil_name: str
+    root: Path  # everything the test created; only data_dir (and the simulator's own disk) may change
+    data_dir: Path
+    sim_dir: Path
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class PeakRss:
+    """Samples this process's RSS on a thread until stopped; the app runs in this process."""
+
+    def __init__(self) -> None:
+        self.baseline = rss_bytes()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def tree(root: Path, *skip: Path) -> set[str]:
+    """Every path under `root` except inside `skip` (the app's data folder, the simulator's disk)."""
+    return {str(p) for p in root.rglob("*") if not any(s == p or s in p.parents for s in skip)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    root = tmp_path_factory.mktemp("malicious")
+    sim_dir = root / "sim"
+    sim = SimulatorThread(count=1, speed=0.0, output_dir=sim_dir)
+    sim_url = sim.start()[0]
+    with httpx.Client(base_url=sim_url) as c:
+        object_info = {node: c.get(f"/object_info/{node}").json()[node] for node in INVENTORY_NODES}
+    evil = MaliciousComfy(Misbehaviour.TRAVERSAL_NAMES, object_info, f"dg-escape-{uuid.uuid4().hex}.png")
+    evil_url = evil.start()
+    data_dir = root / "data"
+    app = start_app(data_dir, comfy_urls=(sim_url, evil_url), data_dir=data_dir)
+    try:
+        yield Setup(app, evil, "gpu-0", "gpu-1", root, data_dir, sim_dir)
+    finally:
+        app.close()
+        evil.stop()
+        sim.stop()
+
+
+def bring_back(setup: Setup) -> dict[str, dict]:
+    """Health-check now (the pool's loop would do it within 5 s) and return the servers by name."""
+    setup.app.backend.service.refresh_catalog()
+    with api(setup.app) as c:
+        return {g["name"]: g for g in c.get("/api/gpus").json()}
+
+
+def wait_settled(app: RunningApp, batch_id: str, timeout: float = 60.0) -> None:
+    """Block on the live board (an event, not polling) until the batch has finished."""
+    board = app.backend.service.live
+    version = -1
+    while (live := board.wait(batch_id, version, timeout)) is not None and not live.finished:
+        assert live.version > version, f"batch {batch_id} made no progress for {timeout}s"
+        version = live.version
+
+
+@pytest.mark.parametrize("misbehaviour", list(Misbehaviour), ids=[m.name.lower() for m in Misbehaviour])
+def test_a_malicious_server_cannot_hurt_the_app(setup: Setup, misbehaviour: Misbehaviour,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="comfy.pool")
+    setup.evil.misbehaviour = misbehaviour
+    setup.evil.workflows.clear()
+    servers = bring_back(setup)
+    expect_online = misbehaviour is not Misbehaviour.GARBAGE_HEALTH
+    assert servers[setup.evil_name]["online"] is expect_online, servers[setup.evil_name]
+    before = tree(setup.root, setup.data_dir, setup.sim_dir)
+
+    with PeakRss() as rss, api(setup.app) as c:
+        answer = c.post("/api/generate/batch", json={"prompt": "a lighthouse at dusk", "count": 12, "seed": 7})
+        assert answer.status_code == 200, answer.text
+        batch_id = answer.json()["batch_id"]
+        wait_settled(setup.app, batch_id)
+        batch = c.get(f"/api/batches/{batch_id}").json()
+        servers = {g["name"]: g for g in c.get("/api/gpus").json()}
+
+    if expect_online:
+        assert setup.evil.workflows, "the scheduler gave the hostile server nothing to do"
+    images = batch["images"]
+    assert len(images) == 12 and all(i["status"] in ("done", "failed") for i in images)
+    failed = [i for i in images if i["status"] == "failed"]
+    assert all(i["error"] and len(i["error"]) < 2000 for i in failed), failed
+    evil = servers[setup.evil_name]
+    if misbehaviour in BAD_PICTURES:
+        assert failed and all(setup.evil_name in i["error"] for i in failed), failed
+    elif misbehaviour is Misbehaviour.BAD_PREVIEWS:  # previews are optional: bad frames are skipped
+        assert batch["status"] == "done" and setup.evil_name in {i["server"] for i in images}
+    else:
+        # offline with its last_error — unless the next 5 s health check (which it passes) already let it back in
+        went_offline = any(f"{setup.evil_name} is offline" in r.getMessage() for r in caplog.records)
+        assert (not evil["online"] and evil["last_error"]) or went_offline, evil
+        # its jobs ran again on the healthy simulator
+        assert batch["status"] == "done", [i["error"] for i in failed]
+        assert {i["server"] for i in images} == {setup.healthy_name}
+
+    assert tree(setup.root, setup.data_dir, setup.sim_dir) == before, "something was written outside the data folder"
+    assert not Path("/tmp", setup.evil.escape_name).exists()
+    assert not any(setup.root.rglob(setup.evil.escape_name))
+    print(f"\n{misbehaviour.name}: peak RSS +{(rss.peak - rss.baseline) >> 20} MiB, {len(failed)} failed image(s), "
+          f"{setup.evil_name} online={evil['online']}")  # the figures in docs/RELIABILITY.md (-s)
+    assert rss.peak - rss.baseline < RSS_HEADROOM, f"RSS grew by {(rss.peak - rss.baseline) >> 20} MiB"
+    assert_store_consistent(setup.app.backend.service.store)
+
+
+def test_the_app_still_serves_after_all_that(setup: Setup) -> None:
+    setup.evil.misbehaviour = Misbehaviour.TRAVERSAL_NAMES
+    with api(setup.app) as c:
+        answer = c.post("/api/generate/batch", json={"prompt": "a red fox", "count": 2})
+        assert answer.status_code == 200, answer.text
+        wait_settled(setup.app, answer.json()["batch_id"])
+        assert c.get("/").status_code == 200
+        assert c.get("/api/checkpoints/stats").status_code == 200
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])  # under and over Pillow's own bomb error threshold
+def test_a_bomb_preview_is_never_handed_to_gradio(side: int) -> None:
+    """The UI streams the latest preview as a PIL image, which Gradio decodes in full."""
+    def view(preview: bytes) -> BatchView:
+        return BatchView(batch=None, status="running", images=(), live=LiveBatch("b", 1, preview=preview))  # type: ignore[arg-type]
+
+    assert _preview(view(bomb_png(side))) is None
+    assert _preview(view(png_bytes(64, 64))).size == (64, 64)  # type: ignore[union-attr]
