@@ -40,6 +40,7 @@ from comfy.protocol import (
     QueueState,
     SystemStats,
     check_file_name,
+    check_png,
     decode_preview,
     execution_error,
     history_failure,
@@ -58,6 +59,7 @@ DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024
 # One image download per server at a time: a hostile server answering every /view with endless
 # bytes then costs at most `max_image_bytes` of memory, not that times the images in flight.
 PARALLEL_DOWNLOADS = 1
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # a quality-tier SDXL image with a hires pass is ~2.3 MP
 INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler")
 _WS_MAX_FRAME = 32 * 1024 * 1024
 _DROPPED = object()  # put on every waiting stream when the socket closes
@@ -77,6 +79,7 @@ class ComfyClient:
         connect_timeout: float = 5,
         name: str | None = None,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.name = name or self.base_url
@@ -84,6 +87,7 @@ class ComfyClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_image_bytes = max_image_bytes
+        self.max_image_pixels = max_image_pixels
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=connect_timeout)
         )
@@ -383,6 +387,10 @@ class ComfyClient:
     async def _fetch(self, ref: ImageRef) -> OutputImage:
         async with self._downloads:
             data = await self.view(ref.filename, ref.subfolder, ref.type)
+        try:
+            check_png(data, ref.filename, self.max_image_pixels)
+        except ComfyProtocolError as exc:
+            raise ComfyProtocolError(f"{self.name}: {exc}") from None
         return OutputImage(**vars(ref), data=data)
 
     async def _follow(

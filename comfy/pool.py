@@ -67,6 +67,7 @@ class _Member:
     loaded: Any = None  # scheduler GroupKey of what we last ran there
     uploads: dict[str, str] = field(default_factory=dict)  # png sha256 -> LoadImage name
     metadata: dict[tuple[str, str], dict[str, str] | None] = field(default_factory=dict)  # (folder, name)
+    quarantined_until: float = 0.0  # loop time; a server that sent malformed data sits out until then
 
     @property
     def name(self) -> str:
@@ -123,11 +124,13 @@ class ServerPool:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         cost: CostModel | None = None,
+        quarantine: float = 60.0,
     ) -> None:
         names = names or [f"gpu-{i}" for i in range(len(urls))]
         if len(names) != len(urls) or len(set(names)) != len(names):
             raise ValueError("names must be unique and one per url")
         self.health_interval = health_interval
+        self.quarantine = quarantine  # seconds a server that sent malformed data stays out
         self.cost = cost or CostModel()
         self._members = {
             name: _Member(ComfyClient(url, timeout=timeout, connect_timeout=connect_timeout, name=name),
@@ -174,6 +177,8 @@ class ServerPool:
 
     async def _refresh_member(self, member: _Member) -> None:
         client = member.client
+        if asyncio.get_running_loop().time() < member.quarantined_until:
+            return  # it answers health checks fine; what it sends during work is the problem
         try:
             async with asyncio.timeout(self._health_timeout):
                 stats, queue, inventory = await asyncio.gather(client.system_stats(), client.queue(), client.inventory())
@@ -202,11 +207,14 @@ class ServerPool:
     def _server_lost(self, member: _Member, exc: ComfyError, batch: _Batch | None = None,
                      job: PoolJob | None = None) -> None:
         """Mark a server offline and move its work (and `job`, unfinished in `batch`) elsewhere."""
+        now = asyncio.get_running_loop().time()
         if member.status.online:
             log.warning("%s is offline: %s", member.name, exc)
         member.status.online = False
         member.status.last_error = str(exc)
-        now = asyncio.get_running_loop().time()
+        if isinstance(exc, ComfyProtocolError):
+            member.quarantined_until = now + self.quarantine
+            log.warning("%s sent malformed data; kept out for %.0f s", member.name, self.quarantine)
         for each in self._batches.values():
             unfinished = [job] if each is batch and job is not None else []
             if member.name in each.scheduler.slots or unfinished:

@@ -7,11 +7,14 @@ fields) is testable without a socket; anything that does not fit raises ComfyPro
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
+
+from PIL import Image
 
 from comfy.errors import ComfyExecutionError, ComfyInterrupted, ComfyProtocolError
 from comfy.models import ServerInventory
@@ -111,6 +114,27 @@ def parse_inventory(object_info: dict[str, Any]) -> ServerInventory:
         samplers=tuple(node_input_options(object_info, "KSampler", "sampler_name")),
         schedulers=tuple(node_input_options(object_info, "KSampler", "scheduler")),
     )
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png(data: bytes, filename: str, max_pixels: int) -> None:
+    """Refuse what SaveImage never sends: not a PNG, a corrupt one, or absurd dimensions.
+
+    Only the header is decoded for the size, so a decompression bomb costs nothing; `verify()`
+    then checks the chunks without decoding the pixels.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        raise ComfyProtocolError(f"image {filename} is not a PNG")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise ComfyProtocolError(
+                    f"image {filename} is {img.width}×{img.height} pixels, over the {max_pixels} limit")
+            img.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ComfyProtocolError(f"image {filename} is a corrupt PNG ({exc})") from exc
 
 
 def check_file_name(name: str, what: str) -> str:

@@ -175,9 +175,5 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], st
 
 
 def install_api(app: FastAPI, service: DraftGridService, current_user: Callable[[Request], str]) -> None:
-    """Add the REST routes to a running Gradio app (before its catch-all routes)."""
+    """Add the REST routes to a running Gradio app; none of Gradio's own routes lives under /api/."""
     app.include_router(build_router(service, current_user))
-    # Gradio registers catch-all routes first; move ours to the front so they win.
-    ours = [r for r in app.router.routes if getattr(r, "path", "").startswith("/api/")]
-    others = [r for r in app.router.routes if r not in ours]
-    app.router.routes[:] = ours + others

@@ -34,7 +34,7 @@ def _check_text(value: str, name: str) -> str:
 class GenerateRequest(BaseModel):
     """Body of `POST /api/generate/batch`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON true is not a count
 
     session_id: str = Field(default="default", min_length=1, max_length=128)
     prompt: str = ""
@@ -79,7 +79,7 @@ class GenerateRequest(BaseModel):
 class FeedbackRequest(BaseModel):
     """Body of `POST /api/feedback`: the state the listed images should be in (idempotent)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON true is not a count
 
     batch_id: str = Field(min_length=1, max_length=64)
     selected: list[str] = Field(default_factory=list, max_length=MAX_COUNT)

@@ -90,6 +90,7 @@ def test_reject_all_counts_every_image_as_shown_and_none_selected(client: httpx.
     {"prompt": "cat", "sampler_name": "no_such_sampler"}, {"prompt": "cat", "scheduler": "nope"},
     {"prompt": "cat", "parent_image_ids": ["not-an-image"]}, {"prompt": "cat <lora:no_such_lora:0.7>"},
     {"prompt": "cat", "count": "many"}, {"prompt": "a\x00b"}, [1, 2], "just a string",
+    {"prompt": "cat", "count": True}, {"prompt": "cat", "count": 2.5}, {"prompt": "<lora:anime_style_v2:0.8>"},
 ])
 def test_bad_generate_input_is_422_and_writes_nothing(client: httpx.Client, app: RunningApp, body: object) -> None:
     before = table_counts(app)

@@ -10,6 +10,7 @@ against the simulator.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import struct
 import uuid
@@ -20,10 +21,22 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
+from PIL import Image, PngImagePlugin
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "comfy"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF fake preview"
-PNG = b"\x89PNG\r\n\x1a\n fake image bytes"
+
+
+def png_named(text: str) -> bytes:
+    """A small real PNG carrying `text` in a tEXt chunk, so each served file is recognisable."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("name", text)
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+PNG = png_named("fake image")
 
 
 def fixture(name: str) -> Any:

@@ -105,3 +105,21 @@ def test_system_stats_and_queue() -> None:
         parse_queue({"queue_running": "nope"})
     with pytest.raises(ComfyProtocolError):
         parse_system_stats({"devices": []})
+
+
+def test_check_png_refuses_what_save_image_never_sends() -> None:
+    import io
+
+    from PIL import Image
+
+    from comfy.protocol import check_png
+
+    good = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(good, format="PNG")
+    check_png(good.getvalue(), "ok.png", max_pixels=64 * 48)
+    with pytest.raises(ComfyProtocolError, match="not a PNG"):
+        check_png(b"<html>nope</html>", "x.png", max_pixels=10**6)
+    with pytest.raises(ComfyProtocolError, match="corrupt"):
+        check_png(good.getvalue()[:60], "cut.png", max_pixels=10**6)
+    with pytest.raises(ComfyProtocolError, match="over the"):
+        check_png(good.getvalue(), "big.png", max_pixels=64 * 47)

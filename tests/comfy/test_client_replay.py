@@ -18,7 +18,7 @@ from comfy.errors import (
 )
 from comfy.protocol import Preview, Progress
 
-from .conftest import PNG, ReplayComfy, fixture, ws_script
+from .conftest import PNG, ReplayComfy, fixture, png_named, ws_script
 
 LORA_RUNS = fixture("ws_sequence_txt2img_lora.json")["runs"]
 PREVIEW_RUNS = fixture("ws_sequence_txt2img_previews.json")["runs"]
@@ -27,7 +27,7 @@ WORKFLOW = fixture("workflow_txt2img_lora.json")
 
 def _serve_view(replay: ReplayComfy) -> None:
     async def view(request: web.Request) -> web.Response:
-        return web.Response(body=PNG + request.query["filename"].encode(), content_type="image/png")
+        return web.Response(body=png_named(request.query["filename"]), content_type="image/png")
     replay.routes[("GET", "/view")] = view
 
 
@@ -42,7 +42,7 @@ async def test_run_follows_the_captured_stream_and_fetches_images(replay: Replay
     assert posted["client_id"] == client.client_id and posted["prompt"] == WORKFLOW
     assert [(i.filename, i.batch_index, i.node_id) for i in images] == [
         ("tiny_txt2img_00001_.png", 0, "8"), ("tiny_txt2img_00002_.png", 1, "8")]
-    assert images[0].data == PNG + b"tiny_txt2img_00001_.png"
+    assert images[0].data == png_named("tiny_txt2img_00001_.png")
     assert [(p.value, p.max) for p in progress] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert {p.prompt_id for p in progress} == {posted["prompt_id"]}
     assert replay.feature_flags == [{"type": "feature_flags", "data": {"supports_preview_metadata": True}}]

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from comfy.models import GenerationSpec, ImageResult, JobFailed, JobProgress, PoolEvent, PoolJob, RefineSource
-from comfy.errors import ComfyConnectionError
+from comfy.errors import ComfyConnectionError, ComfyProtocolError
 from comfy.pool import ServerPool
 
 from .conftest import CHECKPOINT_METADATA, LORA, LORA_METADATA, SD15, start_sims, stop_sims
@@ -280,3 +280,14 @@ async def test_an_unexpected_bug_fails_the_job_instead_of_hanging_the_batch(
     events = await asyncio.wait_for(collect(pool.run([make_job("j1", ALPHA, 2)], batch_key="bug")), timeout=10)
     failed = [e for e in events if isinstance(e, JobFailed)]
     assert [f.job_id for f in failed] == ["j1"] and "internal error" in failed[0].reason
+
+
+async def test_a_server_that_sent_malformed_data_sits_out_its_quarantine(pool: ServerPool, two_sims: list) -> None:
+    member = pool._members[two_sims[0].name]
+    pool._server_lost(member, ComfyProtocolError("sim-gpu-0: image x.png is not a PNG"))
+    await pool.refresh()  # its health checks pass, but it stays out
+    status = {s.name: s for s in pool.statuses()}[two_sims[0].name]
+    assert not status.online and "not a PNG" in (status.last_error or "")
+    member.quarantined_until = 0.0  # the quarantine is over
+    await pool.refresh()
+    assert {s.name: s for s in pool.statuses()}[two_sims[0].name].online
