@@ -157,12 +157,14 @@ def graphs_received(urls: list[str]) -> list[dict[str, Any]]:
 
 
 def refusal_expected(prompt: str, known_loras: set[str]) -> bool:
-    """The only reasons to refuse a prompt: control/surrogate characters, too long, blank, unknown LoRA tag."""
+    """The only reasons to refuse a prompt: control/surrogate characters, too long, blank (or only LoRA tags),
+    unknown LoRA tag."""
     bad_char = any(ord(c) < 32 and c not in "\n\t\r" or 0xD800 <= ord(c) <= 0xDFFF or 0x7F <= ord(c) <= 0x9F
                    for c in prompt)
     tags = [m.group(1).partition(":")[0].strip() for m in LORA_TAG.finditer(prompt)]
     unknown_tag = any(name and name not in known_loras for name in tags)
-    return bad_char or len(prompt) > 2000 or not prompt.strip() or unknown_tag
+    only_tags = not squash(LORA_TAG.sub("", prompt))
+    return bad_char or len(prompt) > 2000 or not prompt.strip() or only_tags or unknown_tag
 
 
 def squash(text: str) -> str:
