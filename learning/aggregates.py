@@ -4,8 +4,10 @@ Decayed counts (`w_*`) are stored as of a row's `review_seq`; a row's value now 
 value decayed to the user's current seq. Writes append change rows stamped with the current
 seq to `preference_stats_pending` (cheap); compaction folds them into `preference_stats`
 (decay the kept row to the change's seq, add). The rebuild sums every change decayed from the
-seq it happened at (rules as SQL in `learning.replay`). Readers see both tables summed, through
-the `preference_stats_now` macro, so compaction never changes what they read.
+seq it happened at (rules as SQL in `learning.replay`). SQL readers see both tables summed,
+through the `preference_stats_now` macro, so compaction never changes what they read. Every
+change is also handed to the transaction's `AggregateChanges`, which moves the in-memory copy
+(`learning.aggregate_memory`) forward once the transaction commits.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import logging
 from datetime import datetime
 
 import duckdb
+import pandas
 
+from learning.aggregate_memory import AggregateChanges, AggregateMemory
 from learning.feedback_rules import REVIEW_ACTIONS, ArmKey, Counts
-from learning.replay import ARM_DELTAS_CTE
+from learning.replay import REBUILT_CTE
 
 log = logging.getLogger(__name__)
 
@@ -61,84 +65,44 @@ FROM preference_stats_pending d LEFT JOIN user_state u USING (user_id)
 GROUP BY d.user_id, d.keyword, d.arm_kind, d.arm, u.review_seq
 """
 
-# The aggregates recomputed from the facts: one row per (user, keyword, arm), decayed counts
-# as of the user's current review_seq (which is also the row's review_seq).
-_REBUILT = f"""
-{ARM_DELTAS_CTE},
-rebuilt_users AS (
-    SELECT user_id, max(seq) AS review_seq FROM review_seqs GROUP BY user_id
-),
-imported_changes AS (
-    SELECT m.user_id, m.keyword, m.arm_kind, m.arm, coalesce(r.seq, 0) AS seq,
-           m.shown, m.selected, m.rejected, m.w_shown, m.w_selected, m.w_rejected
-    FROM imported_stats m
-    ASOF LEFT JOIN review_seqs r ON m.user_id = r.user_id AND m.import_id >= r.ord
-),
-all_changes AS (
-    SELECT user_id, keyword, arm_kind, arm, seq, d_shown, d_selected, d_rejected,
-           d_shown::DOUBLE AS dw_shown, d_selected::DOUBLE AS dw_selected,
-           d_rejected::DOUBLE AS dw_rejected
-    FROM arm_deltas
-    UNION ALL
-    SELECT * FROM imported_changes
-),
-rebuilt_stats AS (
-    SELECT c.user_id, c.keyword, c.arm_kind, c.arm,
-           sum(c.d_shown) AS shown, sum(c.d_selected) AS selected,
-           sum(c.d_rejected) AS rejected,
-           sum(decayed(c.dw_shown, n.now_seq - c.seq, $half_life)) AS w_shown,
-           sum(decayed(c.dw_selected, n.now_seq - c.seq, $half_life)) AS w_selected,
-           sum(decayed(c.dw_rejected, n.now_seq - c.seq, $half_life)) AS w_rejected,
-           n.now_seq AS review_seq
-    FROM all_changes c
-    LEFT JOIN rebuilt_users u ON u.user_id = c.user_id,
-    LATERAL (SELECT coalesce(u.review_seq, 0) AS now_seq) n
-    GROUP BY c.user_id, c.keyword, c.arm_kind, c.arm, n.now_seq
-)
-"""
-
 _REL_TOLERANCE = 1e-9
 
 
-def bump_review_seq(cur: duckdb.DuckDBPyConnection, user_id: str) -> int:
-    """Count one more reviewed batch for the user; return the new review_seq."""
-    row = cur.execute(
-        "UPDATE user_state SET review_seq = review_seq + 1 WHERE user_id = ? RETURNING review_seq",
-        [user_id],
-    ).fetchone()
-    if row is None:
+def bump_review_seq(
+    cur: duckdb.DuckDBPyConnection, pending: AggregateChanges, user_id: str
+) -> int:
+    """Count one more reviewed batch for the user; return the new review_seq. The current seq
+    comes from memory (it equals user_state), which spares a RETURNING (~0.2 ms)."""
+    seq = pending.review_seqs[user_id] = pending.review_seq(user_id) + 1
+    if seq == 1:
         cur.execute("INSERT INTO user_state VALUES (?, 1)", [user_id])
-        return 1
-    return int(row[0])
-
-
-def current_review_seq(cur: duckdb.DuckDBPyConnection, user_id: str) -> int:
-    """The user's review_seq (0 before the first review)."""
-    row = cur.execute(
-        "SELECT review_seq FROM user_state WHERE user_id = ?", [user_id]
-    ).fetchone()
-    return int(row[0]) if row else 0
+    else:
+        cur.execute("UPDATE user_state SET review_seq = ? WHERE user_id = ?", [seq, user_id])
+    return seq
 
 
 def add_changes(
     cur: duckdb.DuckDBPyConnection,
+    pending: AggregateChanges,
     user_id: str,
     review_seq: int,
     changes: dict[ArmKey, Counts],
     now: datetime,
 ) -> None:
     """Append per-row count changes for one user, stamped with the user's current review_seq.
-    Column lists as parameters: binding hundreds of scalar parameters costs milliseconds."""
+    Column lists as parameters (binding hundreds of scalar parameters costs milliseconds),
+    each unnested once (a second `unnest` of the same list costs another ~0.4 ms)."""
     if not changes:
         return
     keys = list(changes)
     deltas = [changes[key] for key in keys]
     cur.execute(
         """INSERT INTO preference_stats_pending
-           SELECT $user_id, unnest($keywords), unnest($kinds), unnest($arms),
-                  unnest($shown), unnest($selected), unnest($rejected),
-                  unnest($shown)::DOUBLE, unnest($selected)::DOUBLE, unnest($rejected)::DOUBLE,
-                  $seq, $now""",
+           SELECT $user_id, keyword, arm_kind, arm, shown, selected, rejected,
+                  shown, selected, rejected, $seq, $now
+           FROM (SELECT unnest($keywords) AS keyword, unnest($kinds) AS arm_kind,
+                        unnest($arms) AS arm, unnest($shown) AS shown,
+                        unnest($selected) AS selected, unnest($rejected) AS rejected)""",
         {
             "user_id": user_id,
             "keywords": [k[0] for k in keys],
@@ -151,6 +115,7 @@ def add_changes(
             "now": now,
         },
     )
+    pending.add_counts(user_id, review_seq, changes)
 
 
 def compact(cur: duckdb.DuckDBPyConnection, half_life: float) -> int:
@@ -166,23 +131,41 @@ def compact(cur: duckdb.DuckDBPyConnection, half_life: float) -> int:
 
 
 def apply_import(
-    cur: duckdb.DuckDBPyConnection, user_id: str, import_id: int, half_life: float, now: datetime
+    cur: duckdb.DuckDBPyConnection,
+    pending: AggregateChanges,
+    user_id: str,
+    import_id: int,
+    half_life: float,
+    now: datetime,
 ) -> None:
     """Add the rows of one import (already in `imported_stats`) to the kept aggregates."""
+    seq = pending.review_seq(user_id)
     cur.execute(
         _upsert_sql(_IMPORTED_ROWS, half_life),
-        {"import_id": import_id, "seq": current_review_seq(cur, user_id), "now": now},
+        {"import_id": import_id, "seq": seq, "now": now},
     )
+    imported = cur.execute(
+        """SELECT keyword, arm_kind, arm, shown, selected, rejected,
+                  w_shown, w_selected, w_rejected
+           FROM imported_stats WHERE import_id = ?""",
+        [import_id],
+    ).fetchall()
+    for keyword, kind, arm, shown, selected, rejected, w_shown, w_selected, w_rejected in imported:
+        pending.add_row(user_id, seq, (keyword, kind, arm), (shown, selected, rejected),
+                        (w_shown, w_selected, w_rejected))
 
 
-def rebuild(cur: duckdb.DuckDBPyConnection, half_life: float, now: datetime) -> None:
+def rebuild(
+    cur: duckdb.DuckDBPyConnection, pending: AggregateChanges, half_life: float, now: datetime
+) -> None:
     """Replace the aggregates by their recomputation from the facts (inside the caller's txn)."""
+    pending.reload = True
     cur.execute("DELETE FROM preference_stats")
     cur.execute("DELETE FROM preference_stats_pending")
     cur.execute("DELETE FROM user_state")
     cur.execute(
         f"""INSERT INTO preference_stats
-            {_REBUILT}
+            {REBUILT_CTE}
             SELECT user_id, keyword, arm_kind, arm, shown, selected, rejected,
                    w_shown, w_selected, w_rejected, review_seq, $now
             FROM rebuilt_stats""",
@@ -198,14 +181,13 @@ def rebuild(cur: duckdb.DuckDBPyConnection, half_life: float, now: datetime) -> 
     log.info("rebuilt preference aggregates from the facts (half_life=%s)", half_life)
 
 
-def count_mismatches(cur: duckdb.DuckDBPyConnection, half_life: float) -> int:
-    """Rows where the live aggregates differ from a rebuild: counts exactly, decayed counts
-    within a relative 1e-9 (they are summed in a different order)."""
-    row = cur.execute(
-        f"""{_REBUILT},
+def _mismatches_sql(expected_stats: str, expected_users: str) -> str:
+    """CTEs ending in a count of the rows where the expected aggregates differ from the live
+    ones: counts exactly, decayed counts within a relative 1e-9 (summed in another order)."""
+    return f"""
         live AS (SELECT * FROM preference_stats_now($half_life)),
         stat_mismatches AS (
-            SELECT count(*) AS n FROM rebuilt_stats r
+            SELECT count(*) AS n FROM {expected_stats} r
             FULL OUTER JOIN live l USING (user_id, keyword, arm_kind, arm)
             WHERE r.shown IS DISTINCT FROM l.shown
                OR r.selected IS DISTINCT FROM l.selected
@@ -218,14 +200,44 @@ def count_mismatches(cur: duckdb.DuckDBPyConnection, half_life: float) -> int:
                                <= $tol * greatest(1, abs(r.w_rejected)), false)
         ),
         user_mismatches AS (
-            SELECT count(*) AS n FROM rebuilt_users r
+            SELECT count(*) AS n FROM {expected_users} r
             FULL OUTER JOIN user_state l USING (user_id)
             WHERE r.review_seq IS DISTINCT FROM l.review_seq
         )
-        SELECT (SELECT n FROM stat_mismatches) + (SELECT n FROM user_mismatches)""",
-        {"half_life": half_life, "tol": _REL_TOLERANCE},
-    ).fetchone()
-    assert row is not None
-    mismatches = int(row[0])
-    log.info("aggregates vs rebuild: %d mismatching rows", mismatches)
+        SELECT (SELECT n FROM stat_mismatches) + (SELECT n FROM user_mismatches)"""
+
+
+def _count(cur: duckdb.DuckDBPyConnection, query: str, half_life: float, what: str) -> int:
+    [(mismatches,)] = cur.execute(query, {"half_life": half_life, "tol": _REL_TOLERANCE}).fetchall()
+    log.info("aggregates vs %s: %d mismatching rows", what, mismatches)
     return mismatches
+
+
+def count_mismatches(cur: duckdb.DuckDBPyConnection, half_life: float) -> int:
+    """Rows where the live aggregates differ from a rebuild from the facts."""
+    return _count(cur, f"{REBUILT_CTE}, {_mismatches_sql('rebuilt_stats', 'rebuilt_users')}",
+                  half_life, "rebuild")
+
+
+# The in-memory rows as a frame DuckDB can join (typed, so an empty copy still has columns).
+_MEMORY_TYPES = {
+    "user_id": "string", "keyword": "string", "arm_kind": "string", "arm": "string",
+    "shown": "int64", "selected": "int64", "rejected": "int64",
+    "w_shown": "float64", "w_selected": "float64", "w_rejected": "float64",
+}
+_MEMORY_COLUMNS = list(_MEMORY_TYPES)
+
+
+def count_memory_mismatches(cur: duckdb.DuckDBPyConnection, memory: AggregateMemory) -> int:
+    """Rows where the in-memory copy differs from the live aggregates in the database."""
+    stats = pandas.DataFrame.from_records(memory.rows_now(), columns=_MEMORY_COLUMNS)
+    users = pandas.DataFrame.from_records(list(memory.review_seqs().items()),
+                                          columns=["user_id", "review_seq"])
+    cur.register("memory_stats", stats.astype(_MEMORY_TYPES))
+    cur.register("memory_users", users.astype({"user_id": "string", "review_seq": "int64"}))
+    try:
+        return _count(cur, f"WITH {_mismatches_sql('memory_stats', 'memory_users')}",
+                      memory.half_life, "in-memory copy")
+    finally:
+        cur.unregister("memory_stats")
+        cur.unregister("memory_users")

@@ -1,7 +1,9 @@
 """Write transactions on the facts; each keeps the aggregates in step inside the same transaction.
 
 Every function here runs on the writer thread with an open transaction (see `learning.writer`):
-it validates first and raises before writing, so a rejected request changes nothing.
+it validates first and raises before writing, so a rejected request changes nothing. Batches
+are read through `ctx.batches` (the writer's memory of recent batches, else the database), and
+every batch a write changes is handed back to it, as the transaction leaves it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Sequence
 
 import duckdb
 
+from learning.aggregate_memory import AggregateChanges
 from learning.aggregates import add_changes, bump_review_seq
 from learning.feedback_rules import (
     ALL_KEYWORDS,
@@ -20,13 +23,15 @@ from learning.feedback_rules import (
     CLICK_ACTIONS,
     REVIEW_ACTIONS,
     FeedbackFact,
+    ImageFacts,
     arm_changes,
     contribution,
     contributions,
 )
 from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord
+from learning.recent_batches import BatchChanges
 from learning.store_errors import UnknownBatchError, UnknownImageError
-from learning.store_reads import load_batch_facts
+from learning.store_reads import BatchFacts
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +51,13 @@ _IMAGE_COLUMNS = (
 
 @dataclass(frozen=True)
 class WriteContext:
-    """What every write needs besides its arguments: the time it happens and the decay setting."""
+    """What every write needs besides its arguments: the time it happens, the decay setting,
+    and the collectors of its effects on the in-memory copies (applied only after commit)."""
 
     now: datetime
     half_life: float
+    aggregates: AggregateChanges
+    batches: BatchChanges
 
 
 def insert_batch(
@@ -62,9 +70,22 @@ def insert_batch(
     keywords = _clean_keywords(batch.keywords)
     _check_images_belong(batch, images)
     try:
-        _insert_batch_rows(cur, batch, keywords, images, ctx)
+        finished = _insert_batch_rows(cur, batch, keywords, images, ctx)
     except duckdb.ConstraintException as exc:
         raise ValueError(f"batch {batch.batch_id} repeats a stored id: {exc}") from exc
+    in_grid_order = sorted(images, key=lambda image: (image.batch_index, image.image_id))
+    ctx.batches.put(BatchFacts(
+        batch_id=batch.batch_id,
+        user_id=batch.user_id,
+        keywords=keywords,
+        reviewed=False,
+        images=tuple(
+            ImageFacts(image.image_id, image.checkpoint, tuple(name for name, _ in image.loras),
+                       finished[image.image_id])
+            for image in in_grid_order
+        ),
+        feedback=(),
+    ))
     log.info("stored batch %s (%d images, keywords %s)", batch.batch_id, len(images), keywords)
 
 
@@ -74,7 +95,8 @@ def _insert_batch_rows(
     keywords: tuple[str, ...],
     images: Sequence[ImageRecord],
     ctx: WriteContext,
-) -> None:
+) -> dict[str, int | None]:
+    """Insert the rows; return each image's finish order (None while not done)."""
     cur.execute(
         f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({', '.join(['?'] * 17)})",
         [
@@ -84,25 +106,27 @@ def _insert_batch_rows(
             batch.policy, batch.parent_batch_id, batch.created_at or ctx.now,
         ],
     )
-    if images:
-        row_sql = "(" + ", ".join(["?"] * 23) + ", CASE WHEN ? THEN nextval('fact_seq') END)"
-        params: list[object] = []
-        for image in images:
-            done = image.status == "done"
-            params += [
-                image.image_id, image.batch_id, image.user_id, image.checkpoint,
-                [{"name": name, "strength": strength} for name, strength in image.loras],
-                image.seed, image.batch_index, image.width, image.height, image.steps,
-                image.cfg, image.sampler_name, image.scheduler, image.denoise,
-                image.hires_scale, image.parent_image_id, image.status, image.server,
-                image.path, image.error, image.seconds, ctx.now,
-                ctx.now if image.status in ("done", "failed") else None, done,
-            ]
-        cur.execute(
-            f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES "
-            + ", ".join([row_sql] * len(images)),
-            params,
-        )
+    if not images:
+        return {}
+    row_sql = "(" + ", ".join(["?"] * 23) + ", CASE WHEN ? THEN nextval('fact_seq') END)"
+    params: list[object] = []
+    for image in images:
+        done = image.status == "done"
+        params += [
+            image.image_id, image.batch_id, image.user_id, image.checkpoint,
+            [{"name": name, "strength": strength} for name, strength in image.loras],
+            image.seed, image.batch_index, image.width, image.height, image.steps,
+            image.cfg, image.sampler_name, image.scheduler, image.denoise,
+            image.hires_scale, image.parent_image_id, image.status, image.server,
+            image.path, image.error, image.seconds, ctx.now,
+            ctx.now if image.status in ("done", "failed") else None, done,
+        ]
+    rows = cur.execute(
+        f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES "
+        + ", ".join([row_sql] * len(images)) + " RETURNING image_id, finished_seq",
+        params,
+    ).fetchall()
+    return dict(rows)
 
 
 def set_image_status(
@@ -125,7 +149,7 @@ def set_image_status(
     if old_status == "done" and status != "done":
         raise ValueError(f"image {image_id} is done; its status cannot change to {status!r}")
     first_finish = status == "done" and finished_seq is None
-    cur.execute(
+    updated = cur.execute(
         """UPDATE images SET
                status = $status,
                server = coalesce($server, server),
@@ -136,25 +160,33 @@ def set_image_status(
                                   THEN coalesce(finished_at, $now) END,
                finished_seq = CASE WHEN $first_finish THEN nextval('fact_seq')
                                    ELSE finished_seq END
-           WHERE image_id = $image_id""",
+           WHERE image_id = $image_id
+           RETURNING finished_seq""",
         {"status": status, "now": ctx.now, "first_finish": first_finish,
          "image_id": image_id, **details},
-    )
+    ).fetchone()
     if first_finish:
-        _count_late_image(cur, batch_id, image_id, ctx)
+        assert updated is not None
+        _record_finish(cur, batch_id, image_id, int(updated[0]), ctx)
 
 
-def _count_late_image(
-    cur: duckdb.DuckDBPyConnection, batch_id: str, image_id: str, ctx: WriteContext
+def _record_finish(
+    cur: duckdb.DuckDBPyConnection, batch_id: str, image_id: str, finished_seq: int,
+    ctx: WriteContext,
 ) -> None:
-    """A just-finished image of an already reviewed batch counts as shown now."""
-    facts = load_batch_facts(cur, batch_id)
-    if facts is None or not facts.reviewed:
+    """Note the finish in the batch's facts; a just-finished image of an already reviewed
+    batch counts as shown now."""
+    loaded = ctx.batches.load(cur, batch_id)
+    assert loaded is not None, f"image {image_id} names a missing batch {batch_id}"
+    facts = loaded.with_finished(image_id, finished_seq)
+    ctx.batches.put(facts)
+    if not facts.reviewed:
         return
     image = next(i for i in facts.images if i.image_id == image_id)
     after = contribution(True, facts.states()[image_id])
     changes = arm_changes(facts.keywords, [image], {image_id: (0, 0, 0)}, {image_id: after})
-    add_changes(cur, facts.user_id, facts.review_seq, changes, ctx.now)
+    add_changes(cur, ctx.aggregates, facts.user_id, ctx.aggregates.review_seq(facts.user_id),
+                changes, ctx.now)
     log.info("image %s finished after batch %s was reviewed: counted as shown now",
              image_id, batch_id)
 
@@ -171,7 +203,7 @@ def record_feedback(
     apply only the transitions they cause (a repeated click changes nothing)."""
     ids = list(dict.fromkeys(image_ids))
     _check_action_arguments(action, ids)
-    facts = load_batch_facts(cur, batch_id)
+    facts = ctx.batches.load(cur, batch_id)
     if facts is None or facts.user_id != user_id:
         raise UnknownBatchError(batch_id)
     known = {image.image_id for image in facts.images}
@@ -181,10 +213,10 @@ def record_feedback(
     new_facts = _insert_feedback(cur, user_id, batch_id, action, ids, ctx.now)
     before, after = facts.states(), facts.states(new_facts)
     reviews_now = not facts.reviewed and action in REVIEW_ACTIONS
-    review_seq = facts.review_seq
+    review_seq = ctx.aggregates.review_seq(user_id)
     if reviews_now:
         cur.execute("UPDATE batches SET reviewed_at = ? WHERE batch_id = ?", [ctx.now, batch_id])
-        review_seq = bump_review_seq(cur, user_id)
+        review_seq = bump_review_seq(cur, ctx.aggregates, user_id)
     reviewed = facts.reviewed or reviews_now
     changes = arm_changes(
         facts.keywords,
@@ -192,7 +224,8 @@ def record_feedback(
         contributions(facts.images, before, facts.reviewed),
         contributions(facts.images, after, reviewed),
     )
-    add_changes(cur, user_id, review_seq, changes, ctx.now)
+    add_changes(cur, ctx.aggregates, user_id, review_seq, changes, ctx.now)
+    ctx.batches.put(facts.with_feedback(new_facts, reviewed))
     changed = reviews_now or after != before
     log.info("feedback %s on batch %s (%d images): %s%s, %d aggregate rows", action, batch_id,
              len(ids), "reviewed now, " if reviews_now else "",
@@ -265,23 +298,6 @@ def _check_action_arguments(action: str, image_ids: list[str]) -> None:
             raise ValueError(f"feedback {action!r} applies to the whole batch; got image ids")
     else:
         raise ValueError(f"unknown feedback action {action!r}")
-
-
-def _check_images_in_batch(
-    cur: duckdb.DuckDBPyConnection, batch_id: str, image_ids: list[str]
-) -> None:
-    if not image_ids:
-        return
-    found = {
-        row[0]
-        for row in cur.execute(
-            "SELECT image_id FROM images WHERE batch_id = ? AND image_id = ANY(?)",
-            [batch_id, image_ids],
-        ).fetchall()
-    }
-    for image_id in image_ids:
-        if image_id not in found:
-            raise UnknownImageError(image_id, batch_id)
 
 
 def _clean_keywords(keywords: Sequence[str]) -> tuple[str, ...]:

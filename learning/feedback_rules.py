@@ -101,8 +101,10 @@ def arm_changes(
         old, new = before[image.image_id], after[image.image_id]
         if old == new:
             continue
+        shown, selected, rejected = new[0] - old[0], new[1] - old[1], new[2] - old[2]
         for key in arm_keys(keywords, image):
             total = changes[key]
-            for column in range(3):
-                total[column] += new[column] - old[column]
+            total[0] += shown
+            total[1] += selected
+            total[2] += rejected
     return {key: (d[0], d[1], d[2]) for key, d in changes.items() if any(d)}

@@ -38,7 +38,7 @@ class Posterior:
 
 def prior_rate(base: ArmStat) -> float:
     """The user's own selection rate over all arms, lightly smoothed towards 1/2."""
-    rate = (base.selected + 1.0) / (base.shown + 2.0)
+    rate = (max(base.selected, 0.0) + 1.0) / (max(base.shown, 0.0) + 2.0)
     return float(np.clip(rate, *_RATE_BOUNDS))
 
 
@@ -57,8 +57,10 @@ def combined_posterior(
         for j, arm in enumerate(arms):
             stat = evidence.get((stem, arm))
             if stat is not None:
-                shown[i, j] = stat.shown
-                selected[i, j] = min(stat.selected, stat.shown)
+                # decayed counts can dip a hair below 0 after an undo (unselect subtracts at today's
+                # weight what a select added at an older one): clamp into 0 <= selected <= shown
+                shown[i, j] = max(stat.shown, 0.0)
+                selected[i, j] = min(max(stat.selected, 0.0), shown[i, j])
     p0 = prior_rate(base)
     a = prior_strength * p0 + selected
     b = prior_strength * (1.0 - p0) + (shown - selected)

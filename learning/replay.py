@@ -6,9 +6,13 @@ time; this is their set-based form, which replays millions of facts in seconds:
 * an image contributes once its batch is reviewed AND it is done: shown 1, selected 1 if its
   current state is selected, rejected 1 if rejected (the state comes from the `feedback_state`
   macro of the schema);
-* every fact (a click, a Reject all, the review, a late finish) yields the change of that
-  contribution, expanded to every keyword of the batch plus '*' and to the image's checkpoint
-  and each of its LoRAs.
+* every fact (a click, a Reject all, the moment an image starts to count) may change that
+  contribution; each change is decayed from the user's review_seq at that moment to the
+  current one, summed per image, then expanded to every keyword of the batch plus '*' and to
+  the image's checkpoint and each of its LoRAs.
+
+Summing per image before the expansion (which multiplies rows ~14x) is what keeps a rebuild of
+10 million feedback rows under a minute and ~2 GB (bench/bench_store.py).
 
 Facts are ordered by `ord` (the shared `fact_seq` sequence).
 """
@@ -17,16 +21,18 @@ from __future__ import annotations
 
 from learning.feedback_rules import ALL_KEYWORDS, CLICK_ACTIONS, REVIEW_ACTIONS
 
+
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
 _CLICKS = _sql_list(CLICK_ACTIONS)
 
-# `WITH ...` defining `review_seqs(user_id, ord, seq)` (the n-th review of each user) and
-# `arm_deltas(user_id, keyword, arm_kind, arm, ord, seq, d_shown, d_selected, d_rejected)` over
-# every fact, `seq` being the user's review_seq when the change happened.
-ARM_DELTAS_CTE = f"""
+# `WITH ...` defining `review_seqs(user_id, ord, seq)` (the n-th review of each user),
+# `rebuilt_users(user_id, review_seq)` and `rebuilt_stats(user_id, keyword, arm_kind, arm, shown,
+# selected, rejected, w_shown, w_selected, w_rejected, review_seq)`: the aggregates recomputed
+# from the facts, decayed counts as of each user's current review_seq. Needs `$half_life`.
+REBUILT_CTE = f"""
 WITH image_facts AS (
     SELECT image_id, batch_id, user_id, checkpoint, loras, finished_seq FROM images
 ),
@@ -37,6 +43,12 @@ batch_reviews AS (
     SELECT batch_id, min(ord) AS reviewed_ord FROM feedback_facts
     WHERE action IN ({_sql_list(REVIEW_ACTIONS)}) GROUP BY batch_id
 ),
+counted_from AS (
+    -- A done image of a reviewed batch counts from the later of its finish and the review.
+    SELECT i.image_id, greatest(i.finished_seq, r.reviewed_ord) AS ord
+    FROM image_facts i JOIN batch_reviews r USING (batch_id)
+    WHERE i.finished_seq IS NOT NULL
+),
 events AS (
     SELECT image_id, ord, action FROM feedback_facts WHERE image_id IS NOT NULL
     UNION ALL
@@ -45,13 +57,12 @@ events AS (
       ON i.batch_id = f.batch_id AND i.finished_seq < f.ord
     WHERE f.action = 'reject_all'
     UNION ALL
-    SELECT image_id, finished_seq, 'finish' FROM image_facts WHERE finished_seq IS NOT NULL
-    UNION ALL
-    SELECT i.image_id, r.reviewed_ord, 'review'
-    FROM image_facts i JOIN batch_reviews r USING (batch_id)
+    SELECT image_id, ord, 'count' FROM counted_from
 ),
 states AS (
-    SELECT DISTINCT image_id, ord,
+    -- The state after each event; events at the same ord (peers) share it, so the duplicate
+    -- rows they leave below add zero changes.
+    SELECT image_id, ord,
         feedback_state(
             arg_max(action, ord) FILTER (WHERE action IN ({_CLICKS})) OVER w,
             max(ord) FILTER (WHERE action IN ({_CLICKS})) OVER w,
@@ -62,14 +73,10 @@ states AS (
                  RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 contributions AS (
-    SELECT s.image_id, s.ord, c.counted,
-           (c.counted AND s.state = 'selected') AS is_selected,
-           (c.counted AND s.state = 'rejected') AS is_rejected
-    FROM states s
-    JOIN image_facts i USING (image_id)
-    LEFT JOIN batch_reviews r USING (batch_id),
-    LATERAL (SELECT coalesce(i.finished_seq <= s.ord AND r.reviewed_ord <= s.ord, false)
-             AS counted) c
+    SELECT s.image_id, s.ord, coalesce(c.ord <= s.ord, false) AS counted,
+           coalesce(c.ord <= s.ord, false) AND s.state = 'selected' AS is_selected,
+           coalesce(c.ord <= s.ord, false) AND s.state = 'rejected' AS is_rejected
+    FROM states s LEFT JOIN counted_from c USING (image_id)
 ),
 image_deltas AS (
     SELECT image_id, ord,
@@ -84,32 +91,64 @@ review_seqs AS (
            row_number() OVER (PARTITION BY b.user_id ORDER BY r.reviewed_ord) AS seq
     FROM batch_reviews r JOIN batches b USING (batch_id)
 ),
-arm_set_changes AS (
-    SELECT i.batch_id, i.user_id, i.checkpoint,
-           list_sort(list_distinct(list_transform(i.loras, lambda l: l.name))) AS lora_names,
-           d.ord, sum(d.d_shown) AS d_shown, sum(d.d_selected) AS d_selected,
-           sum(d.d_rejected) AS d_rejected
+rebuilt_users AS (
+    SELECT user_id, max(seq) AS review_seq FROM review_seqs GROUP BY user_id
+),
+image_changes AS (
+    -- Each change with the user's review_seq when it happened (reviews up to its ord) and now.
+    SELECT i.image_id, i.batch_id, i.user_id, coalesce(r.seq, 0) AS seq,
+           coalesce(u.review_seq, 0) AS now_seq, d.d_shown, d.d_selected, d.d_rejected
     FROM image_deltas d JOIN image_facts i USING (image_id)
+    ASOF LEFT JOIN review_seqs r ON i.user_id = r.user_id AND d.ord >= r.ord
+    LEFT JOIN rebuilt_users u ON i.user_id = u.user_id
     WHERE d.d_shown <> 0 OR d.d_selected <> 0 OR d.d_rejected <> 0
-    GROUP BY ALL
 ),
-arm_set_deltas AS (
-    -- The user's review_seq when the change happened: reviews up to and including its ord.
-    -- Joined before the keyword x arm expansion, which multiplies the rows tenfold.
-    SELECT c.*, coalesce(r.seq, 0) AS seq
-    FROM arm_set_changes c
-    ASOF LEFT JOIN review_seqs r ON c.user_id = r.user_id AND c.ord >= r.ord
+image_totals AS (
+    -- One row per image: its changes summed, each decayed from its seq to now. Collapsing the
+    -- history here, before the keyword x arm expansion multiplies the rows, keeps that cheap.
+    SELECT image_id, batch_id, user_id, now_seq,
+           sum(d_shown) AS shown, sum(d_selected) AS selected, sum(d_rejected) AS rejected,
+           sum(decayed(d_shown, now_seq - seq, $half_life)) AS w_shown,
+           sum(decayed(d_selected, now_seq - seq, $half_life)) AS w_selected,
+           sum(decayed(d_rejected, now_seq - seq, $half_life)) AS w_rejected
+    FROM image_changes
+    GROUP BY image_id, batch_id, user_id, now_seq
 ),
-keyword_deltas AS (
-    SELECT a.*, unnest(list_append(b.keywords, '{ALL_KEYWORDS}')) AS keyword
-    FROM arm_set_deltas a JOIN batches b USING (batch_id)
-),
-arm_deltas AS (
-    SELECT user_id, keyword, ord, seq, d_shown, d_selected, d_rejected,
-        unnest(list_prepend({{'arm_kind': 'checkpoint', 'arm': checkpoint}},
-                            list_transform(lora_names,
+image_arms AS (
+    -- Each image's totals once per arm it used: its checkpoint and each distinct LoRA.
+    SELECT t.*,
+        unnest(list_prepend({{'arm_kind': 'checkpoint', 'arm': i.checkpoint}},
+                            list_transform(list_distinct(list_transform(i.loras, lambda l: l.name)),
                                            lambda n: {{'arm_kind': 'lora', 'arm': n}})),
                recursive := true)
-    FROM keyword_deltas
+    FROM image_totals t JOIN image_facts i USING (image_id)
+),
+arm_totals AS (
+    -- ... and once per keyword of its batch plus the all-prompts row.
+    SELECT a.*, unnest(list_append(b.keywords, '{ALL_KEYWORDS}')) AS keyword
+    FROM image_arms a JOIN batches b USING (batch_id)
+),
+imported_totals AS (
+    -- An import counts from the seq it happened at, like any other change.
+    SELECT m.user_id, m.keyword, coalesce(u.review_seq, 0) AS now_seq,
+           m.shown, m.selected, m.rejected,
+           decayed(m.w_shown, coalesce(u.review_seq, 0) - coalesce(r.seq, 0), $half_life)
+               AS w_shown,
+           decayed(m.w_selected, coalesce(u.review_seq, 0) - coalesce(r.seq, 0), $half_life)
+               AS w_selected,
+           decayed(m.w_rejected, coalesce(u.review_seq, 0) - coalesce(r.seq, 0), $half_life)
+               AS w_rejected,
+           m.arm_kind, m.arm
+    FROM imported_stats m
+    ASOF LEFT JOIN review_seqs r ON m.user_id = r.user_id AND m.import_id >= r.ord
+    LEFT JOIN rebuilt_users u ON m.user_id = u.user_id
+),
+rebuilt_stats AS (
+    SELECT user_id, keyword, arm_kind, arm,
+           sum(shown) AS shown, sum(selected) AS selected, sum(rejected) AS rejected,
+           sum(w_shown) AS w_shown, sum(w_selected) AS w_selected,
+           sum(w_rejected) AS w_rejected, now_seq AS review_seq
+    FROM (SELECT * FROM arm_totals UNION ALL BY NAME SELECT * FROM imported_totals)
+    GROUP BY user_id, keyword, arm_kind, arm, now_seq
 )
 """

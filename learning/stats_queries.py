@@ -1,4 +1,4 @@
-"""Reads of the preference aggregates only (never the facts), so they stay fast at any history.
+"""Reads of the preference aggregates in SQL (never the facts), so they stay fast at any history.
 
 `user_id` None means every user (the global view); decayed counts are brought to each user's
 current review_seq before they are summed.
@@ -6,11 +6,13 @@ current review_seq before they are summed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import duckdb
 import pandas
 
+from learning.aggregate_memory import sum_stats
 from learning.models import ArmKind, ArmStat
 from learning.replay import ALL_KEYWORDS
 
@@ -20,7 +22,53 @@ def _user_filter(user_id: str | None) -> str:
     return "" if user_id is None else "AND user_id = $user_id"
 
 
-def arm_stats(
+@dataclass(frozen=True)
+class SqlAggregates:
+    """The evidence reads as DuckDB answers them from the aggregate tables. The store serves
+    these from memory (`learning.aggregate_memory`); this is what that copy must equal."""
+
+    cur: duckdb.DuckDBPyConnection
+    half_life: float
+
+    def arm_stats(
+        self,
+        user_id: str | None,
+        kind: ArmKind,
+        keywords: Sequence[str],
+        arms: Sequence[str] | None = None,
+    ) -> dict[tuple[str, str], ArmStat]:
+        """(keyword, arm) → decayed evidence, for the given keywords (and arms, when given)."""
+        return _decayed_sums(self.cur, user_id, kind, keywords, arms, self.half_life)
+
+    def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat:
+        """Decayed totals over every arm of the kind, from the all-prompts ('*') rows."""
+        return sum_stats(
+            _decayed_sums(self.cur, user_id, kind, [ALL_KEYWORDS], None, self.half_life).values())
+
+    def total_reviews(self, user_id: str | None) -> int:
+        """How many batches the user (or everyone) has reviewed."""
+        params = {} if user_id is None else {"user_id": user_id}
+        row = self.cur.execute(
+            "SELECT coalesce(sum(review_seq), 0) FROM user_state "
+            f"WHERE true {_user_filter(user_id)}",
+            params,
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def arm_totals(
+        self, user_id: str | None, kind: ArmKind
+    ) -> dict[str, dict[str, float | int]]:
+        """{arm: {"selected", "total", "selection_rate"}} over all prompts, plain counts."""
+        table = _rate_table(self.cur, user_id, kind, "keyword = $all", {"all": ALL_KEYWORDS})
+        return {
+            row.arm: {"selected": int(row.selected), "total": int(row.total),
+                      "selection_rate": float(row.selection_rate)}
+            for row in table.itertuples(index=False)
+        }
+
+
+def _decayed_sums(
     cur: duckdb.DuckDBPyConnection,
     user_id: str | None,
     kind: ArmKind,
@@ -28,39 +76,16 @@ def arm_stats(
     arms: Sequence[str] | None,
     half_life: float,
 ) -> dict[tuple[str, str], ArmStat]:
-    """(keyword, arm) → decayed evidence, for the given keywords (and arms, when given)."""
-    if not keywords or (arms is not None and not arms):
-        return {}
-    return _decayed_sums(cur, user_id, kind, list(dict.fromkeys(keywords)), arms, half_life)
-
-
-def base_rate(
-    cur: duckdb.DuckDBPyConnection, user_id: str | None, kind: ArmKind, half_life: float
-) -> ArmStat:
-    """Decayed totals over every arm of the kind, from the all-prompts ('*') rows."""
-    per_arm = _decayed_sums(cur, user_id, kind, [ALL_KEYWORDS], None, half_life)
-    return ArmStat(
-        sum(s.shown for s in per_arm.values()),
-        sum(s.selected for s in per_arm.values()),
-        sum(s.rejected for s in per_arm.values()),
-    )
-
-
-def _decayed_sums(
-    cur: duckdb.DuckDBPyConnection,
-    user_id: str | None,
-    kind: ArmKind,
-    keywords: list[str],
-    arms: Sequence[str] | None,
-    half_life: float,
-) -> dict[tuple[str, str], ArmStat]:
     """Kept and pending rows, filtered inside each branch (DuckDB does not push these filters
     through the grouped `preference_stats_now` macro: 3x slower), summed here."""
+    if not keywords or (arms is not None and not arms):
+        return {}
     where = "keyword = ANY($keywords) AND arm_kind = $kind" + (
         "" if user_id is None else " AND user_id = $user_id") + (
         "" if arms is None else " AND arm = ANY($arms)")
     columns = "user_id, keyword, arm, w_shown, w_selected, w_rejected, review_seq"
-    params: dict[str, object] = {"keywords": keywords, "kind": kind, "half_life": half_life}
+    params: dict[str, object] = {"keywords": list(dict.fromkeys(keywords)), "kind": kind,
+                                 "half_life": half_life}
     if user_id is not None:
         params["user_id"] = user_id
     if arms is not None:
@@ -83,29 +108,6 @@ def _decayed_sums(
         total[1] += selected
         total[2] += rejected
     return {key: ArmStat(*total) for key, total in sums.items()}
-
-
-def total_reviews(cur: duckdb.DuckDBPyConnection, user_id: str | None) -> int:
-    """How many batches the user (or everyone) has reviewed."""
-    params = {} if user_id is None else {"user_id": user_id}
-    row = cur.execute(
-        f"SELECT coalesce(sum(review_seq), 0) FROM user_state WHERE true {_user_filter(user_id)}",
-        params,
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def arm_totals(
-    cur: duckdb.DuckDBPyConnection, user_id: str | None, kind: ArmKind
-) -> dict[str, dict[str, float | int]]:
-    """{arm: {"selected", "total", "selection_rate"}} over all prompts, plain (undecayed) counts."""
-    table = _rate_table(cur, user_id, kind, "keyword = $all", {"all": ALL_KEYWORDS})
-    return {
-        row.arm: {"selected": int(row.selected), "total": int(row.total),
-                  "selection_rate": float(row.selection_rate)}
-        for row in table.itertuples(index=False)
-    }
 
 
 def keyword_table(

@@ -3,6 +3,8 @@
 One DuckDB connection per process. Writes go through a single writer thread (DuckDB aborts
 concurrent transactions that update the same aggregate row), each as one transaction that keeps
 the aggregates in step with the facts; reads use per-thread cursors and see committed data.
+The evidence reads (`arm_stats`, `base_rate`, `total_reviews`, `arm_totals`) are answered from
+an in-memory copy of the aggregates that the writer moves forward after each commit.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import duckdb
 import pandas
 
 from learning import aggregates, fact_writes, stats_queries, store_reads, transfer
+from learning.aggregate_memory import AggregateMemory
 from learning.fact_writes import WriteContext
 from learning.models import ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord
+from learning.recent_batches import RecentBatches
 from learning.schema import migrate, require_latest
 from learning.store_errors import (
     DatabaseLockedError,
@@ -44,6 +48,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TransferFormat = Literal["csv", "parquet"]
 
+# DuckDB takes up to 80 % of RAM by default; the store shares the machine with the app and
+# ComfyUI, so it caps DuckDB and lets big queries (a rebuild over millions of facts) spill to
+# disk instead: a 10-million-fact rebuild then peaks near 2.3 GB RSS (bench/bench_store.py).
+DUCKDB_MEMORY_LIMIT = "2GB"
+
 # Fold pending aggregate changes into preference_stats after this many writes: each write
 # appends at most a few hundred change rows, so readers never sum more than ~20k pending rows.
 COMPACT_EVERY_WRITES = 200
@@ -59,6 +68,10 @@ class PreferenceStore:
         self.path = path
         self.half_life = half_life
         self.read_only = read_only
+        self._aggregates = AggregateMemory(half_life)
+        loaded = self._aggregates.load(con)
+        log.info("loaded %d aggregate rows into memory", loaded)
+        self._recent = RecentBatches()
         self._writer = None if read_only else SerialWriter(con)
         self._writes_since_compaction = 0
         self._local = threading.local()
@@ -76,19 +89,21 @@ class PreferenceStore:
         if target != ":memory:" and not read_only:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(target, read_only=read_only)
+            con = duckdb.connect(target, read_only=read_only,
+                                 config={"memory_limit": DUCKDB_MEMORY_LIMIT})
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise DatabaseLockedError(target) from exc
             raise
         try:
             version = require_latest(con) if read_only else migrate(con)
+            store = cls(con, target, half_life, read_only)
         except BaseException:
             con.close()
             raise
         log.info("opened preference store %s (schema v%d, half_life=%s%s)",
                  target, version, half_life, ", read-only" if read_only else "")
-        return cls(con, target, half_life, read_only)
+        return store
 
     def close(self) -> None:
         """Finish pending writes and release the file."""
@@ -167,16 +182,16 @@ class PreferenceStore:
         keywords: Sequence[str],
         arms: Sequence[str] | None = None,
     ) -> dict[tuple[str, str], ArmStat]:
-        return stats_queries.arm_stats(self._cursor(), user_id, kind, keywords, arms, self.half_life)
+        return self._aggregates.arm_stats(user_id, kind, keywords, arms)
 
     def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat:
-        return stats_queries.base_rate(self._cursor(), user_id, kind, self.half_life)
+        return self._aggregates.base_rate(user_id, kind)
 
     def total_reviews(self, user_id: str | None) -> int:
-        return stats_queries.total_reviews(self._cursor(), user_id)
+        return self._aggregates.total_reviews(user_id)
 
     def arm_totals(self, user_id: str | None, kind: ArmKind) -> dict[str, dict]:
-        return stats_queries.arm_totals(self._cursor(), user_id, kind)
+        return self._aggregates.arm_totals(user_id, kind)
 
     def keyword_table(
         self, user_id: str | None, kind: ArmKind = "checkpoint", keyword_filter: str | None = None
@@ -192,6 +207,11 @@ class PreferenceStore:
     def lineage(self, image_id: str) -> list[ImageRecord]:
         return store_reads.lineage(self._cursor(), image_id)
 
+    def sql_aggregates(self) -> stats_queries.SqlAggregates:
+        """The same evidence reads answered by DuckDB instead of the in-memory copy, on this
+        thread's cursor: the reference the copy is checked against, and the bench's baseline."""
+        return stats_queries.SqlAggregates(self._cursor(), self.half_life)
+
     def read_sql(self, query: str, params: Sequence[object] | dict[str, object] = ()) -> pandas.DataFrame:
         """Run a read-only query (e.g. on the `generation_logs` view) on this thread's cursor.
         Writes must go through the methods above, never through here."""
@@ -204,11 +224,20 @@ class PreferenceStore:
 
     def rebuild_aggregates(self) -> None:
         """Recompute preference_stats and user_state from the facts."""
-        self._write(lambda cur, ctx: aggregates.rebuild(cur, ctx.half_life, ctx.now))
+        self._write(lambda cur, ctx: aggregates.rebuild(cur, ctx.aggregates, ctx.half_life,
+                                                        ctx.now))
 
     def aggregates_equal_rebuild(self) -> bool:
-        """True when the live aggregates equal a rebuild from the facts (read-only check)."""
-        return aggregates.count_mismatches(self._cursor(), self.half_life) == 0
+        """True when the live aggregates equal a rebuild from the facts and the in-memory copy
+        equals the live aggregates (read-only checks; the second runs between writes)."""
+        rebuilt = aggregates.count_mismatches(self._cursor(), self.half_life)
+
+        def memory_mismatches(cur: duckdb.DuckDBPyConnection) -> int:
+            return aggregates.count_memory_mismatches(cur, self._aggregates)
+
+        copied = (memory_mismatches(self._cursor()) if self._writer is None
+                  else self._writer.submit(memory_mismatches))
+        return rebuilt == 0 and copied == 0
 
     # transfer ---------------------------------------------------------------------------
 
@@ -226,10 +255,20 @@ class PreferenceStore:
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection, WriteContext], T]) -> T:
         writer = self._require_writer()
-        ctx = WriteContext(now=utc_now(), half_life=self.half_life)
-        result = writer.submit(lambda cur: fn(cur, ctx))
+        ctx = WriteContext(now=utc_now(), half_life=self.half_life,
+                           aggregates=self._aggregates.changes(), batches=self._recent.changes())
+        result = writer.submit(lambda cur: fn(cur, ctx),
+                               lambda cur: self._follow_commit(cur, ctx))
         self._schedule_compaction(writer)
         return result
+
+    def _follow_commit(self, cur: duckdb.DuckDBPyConnection, ctx: WriteContext) -> None:
+        """Bring the in-memory copies up to the write that just committed (writer thread)."""
+        self._recent.apply(ctx.batches)
+        if ctx.aggregates.reload:
+            log.info("reloaded %d aggregate rows into memory", self._aggregates.load(cur))
+        else:
+            self._aggregates.apply(ctx.aggregates)
 
     def _require_writer(self) -> SerialWriter:
         if self._writer is None:

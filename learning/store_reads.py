@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import duckdb
@@ -27,14 +27,12 @@ FROM images
 
 @dataclass(frozen=True)
 class BatchFacts:
-    """Everything the counting rules need about one batch, images in grid order, plus the
-    owner's current review_seq (the seq at which changes made now are stamped)."""
+    """Everything the counting rules need about one batch, images in grid order."""
 
     batch_id: str
     user_id: str
     keywords: tuple[str, ...]
     reviewed: bool
-    review_seq: int
     images: tuple[ImageFacts, ...]
     feedback: tuple[FeedbackFact, ...]
 
@@ -42,12 +40,21 @@ class BatchFacts:
         """Each image's selection state, optionally after feedback not stored yet."""
         return fold_states(self.images, (*self.feedback, *extra))
 
+    def with_feedback(self, new: Sequence[FeedbackFact], reviewed: bool) -> "BatchFacts":
+        """The batch after appending feedback rows."""
+        return replace(self, feedback=(*self.feedback, *new), reviewed=reviewed)
+
+    def with_finished(self, image_id: str, finished_seq: int) -> "BatchFacts":
+        """The batch after one of its images finished at `finished_seq`."""
+        return replace(self, images=tuple(
+            replace(image, finished_seq=finished_seq) if image.image_id == image_id else image
+            for image in self.images))
+
 
 def load_batch_facts(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchFacts | None:
     """The batch's rule-relevant facts in one round trip, or None when it is unknown."""
     row = cur.execute(
         """SELECT b.user_id, b.keywords, b.reviewed_at IS NOT NULL,
-                  coalesce((SELECT u.review_seq FROM user_state u WHERE u.user_id = b.user_id), 0),
                   (SELECT list((i.image_id, i.checkpoint,
                                 list_transform(i.loras, lambda l: l.name), i.finished_seq)
                                ORDER BY i.batch_index, i.image_id)
@@ -59,13 +66,12 @@ def load_batch_facts(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchFact
     ).fetchone()
     if row is None:
         return None
-    user_id, keywords, reviewed, review_seq, images, feedback = row
+    user_id, keywords, reviewed, images, feedback = row
     return BatchFacts(
         batch_id=batch_id,
         user_id=user_id,
         keywords=tuple(keywords),
         reviewed=bool(reviewed),
-        review_seq=int(review_seq),
         images=tuple(ImageFacts(*_values(i)) for i in images or ()),
         feedback=tuple(FeedbackFact(*_values(f)) for f in feedback or ()),
     )

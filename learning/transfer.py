@@ -54,8 +54,9 @@ SELECT line, CASE
     WHEN w_shown IS NULL OR w_selected IS NULL OR w_rejected IS NULL
          OR NOT isfinite(w_shown) OR NOT isfinite(w_selected) OR NOT isfinite(w_rejected)
         THEN 'w_shown, w_selected and w_rejected must be finite numbers'
-    WHEN w_shown < 0 OR w_selected < 0 OR w_rejected < 0
-        THEN 'decayed counts cannot be negative'
+    -- Only w_shown: a selection or rejection undone reviews later subtracts a whole 1 from a
+    -- decayed one, so an export can hold a negative w_selected or w_rejected.
+    WHEN w_shown < 0 THEN 'w_shown cannot be negative'
     WHEN count(*) OVER (PARTITION BY keyword, arm_kind, arm) > 1
         THEN 'the same keyword, arm_kind and arm appear twice'
     END AS problem
@@ -147,7 +148,7 @@ def merge_preferences(
         params += [import_id, user_id, r.keyword, r.arm_kind, r.arm, r.shown, r.selected,
                    r.rejected, r.w_shown, r.w_selected, r.w_rejected, ctx.now]
     cur.execute(f"INSERT INTO imported_stats VALUES {values}", params)
-    apply_import(cur, user_id, import_id, ctx.half_life, ctx.now)
+    apply_import(cur, ctx.aggregates, user_id, import_id, ctx.half_life, ctx.now)
     log.info("imported %d preference rows for %s (import %d)", len(rows), user_id, import_id)
     return len(rows)
 

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteFn = Callable[[duckdb.DuckDBPyConnection], T]
+# Runs on the writer thread right after a COMMIT, before the caller is answered (so a caller
+# that got its answer sees whatever this updated).
+AfterCommit = Callable[[duckdb.DuckDBPyConnection], None]
 
 _STOP = object()
 
@@ -38,17 +41,18 @@ class SerialWriter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: WriteFn[T]) -> T:
+    def submit(self, fn: WriteFn[T], after_commit: AfterCommit | None = None) -> T:
         """Run `fn(cursor)` in one transaction on the writer thread; return its result or raise."""
-        return self.enqueue(fn).result()
+        return self.enqueue(fn, after_commit).result()
 
-    def enqueue(self, fn: WriteFn[T]) -> Future[T]:
-        """Queue `fn(cursor)` to run in its own transaction; the future resolves after commit."""
+    def enqueue(self, fn: WriteFn[T], after_commit: AfterCommit | None = None) -> Future[T]:
+        """Queue `fn(cursor)` to run in its own transaction; the future resolves after commit
+        (and after `after_commit`, which only runs when the commit succeeded)."""
         future: Future[T] = Future()
         with self._lock:
             if self._closed:
                 raise WriterClosedError("the preference store is closed")
-            self._queue.put((fn, future))
+            self._queue.put((fn, after_commit, future))
         return future
 
     def close(self) -> None:
@@ -66,11 +70,13 @@ class SerialWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
-            fn, future = item  # type: ignore[misc]
+            fn, after_commit, future = item  # type: ignore[misc]
             if future.set_running_or_notify_cancel():
-                self._execute(fn, future)
+                self._execute(fn, after_commit, future)
 
-    def _execute(self, fn: WriteFn[object], future: Future[object]) -> None:
+    def _execute(
+        self, fn: WriteFn[object], after_commit: AfterCommit | None, future: Future[object]
+    ) -> None:
         cur = self._cursor
         try:
             cur.execute("BEGIN TRANSACTION")
@@ -82,6 +88,13 @@ class SerialWriter:
             except duckdb.Error:
                 log.debug("rollback after a failed write found no open transaction")
             log.info("write rolled back: %s: %s", type(exc).__name__, exc)
+            future.set_exception(exc)
+            return
+        try:
+            if after_commit is not None:
+                after_commit(cur)
+        except Exception as exc:  # noqa: BLE001 - the caller learns it; the writer carries on
+            log.error("a committed write's follow-up failed: %s: %s", type(exc).__name__, exc)
             future.set_exception(exc)
         else:
             future.set_result(result)

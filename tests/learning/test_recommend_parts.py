@@ -90,3 +90,13 @@ def test_lora_preferences_rank_by_keyword_evidence_and_default_to_base_rate() ->
     assert prefs["cel_shade"] > prefs["new_lora"] > prefs["film_grain"]
     assert prefs["new_lora"] == pytest.approx(prior_rate(base), abs=1e-4)
     assert lora_preferences(("anim",), (), stats, base) == {}
+
+
+def test_slightly_negative_decayed_counts_are_clamped() -> None:
+    """An undo can leave w_selected a hair below zero; the posterior must stay a valid Beta."""
+    from learning.models import ArmStat
+    from learning.posterior import combined_posterior
+
+    evidence = {("portrait", "a"): ArmStat(shown=3.0, selected=-0.002), ("portrait", "b"): ArmStat(shown=2.0, selected=1.0)}
+    post = combined_posterior(("portrait",), ("a", "b"), evidence, ArmStat(shown=5.0, selected=-0.001), 4.0)
+    assert (post.mean > 0).all() and (post.mean < 1).all()

@@ -10,6 +10,7 @@ from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
     counts,
     make_batch,
     make_image,
+    select_then_move_on,
     store,
     table_rows,
 )
@@ -167,11 +168,7 @@ def test_failed_add_batch_leaves_nothing_behind(store: PreferenceStore) -> None:
 def test_decayed_counts_halve_after_half_life_reviews() -> None:
     store = PreferenceStore.open(":memory:", half_life=2.0)
     try:
-        ids = add_simple_batch(store, "b0", ["ckA"])
-        store.apply_feedback("alice", "b0", "select", ids)
-        for n in (1, 2):
-            add_simple_batch(store, f"b{n}", ["ckB"])
-            store.apply_feedback("alice", f"b{n}", "viewed")
+        select_then_move_on(store, later_reviews=2)
         stats = store.arm_stats("alice", "checkpoint", ["cat"])
         assert stats[("cat", "ckA")].shown == pytest.approx(0.5)
         assert stats[("cat", "ckA")].selected == pytest.approx(0.5)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import Protocol
 from pathlib import Path
 
 import pytest
 
-from learning.models import BatchRecord, ImageRecord
+from learning.models import ArmKind, ArmStat, BatchRecord, ImageRecord
 from learning.store import PreferenceStore
 
 
@@ -66,6 +68,16 @@ def add_simple_batch(
     return [image.image_id for image in images]
 
 
+def select_then_move_on(store: PreferenceStore, later_reviews: int) -> list[str]:
+    """Review b0 (one ckA image, selected), then `later_reviews` batches of ckB (viewed)."""
+    ids = add_simple_batch(store, "b0", ["ckA"])
+    store.apply_feedback("alice", "b0", "select", ids)
+    for n in range(1, later_reviews + 1):
+        add_simple_batch(store, f"b{n}", ["ckB"])
+        store.apply_feedback("alice", f"b{n}", "viewed")
+    return ids
+
+
 def counts(store: PreferenceStore, user_id: str | None, keyword: str, arm: str,
            kind: str = "checkpoint") -> tuple[int, int, int]:
     """Plain (shown, selected, rejected) of one aggregate row, (0, 0, 0) when absent."""
@@ -73,6 +85,46 @@ def counts(store: PreferenceStore, user_id: str | None, keyword: str, arm: str,
                WHERE keyword = ? AND arm = ? AND arm_kind = ? AND (? IS NULL OR user_id = ?)"""
     row = store.read_sql(query, [keyword, arm, kind, user_id, user_id]).iloc[0]
     return (0, 0, 0) if row.isna().any() else (int(row.iloc[0]), int(row.iloc[1]), int(row.iloc[2]))
+
+
+class EvidenceReads(Protocol):
+    """What the store answers from memory and `store.sql_aggregates()` answers in SQL."""
+
+    def arm_stats(self, user_id: str | None, kind: ArmKind, keywords: Sequence[str],
+                  arms: Sequence[str] | None = None) -> dict[tuple[str, str], ArmStat]: ...
+
+    def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat: ...
+
+    def total_reviews(self, user_id: str | None) -> int: ...
+
+    def arm_totals(self, user_id: str | None, kind: ArmKind) -> dict[str, dict]: ...
+
+
+def evidence_snapshot(reads: EvidenceReads, users: Sequence[str | None],
+                      keywords: Sequence[str], arms: Sequence[str]) -> dict[str, float]:
+    """Every evidence read for these users and keywords (all arms, and only `arms`), flattened
+    to name → number so that two snapshots compare with pytest.approx."""
+    flat: dict[str, float] = {}
+    for user in users:
+        flat[f"{user} reviews"] = reads.total_reviews(user)
+        for kind in ("checkpoint", "lora"):
+            for label, stats in (("all", reads.arm_stats(user, kind, keywords)),
+                                 ("some", reads.arm_stats(user, kind, keywords, arms)),
+                                 ("base", {("*", "*"): reads.base_rate(user, kind)})):
+                for (keyword, arm), stat in stats.items():
+                    for field, value in asdict(stat).items():
+                        flat[f"{user} {kind} {label} {keyword} {arm} {field}"] = value
+            for arm, totals in reads.arm_totals(user, kind).items():
+                for field, value in totals.items():
+                    flat[f"{user} {kind} totals {arm} {field}"] = value
+    return flat
+
+
+def assert_memory_equals_sql(store: PreferenceStore, users: Sequence[str | None],
+                             keywords: Sequence[str], arms: Sequence[str]) -> None:
+    """The in-memory evidence reads answer what the aggregate tables answer in SQL."""
+    assert evidence_snapshot(store, users, keywords, arms) == pytest.approx(
+        evidence_snapshot(store.sql_aggregates(), users, keywords, arms), rel=1e-9, abs=1e-12)
 
 
 def table_rows(store: PreferenceStore, table: str) -> int:

@@ -8,6 +8,7 @@ from learning.store import PreferenceStore
 from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
     add_simple_batch,
     counts,
+    select_then_move_on,
     store,
     table_rows,
 )
@@ -55,3 +56,19 @@ def test_garbage_and_wrong_format_are_refused(store: PreferenceStore) -> None:
     with pytest.raises(ValueError, match="format"):
         store.export_preferences("alice", "xlsx")  # type: ignore[arg-type]
     assert table_rows(store, "imported_stats") == 0
+
+
+def test_an_undone_selection_exports_and_imports_back() -> None:
+    """Unselecting reviews later subtracts a whole 1 from a decayed one: the export holds a
+    negative w_selected, which the import must take back."""
+    store = PreferenceStore.open(":memory:", half_life=1.0)
+    try:
+        ids = select_then_move_on(store, later_reviews=2)
+        store.apply_feedback("alice", "b0", "unselect", ids)
+        assert store.arm_stats("alice", "checkpoint", ["*"])[("*", "ckA")].selected < 0
+        assert store.import_preferences("bob", store.export_preferences("alice", "csv"),
+                                        "csv") == 6
+        assert store.arm_totals("bob", "checkpoint") == store.arm_totals("alice", "checkpoint")
+        assert store.aggregates_equal_rebuild()
+    finally:
+        store.close()
