@@ -35,7 +35,7 @@ from draftgrid.thumbnails import thumbnail
 from learning.keywords import parse_prompt
 from learning.lora import apply_triggers, choose_loras, vary_loras
 from learning.models import (
-    ArmKind, BatchRecord, FeedbackResult, ImageRecord, LoraChoice, ParsedPrompt, Recommendation,
+    ArmKind, BatchRecord, FeedbackResult, ImageRecord, ImageStatus, LoraChoice, ParsedPrompt, Recommendation,
 )
 from learning.pools import PoolConfig
 from learning.recommend import RecommendRequest, lora_preferences, recommend
@@ -311,53 +311,63 @@ class DraftGridService:
         )
 
     async def _run(self, record: BatchRecord, plan: BatchPlan) -> None:
-        """Drive the pool for one batch, storing each image the moment it arrives."""
+        """Drive the pool for one batch, storing each job's images the moment they arrive.
+
+        The pool delivers a job's images back to back; they are written to disk one by one and
+        recorded in one transaction per job, which keeps the single database writer free for clicks.
+        """
         by_job: dict[str, list[PlannedImage]] = {}
         for p in plan.images:
             by_job.setdefault(p.job_id, []).append(p)
+        arrived: dict[str, list[tuple[PlannedImage, ImageResult]]] = {}
         finished: set[str] = set()
         batch_id = record.batch_id
         try:
             async for event in self.pool.run(list(plan.jobs), batch_key=batch_id):
                 if isinstance(event, ImageResult):
-                    image = by_job[event.job_id][event.batch_index]
-                    await asyncio.to_thread(self._save_image, image.image_id, event)
-                    finished.add(image.image_id)
-                    self.live.image_done(batch_id, image.image_id)
+                    job = arrived.setdefault(event.job_id, [])
+                    job.append((by_job[event.job_id][event.batch_index], event))
+                    if len(job) == len(by_job[event.job_id]):
+                        await asyncio.to_thread(self._save_images, arrived.pop(event.job_id))
+                        for image, _ in job:
+                            finished.add(image.image_id)
+                            self.live.image_done(batch_id, image.image_id)
                 elif isinstance(event, JobProgress):
                     self.live.images_running(batch_id, [p.image_id for p in by_job[event.job_id]])
                     self.live.step(batch_id)
                 elif isinstance(event, PreviewFrame):
                     self.live.preview(batch_id, event.image)
                 elif isinstance(event, JobFailed):
-                    for p in by_job[event.job_id]:
-                        if p.image_id not in finished:
-                            await asyncio.to_thread(self._fail_image, batch_id, p.image_id, event.reason)
-                            finished.add(p.image_id)
+                    lost = [p.image_id for p in by_job[event.job_id] if p.image_id not in finished]
+                    await asyncio.to_thread(self._fail_images, batch_id, lost, event.reason)
+                    finished.update(lost)
         except Exception as exc:  # the batch must end cleanly whatever the pool raised
             log.exception("Batch %s stopped: %s", batch_id, exc)
         finally:
-            for p in plan.images:
-                if p.image_id not in finished:
-                    await asyncio.to_thread(self._fail_image, batch_id, p.image_id, "cancelled before it finished")
+            lost = [p.image_id for p in plan.images if p.image_id not in finished]
+            await asyncio.to_thread(self._fail_images, batch_id, lost, "cancelled before it finished")
             self.live.finish(batch_id)
 
     def _image_path(self, image_id: str) -> Path:
         return self.images_dir / image_id[:2] / f"{image_id}.png"
 
-    def _save_image(self, image_id: str, event: ImageResult) -> None:
-        """Store a finished image (the client already refused anything but a sane PNG)."""
-        path = self._image_path(image_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(event.png)
-        tmp.replace(path)
-        self.store.update_image(image_id, status="done", server=event.server, path=str(path),
-                                seconds=event.seconds)
+    def _save_images(self, results: list[tuple[PlannedImage, ImageResult]]) -> None:
+        """Write a job's images under the app's own ids, then record them (the client already
+        refused anything but a sane PNG)."""
+        steps = []
+        for image, event in results:
+            path = self._image_path(image.image_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(event.png)
+            tmp.replace(path)
+            steps.append(ImageStatus(image.image_id, "done", event.server, str(path), seconds=event.seconds))
+        self.store.update_images(steps)
 
-    def _fail_image(self, batch_id: str, image_id: str, reason: str) -> None:
-        self.store.update_image(image_id, status="failed", error=reason)
-        self.live.image_failed(batch_id, image_id, reason)
+    def _fail_images(self, batch_id: str, image_ids: list[str], reason: str) -> None:
+        self.store.update_images([ImageStatus(i, "failed", error=reason) for i in image_ids])
+        for image_id in image_ids:
+            self.live.image_failed(batch_id, image_id, reason)
 
     def cancel(self, user_id: str, batch_id: str) -> None:
         self._owned_batch(user_id, batch_id)
@@ -524,8 +534,7 @@ class DraftGridService:
         """Images left queued/running by a previous process can never finish: mark them failed."""
         frame = self.store.read_sql("SELECT image_id FROM images WHERE status IN ('queued', 'running')")
         stale = list(frame["image_id"])
-        for image_id in stale:
-            self.store.update_image(image_id, status="failed", error=INTERRUPTED)
+        self.store.update_images([ImageStatus(i, "failed", error=INTERRUPTED) for i in stale])
         if stale:
             log.info("Marked %d images of a previous run as failed (%s)", len(stale), INTERRUPTED)
         return len(stale)

@@ -119,6 +119,18 @@ class BatchRecord:
 
 
 @dataclass(frozen=True)
+class ImageStatus:
+    """One lifecycle step of an image (queued → running → done | failed), as the store records it."""
+
+    image_id: str
+    status: str
+    server: str | None = None
+    path: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     """An image as stored in `images`: enough to reproduce it exactly."""
 

@@ -21,7 +21,9 @@ import pandas
 from learning import aggregates, fact_writes, stats_queries, store_reads, transfer
 from learning.aggregate_memory import AggregateMemory
 from learning.fact_writes import WriteContext
-from learning.models import ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord
+from learning.models import (
+    ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
+)
 from learning.recent_batches import RecentBatches
 from learning.schema import migrate, require_latest
 from learning.store_errors import (
@@ -139,8 +141,21 @@ class PreferenceStore:
         seconds: float | None = None,
     ) -> None:
         """Record an image's lifecycle step (queued → running → done | failed)."""
-        details = {"server": server, "path": path, "error": error, "seconds": seconds}
-        self._write(lambda cur, ctx: fact_writes.set_image_status(cur, image_id, status, details, ctx))
+        self.update_images([ImageStatus(image_id, status, server, path, error, seconds)])
+
+    def update_images(self, steps: Sequence[ImageStatus]) -> None:
+        """Several lifecycle steps in one transaction: a finished ComfyUI job's images land together,
+        so one commit (the costly part of a write) serves the whole job."""
+
+        if not steps:
+            return
+
+        def write(cur: duckdb.DuckDBPyConnection, ctx: WriteContext) -> None:
+            for step in steps:
+                details = {"server": step.server, "path": step.path, "error": step.error, "seconds": step.seconds}
+                fact_writes.set_image_status(cur, step.image_id, step.status, details, ctx)
+
+        self._write(write)
 
     def apply_feedback(
         self,

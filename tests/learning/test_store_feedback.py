@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from learning.models import ImageStatus
 from learning.store import PreferenceStore, UnknownBatchError, UnknownImageError
 from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
     add_simple_batch,
@@ -177,3 +178,17 @@ def test_decayed_counts_halve_after_half_life_reviews() -> None:
         assert store.aggregates_equal_rebuild()
     finally:
         store.close()
+
+
+def test_update_images_records_a_whole_job_in_one_write(store: PreferenceStore) -> None:
+    """A finished job's images land together; a later failure can't move a done image back."""
+    ids = add_simple_batch(store, "b1", ["ckA", "ckA", "ckB"], statuses=["queued"] * 3)
+    store.update_images([ImageStatus(ids[0], "done", "gpu-0", "/x/0.png", seconds=1.5),
+                         ImageStatus(ids[1], "done", "gpu-0", "/x/1.png", seconds=1.5),
+                         ImageStatus(ids[2], "failed", error="boom")])
+    by_id = {r.image_id: r for r in store.batch_images("b1")}
+    assert [by_id[i].status for i in ids] == ["done", "done", "failed"]
+    assert by_id[ids[0]].server == "gpu-0" and by_id[ids[2]].error == "boom"
+    with pytest.raises(ValueError):
+        store.update_images([ImageStatus(ids[1], "failed", error="late")])
+    assert by_id[ids[1]].status == "done" and store.aggregates_equal_rebuild()
