@@ -489,7 +489,10 @@ class DraftGridService:
     # ------------------------------------------------------------------ feedback
     def feedback(self, user_id: str, req: FeedbackRequest) -> FeedbackResult:
         """Apply a review; every id is checked first so a bad request writes nothing."""
-        view = self.batch_view(user_id, req.batch_id)
+        # a batch's owner and image ids never change: any cached view will do to check them
+        view = self.views.peek(req.batch_id) or self.batch_view(user_id, req.batch_id)
+        if view.batch.user_id != user_id:
+            raise NotFound(f"batch {req.batch_id!r} not found")
         batch = view.batch
         known = {v.record.image_id for v in view.images}
         listed = [*req.selected, *req.unselected, *req.rejected]

@@ -95,6 +95,12 @@ class ViewCache:
         with self._lock:
             self._generation[batch_id] = self._generation.get(batch_id, 0) + 1
 
+    def peek(self, batch_id: str) -> BatchView | None:
+        """The last view built, however stale: enough for what never changes (owner, image ids)."""
+        with self._lock:
+            hit = self._views.get(batch_id)
+        return hit[1] if hit else None
+
     def get(self, batch_id: str, live: LiveBatch | None, build: Callable[[], BatchView]) -> BatchView:
         with self._lock:
             key = (live.version if live else -1, self._generation.get(batch_id, 0))

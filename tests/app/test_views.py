@@ -25,8 +25,10 @@ def test_cached_until_the_batch_changes() -> None:
     board.image_done("b", "i1")  # an image finished: stale
     second = cache.get("b", board.get("b"), build)
     assert second is not first and len(builds) == 2
-    cache.reviewed("b")  # a selection changed: stale
+    cache.reviewed("b")  # a selection changed: stale, but peek still has the last one
+    assert cache.peek("b") is second
     assert cache.get("b", board.get("b"), build).status == "v3"
+    assert cache.peek("nope") is None
 
 
 def test_capacity_bounds_memory() -> None:
