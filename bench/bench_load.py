@@ -26,6 +26,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--gradio-users", type=int, default=5, help="how many of the users drive the Gradio UI")
     p.add_argument("--sim-speed", type=float, default=50.0, help="simulated GPU speed-up (1 = realistic)")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="mean seconds a user pauses between actions (0 = flat out, a stress test; "
+                        "1-2 = people looking at their grid)")
     p.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
     return p.parse_args(argv)
 
@@ -37,8 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     app, rec = stack.app, Recorder()
     try:
         print(f"app {app.url} (pid {app.pid}), GPUs {[s.url for s in stack.sims]}, {args.users} users "
-              f"({args.gradio_users} via gradio_client) for {args.seconds:g} s at sim speed {args.sim_speed:g}")
-        wall = run_users(app.url, stack.credentials, args.gradio_users, args.seconds, rec)
+              f"({args.gradio_users} via gradio_client) for {args.seconds:g} s at sim speed {args.sim_speed:g}, "
+              f"think {args.think:g} s")
+        wall = run_users(app.url, stack.credentials, args.gradio_users, args.seconds, rec, think=args.think)
     finally:
         stack.stop()
     inv = check_invariants(app.db, rec)
