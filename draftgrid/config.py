@@ -67,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=env("DRAFTGRID_DATA", None),
                    help="folder for generated images (env DRAFTGRID_DATA; default: beside the database)")
     p.add_argument("--pools", default=env("DRAFTGRID_POOLS"), help="checkpoint pools TOML (env DRAFTGRID_POOLS)")
-    p.add_argument("--host", default=env("DRAFTGRID_HOST", "127.0.0.1"), help="bind address (env DRAFTGRID_HOST)")
-    p.add_argument("--port", type=int, default=int(env("DRAFTGRID_PORT", env("PORT", "7860"))),
+    # on a Hugging Face Space (SPACE_ID set) the app must listen on every interface
+    default_host = env("GRADIO_SERVER_NAME") or ("0.0.0.0" if env("SPACE_ID") else "127.0.0.1")
+    p.add_argument("--host", default=env("DRAFTGRID_HOST", default_host),
+                   help="bind address (env DRAFTGRID_HOST; 0.0.0.0 on a Hugging Face Space)")
+    p.add_argument("--port", type=int,
+                   default=int(env("DRAFTGRID_PORT") or env("GRADIO_SERVER_PORT") or env("PORT") or "7860"),
                    help="port (env DRAFTGRID_PORT)")
     p.add_argument("--share", action="store_true", default=env("DRAFTGRID_SHARE") == "1",
                    help="create a public Gradio share link (env DRAFTGRID_SHARE=1)")
