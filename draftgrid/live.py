@@ -8,9 +8,8 @@ the gallery fills image by image without polling the database.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,6 @@ class LiveBatch:
     steps: tuple[int, int] = (0, 0)  # sampler steps done / expected over the whole batch
     preview: bytes | None = None
     finished: bool = False
-    started_at: float = field(default_factory=time.monotonic)
     version: int = 0
 
     @property
@@ -78,13 +76,13 @@ class LiveBoard:
             if cur is not None and not set(image_ids) <= cur.running:
                 self._update(batch_id, running=cur.running | set(image_ids))
 
-    def step(self, batch_id: str, preview: bytes | None = None) -> None:
+    def step(self, batch_id: str) -> None:
+        """One sampler step done somewhere in the batch (drives the fine-grained progress bar)."""
         with self._cond:
             cur = self._batches.get(batch_id)
             if cur is not None:
                 done, expected = cur.steps
-                self._update(batch_id, steps=(min(done + 1, expected), expected),
-                             preview=preview if preview is not None else cur.preview)
+                self._update(batch_id, steps=(min(done + 1, expected), expected))
 
     def preview(self, batch_id: str, image: bytes) -> None:
         self._update(batch_id, preview=image)

@@ -94,7 +94,6 @@ class DraftGridService:
         self.views = ViewCache()
         self._runner = loop_runner
         self._catalog: Catalog | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ catalog / servers
     def refresh_catalog(self) -> Catalog:

@@ -60,6 +60,9 @@ def progress_html(view: BatchView) -> str:
     failed = [i for i in view.images if i.status == "failed"]
     total = max(1, len(view.images))
     pct = int(100 * (done + len(failed)) / total)
+    if view.live is not None and not view.live.finished and view.live.steps[1]:
+        steps_done, steps_expected = view.live.steps  # sampler steps: the bar moves between images too
+        pct = max(pct, min(99, int(100 * steps_done / steps_expected)))
     parts = [f"<div class='dg-bar'><div style='width:{pct}%'></div></div>",
              f"<span id='dg-count' data-batch='{view.batch.batch_id}'>{done} / {len(view.images)} images · "
              f"{view.status}</span> · batch {view.batch.batch_id[:6]}"]
