@@ -209,6 +209,11 @@ class DraftGridUI:
         self.service.feedback(user, FeedbackRequest(batch_id=batch_id, reject_all=True))
         return self._review(user, batch_id)
 
+    def stop(self, batch_id: str | None, request: gr.Request) -> None:
+        """Cancel the shown batch on every server; its stream then ends with what finished."""
+        if batch_id:
+            self.service.cancel(user_of(request), batch_id)
+
     # ---------------------------------------------------------------- stats
     def stats(self, scope: str, keyword_filter: str, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
@@ -295,6 +300,7 @@ class DraftGridUI:
                     selection_md = gr.HTML(elem_id="dg-selection", min_width=120)
                     picker = gr.Dropdown(label="Earlier batches", choices=[], elem_id="dg-batch-picker",
                                          min_width=240)
+                    stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80)
                     reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
                     refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
 
@@ -312,6 +318,7 @@ class DraftGridUI:
             picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick)
             gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
+            stop_btn.click(self.stop, inputs=[batch_state], outputs=None, **quick)
 
             with gr.Tab("Stats", id="stats") as stats_tab:
                 with gr.Row():

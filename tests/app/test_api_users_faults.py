@@ -93,3 +93,21 @@ def test_no_server_online_is_503_and_writes_nothing(tmp_path: Path) -> None:
         assert store.recent_batches("local") == []
     finally:
         running.close()
+
+
+def test_cancel_stops_a_running_batch_on_every_server(tmp_path: Path) -> None:
+    running = start_app(tmp_path, sim_speed=2.0)  # slow enough to catch it mid-run
+    try:
+        with _client(running, None) as c:
+            ticket = c.post("/api/generate/batch", json={"prompt": "a slow lighthouse", "count": 16}).json()
+            r = c.post(f"/api/batches/{ticket['batch_id']}/cancel")
+            assert r.status_code == 200
+            batch = wait_done(c, ticket["batch_id"], timeout=30)
+            assert batch["status"] in ("failed", "partial")
+            cancelled = [i for i in batch["images"] if i["status"] == "failed"]
+            assert cancelled and all("cancelled" in i["error"] for i in cancelled)
+            assert c.post("/api/batches/nope/cancel").status_code == 404
+            after = c.post("/api/generate/batch", json={"prompt": "next one", "count": 2, "seed": 1}).json()
+            assert wait_done(c, after["batch_id"], timeout=60)["status"] == "done"  # nothing blocks the next
+    finally:
+        running.close()

@@ -141,6 +141,22 @@ def test_generate_select_reject_refine_stats(ui_app: RunningApp, browser) -> Non
     page.close()
 
 
+def test_stop_cancels_a_running_batch(tmp_path_factory: pytest.TempPathFactory, browser) -> None:  # noqa: ANN001
+    slow = start_app(tmp_path_factory.mktemp("slow"), sim_speed=2.0)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(slow.local_url)
+        page.locator("#dg-prompt textarea").fill("a slow lighthouse")
+        page.locator("#dg-generate").click()
+        expect(page.locator("#dg-count")).to_contain_text("running", timeout=30_000)
+        page.locator("#dg-stop").click()
+        expect(page.locator("#dg-status")).to_contain_text("cancelled before it finished", timeout=30_000)
+        shot(page, "10-stopped")
+        page.close()
+    finally:
+        slow.close()
+
+
 def test_phone_width_shows_the_grid_and_selection(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     page.goto(ui_app.local_url)
