@@ -154,7 +154,9 @@ class UserRun:
 
     def gradio(self) -> None:
         """The UI's events through gradio_client (generate streams, stats, refine); select via REST."""
-        ui = Client(self.url, auth=self.auth, verbose=False)
+        # a browser fetches each thumbnail once and caches it; gradio_client would download the whole
+        # gallery again on every streamed update, a load no real user puts on the app
+        ui = Client(self.url, auth=self.auth, verbose=False, download_files=False)
         with httpx.Client(base_url=self.url, auth=self.auth, timeout=120) as client:
             while time.monotonic() < self.deadline:
                 start = time.perf_counter()

@@ -34,7 +34,7 @@ from learning.store_errors import (
     UnknownImageError,
 )
 from learning.timestamps import utc_now
-from learning.writer import SerialWriter
+from learning.writer import BACKGROUND, NORMAL, URGENT, SerialWriter
 
 __all__ = [
     "DatabaseLockedError",
@@ -167,7 +167,8 @@ class PreferenceStore:
         """Record a click / Reject all / viewed; raises UnknownBatchError or UnknownImageError
         before writing anything."""
         return self._write(
-            lambda cur, ctx: fact_writes.record_feedback(cur, user_id, batch_id, action, image_ids, ctx)
+            lambda cur, ctx: fact_writes.record_feedback(cur, user_id, batch_id, action, image_ids, ctx),
+            priority=URGENT,  # a person is waiting on this click
         )
 
     def mark_viewed_batches(self, user_id: str, session_id: str, except_batch_id: str) -> list[str]:
@@ -268,12 +269,12 @@ class PreferenceStore:
 
     # plumbing ---------------------------------------------------------------------------
 
-    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection, WriteContext], T]) -> T:
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection, WriteContext], T], priority: int = NORMAL) -> T:
         writer = self._require_writer()
         ctx = WriteContext(now=utc_now(), half_life=self.half_life,
                            aggregates=self._aggregates.changes(), batches=self._recent.changes())
         result = writer.submit(lambda cur: fn(cur, ctx),
-                               lambda cur: self._follow_commit(cur, ctx))
+                               lambda cur: self._follow_commit(cur, ctx), priority)
         self._schedule_compaction(writer)
         return result
 
@@ -297,7 +298,7 @@ class PreferenceStore:
             if self._writes_since_compaction < COMPACT_EVERY_WRITES:
                 return
             self._writes_since_compaction = 0
-        future = writer.enqueue(lambda cur: aggregates.compact(cur, self.half_life))
+        future = writer.enqueue(lambda cur: aggregates.compact(cur, self.half_life), priority=BACKGROUND)
         future.add_done_callback(_log_failed_compaction)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:

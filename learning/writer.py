@@ -7,6 +7,7 @@ thread removes the conflicts, and callers block on a future, so a returned call 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -25,34 +26,44 @@ AfterCommit = Callable[[duckdb.DuckDBPyConnection], None]
 
 _STOP = object()
 
+# Queue priorities: a user's click must not wait behind image bookkeeping or a compaction.
+URGENT, NORMAL, BACKGROUND = 0, 1, 2
+_STOP_PRIORITY = 3  # after everything already queued
+
 
 class WriterClosedError(RuntimeError):
     """A write was submitted after the store was closed."""
 
 
 class SerialWriter:
-    """Runs write functions one at a time in their own transaction on a dedicated cursor."""
+    """Runs write functions one at a time in their own transaction on a dedicated cursor.
+
+    Queued writes run by priority, then in arrival order. Reordering is safe: each write reads
+    the state it changes inside its own transaction, and facts take their sequence number when
+    they are written, which is the order a rebuild replays.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, name: str = "duckdb-writer") -> None:
         self._cursor = con.cursor()
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._queue: queue.PriorityQueue[tuple[int, int, object]] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._closed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: WriteFn[T], after_commit: AfterCommit | None = None) -> T:
+    def submit(self, fn: WriteFn[T], after_commit: AfterCommit | None = None, priority: int = NORMAL) -> T:
         """Run `fn(cursor)` in one transaction on the writer thread; return its result or raise."""
-        return self.enqueue(fn, after_commit).result()
+        return self.enqueue(fn, after_commit, priority).result()
 
-    def enqueue(self, fn: WriteFn[T], after_commit: AfterCommit | None = None) -> Future[T]:
+    def enqueue(self, fn: WriteFn[T], after_commit: AfterCommit | None = None, priority: int = NORMAL) -> Future[T]:
         """Queue `fn(cursor)` to run in its own transaction; the future resolves after commit
         (and after `after_commit`, which only runs when the commit succeeded)."""
         future: Future[T] = Future()
         with self._lock:
             if self._closed:
                 raise WriterClosedError("the preference store is closed")
-            self._queue.put((fn, after_commit, future))
+            self._queue.put((priority, next(self._arrivals), (fn, after_commit, future)))
         return future
 
     def close(self) -> None:
@@ -61,13 +72,13 @@ class SerialWriter:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
+            self._queue.put((_STOP_PRIORITY, next(self._arrivals), _STOP))
         self._thread.join()
         self._cursor.close()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            _, _, item = self._queue.get()
             if item is _STOP:
                 return
             fn, after_commit, future = item  # type: ignore[misc]
