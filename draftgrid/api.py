@@ -8,7 +8,6 @@ Handlers run the sync service in FastAPI's thread pool so a slow call never bloc
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
@@ -22,7 +21,6 @@ from draftgrid.errors import InvalidRequest, ServiceError
 from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, TierName, readable_errors
 from draftgrid.service import DraftGridService
 
-log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 

@@ -369,22 +369,21 @@ class DraftGridService:
             self.live.image_failed(batch_id, image_id, reason)
 
     def cancel(self, user_id: str, batch_id: str) -> None:
-        self._owned_batch(user_id, batch_id)
+        self.batch_view(user_id, batch_id)  # 404 unless it is this user's
         self._runner.run(self.pool.cancel(batch_id))
 
     # ------------------------------------------------------------------ read
-    def _owned_batch(self, user_id: str, batch_id: str) -> BatchRecord:
-        batch = self.store.get_batch(batch_id, user_id)
-        if batch is None:
-            raise NotFound(f"batch {batch_id!r} not found")
-        return batch
+    @staticmethod
+    def _mine(view: BatchView, user_id: str) -> BatchView:
+        """Another user's batch answers exactly like an unknown one (404, so ids don't leak)."""
+        if view.batch.user_id != user_id:
+            raise NotFound(f"batch {view.batch.batch_id!r} not found")
+        return view
 
     def batch_view(self, user_id: str, batch_id: str) -> BatchView:
         """The batch as it is now (cached until an image finishes or a review changes it)."""
         view = self.views.get(batch_id, self.live.get(batch_id), lambda: self._build_view(batch_id))
-        if view.batch.user_id != user_id:
-            raise NotFound(f"batch {batch_id!r} not found")
-        return view
+        return self._mine(view, user_id)
 
     def _build_view(self, batch_id: str) -> BatchView:
         batch = self.store.get_batch(batch_id, None)
@@ -424,7 +423,7 @@ class DraftGridService:
         A finished or failed image is shown at once; sampler steps and previews (many per second
         across GPUs) at most every `STEP_INTERVAL`, so streaming costs the database little.
         """
-        self._owned_batch(user_id, batch_id)
+        self.batch_view(user_id, batch_id)  # 404 before streaming anything
         version, shown, last, pending = -1, (-1, -1), 0.0, False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -489,9 +488,7 @@ class DraftGridService:
     def feedback(self, user_id: str, req: FeedbackRequest) -> FeedbackResult:
         """Apply a review; every id is checked first so a bad request writes nothing."""
         # a batch's owner and image ids never change: any cached view will do to check them
-        view = self.views.peek(req.batch_id) or self.batch_view(user_id, req.batch_id)
-        if view.batch.user_id != user_id:
-            raise NotFound(f"batch {req.batch_id!r} not found")
+        view = self._mine(self.views.peek(req.batch_id) or self.batch_view(user_id, req.batch_id), user_id)
         batch = view.batch
         known = {v.record.image_id for v in view.images}
         listed = [*req.selected, *req.unselected, *req.rejected]

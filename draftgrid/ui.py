@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import io
-import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,6 @@ from draftgrid.schemas import ASPECT_RATIOS, MAX_COUNT, FeedbackRequest, Generat
 from draftgrid.service import BatchTicket, BatchView, DraftGridService
 from learning.models import DEFAULT_USER, BatchRecord
 
-log = logging.getLogger(__name__)
 
 CSS = """
 #dg-grid .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)) !important; }

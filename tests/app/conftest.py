@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,14 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.app_process import free_port
 from draftgrid.config import AppConfig
 from draftgrid.launch import RunningApp, launch
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_app(tmp: Path, **overrides: Any) -> RunningApp:
