@@ -10,13 +10,14 @@ database can be checked afterwards (nothing lost, nothing attributed to the wron
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import random
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import numpy as np
@@ -30,19 +31,35 @@ log = logging.getLogger(__name__)
 PROMPTS = ("a red fox in the snow", "portrait of a woman, detailed lighting", "a castle at night",
            "anime girl with a sword", "a city street in the rain", "a forest cabin, cinematic")
 POLL_SECONDS = 0.1
+APP_TIMING = "app;dur="
 
 
 @dataclass
 class Recorder:
-    """Thread-safe log of what the users saw."""
+    """Thread-safe log of what the users saw; picklable, so each user's process sends its own back."""
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     failures: list[str] = field(default_factory=list)  # 5xx answers and dropped connections
     selections: list[tuple[str, str, str]] = field(default_factory=list)  # (user, batch, image) acked
     batches: list[tuple[str, str, int]] = field(default_factory=list)  # (user, batch, total) acked
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    def merge(self, other: Recorder) -> None:
+        with self._lock:
+            for kind, values in other.latencies.items():
+                self.latencies[kind].extend(values)
+            self.failures.extend(other.failures)
+            self.selections.extend(other.selections)
+            self.batches.extend(other.batches)
 
     def timed(self, kind: str, client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response | None:
+        """One request, timed as the user sees it and as the app spent it (its `Server-Timing`)."""
         start = time.perf_counter()
         try:
             response = client.request(method, path, **kw)
@@ -50,6 +67,8 @@ class Recorder:
             self.fail(f"{kind}: {exc!r}")
             return None
         self.add(kind, time.perf_counter() - start)
+        if APP_TIMING in response.headers.get("server-timing", ""):
+            self.add(f"{kind} (in app)", float(response.headers["server-timing"].split("dur=")[1]) / 1000)
         if response.status_code >= 500:
             self.fail(f"{kind} {path}: {response.status_code} {response.text[:200]}")
         return response
@@ -187,27 +206,37 @@ class UserRun:
 
 def run_users(url: str, credentials: list[tuple[str, str]], gradio_users: int, seconds: float,
               rec: Recorder, think: float = 0.0, seed: int = 1) -> float:
-    """Run every user until `seconds` pass (plus the work in flight); returns the wall time."""
-    deadline = time.monotonic() + seconds
-    runs = [UserRun(url, auth, rec, deadline, think, random.Random(seed + n)) for n, auth in enumerate(credentials)]
-    threads = [threading.Thread(target=_guarded(rec, run.gradio if n < gradio_users else run.rest),
-                                name=run.user, daemon=True) for n, run in enumerate(runs)]
+    """Run every user in a process of its own for `seconds` (plus the work in flight); returns the
+    wall time. Own processes because people click from their own machines: 20 users as threads of
+    one process queue on one GIL, and that wait would be counted as the app's latency. The clock
+    starts once every process has imported its libraries, so start-up is not part of the load."""
+    ctx = multiprocessing.get_context("spawn")  # no fork of this process's threads
+    ready, results = ctx.Barrier(len(credentials) + 1), ctx.Queue()
+    users = [ctx.Process(target=_one_user, name=auth[0], daemon=True, args=(
+        url, auth, seconds, think, seed + n, "gradio" if n < gradio_users else "rest", ready, results))
+        for n, auth in enumerate(credentials)]
+    for user in users:
+        user.start()
+    ready.wait()
     start = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for _ in users:
+        rec.merge(results.get())  # before join: a child exits only once its result is read
+    for user in users:
+        user.join()
     return time.monotonic() - start
 
 
-def _guarded(rec: Recorder, target: Callable[[], None]) -> Callable[[], None]:
-    """A user that crashes is a finding for the report, not a crashed bench."""
-    def body() -> None:
-        try:
-            target()
-        except Exception as exc:
-            rec.fail(f"{threading.current_thread().name} crashed: {exc!r}")
-    return body
+def _one_user(url: str, auth: tuple[str, str], seconds: float, think: float, seed: int, kind: str,
+              ready: Any, results: Any) -> None:
+    """One user's whole run in its own process; a user that crashes is a finding for the report,
+    not a crashed bench."""
+    ready.wait()
+    run = UserRun(url, auth, Recorder(), time.monotonic() + seconds, think, random.Random(seed))
+    try:
+        getattr(run, kind)()
+    except Exception as exc:
+        run.rec.fail(f"{run.user} crashed: {exc!r}")
+    results.put(run.rec)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Handlers run the sync service in FastAPI's thread pool so a slow call never bloc
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
@@ -71,7 +72,9 @@ def parse_query(request: Request, model: type[M]) -> M:
 
 
 class ServiceErrorRoute(APIRoute):
-    """Turns a `ServiceError` into its status with a readable `detail`.
+    """Turns a `ServiceError` into its status with a readable `detail`, and tells the caller how long
+    the app spent on the request (`Server-Timing: app;dur=<ms>`, shown by browsers' dev tools), so a
+    slow answer can be told apart from a slow network or a busy client.
 
     A route class rather than `app.add_exception_handler`: the routes are added to Gradio's app
     after it started, when its exception middleware is already built.
@@ -81,10 +84,13 @@ class ServiceErrorRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
+            start = time.perf_counter()
             try:
-                return await handler(request)
+                response = await handler(request)
             except ServiceError as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+                response = JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+            return response
 
         return guarded
 

@@ -280,8 +280,7 @@ class DraftGridService:
     def _start(self, record: BatchRecord, plan: BatchPlan, rec: Recommendation) -> BatchTicket:
         images = [self._image_record(record, p) for p in plan.images]
         record = BatchRecord(**{**record.__dict__, "count": len(images)})
-        self.store.add_batch(record, images)
-        self.store.mark_viewed_batches(record.user_id, record.session_id, except_batch_id=record.batch_id)
+        self.store.add_batch(record, images, moved_on=True)
         gpu_distribution = self.pool.plan(list(plan.jobs))
         steps = sum(job.spec.steps * (2 if job.spec.hires_scale else 1) for job in plan.jobs)
         self.live.open(record.batch_id, len(images), steps)
@@ -386,12 +385,12 @@ class DraftGridService:
         return self._mine(view, user_id)
 
     def _build_view(self, batch_id: str) -> BatchView:
-        batch = self.store.get_batch(batch_id, None)
-        if batch is None:
+        snapshot = self.store.batch_snapshot(batch_id)
+        if snapshot is None:
             raise NotFound(f"batch {batch_id!r} not found")
+        batch, states = snapshot.batch, snapshot.facts.states()
+        records = list(snapshot.images)
         live = self.live.get(batch_id)
-        states = self.store.image_states(batch_id)
-        records = self.store.batch_images(batch_id)
         order = {image_id: i for i, image_id in enumerate(live.order)} if live else {}
         running = live.running if live else frozenset()
 

@@ -28,7 +28,7 @@ from learning.feedback_rules import (
     contribution,
     contributions,
 )
-from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord
+from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus
 from learning.recent_batches import BatchChanges
 from learning.store_errors import UnknownBatchError, UnknownImageError
 from learning.store_reads import BatchFacts
@@ -129,45 +129,56 @@ def _insert_batch_rows(
     return dict(rows)
 
 
-def set_image_status(
-    cur: duckdb.DuckDBPyConnection,
-    image_id: str,
-    status: str,
-    details: dict[str, object],
-    ctx: WriteContext,
+def set_image_statuses(
+    cur: duckdb.DuckDBPyConnection, steps: Sequence[ImageStatus], ctx: WriteContext
 ) -> None:
-    """Move an image through its lifecycle; an image finishing after its batch was reviewed
-    counts as shown now (so late images count exactly once)."""
-    if status not in IMAGE_STATUSES:
-        raise ValueError(f"image status must be one of {IMAGE_STATUSES}, not {status!r}")
-    row = cur.execute(
-        "SELECT status, finished_seq, batch_id FROM images WHERE image_id = ?", [image_id]
-    ).fetchone()
-    if row is None:
-        raise UnknownImageError(image_id)
-    old_status, finished_seq, batch_id = row
-    if old_status == "done" and status != "done":
-        raise ValueError(f"image {image_id} is done; its status cannot change to {status!r}")
-    first_finish = status == "done" and finished_seq is None
-    updated = cur.execute(
+    """Move images through their lifecycle in one statement (a finished job's images land
+    together); an image finishing after its batch was reviewed counts as shown now (so late
+    images count exactly once). Checks every step before writing anything."""
+    ids = [step.image_id for step in steps]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an image appears twice in one status update")
+    for step in steps:
+        if step.status not in IMAGE_STATUSES:
+            raise ValueError(f"image status must be one of {IMAGE_STATUSES}, not {step.status!r}")
+    current = {
+        image_id: (status, finished_seq, batch_id)
+        for image_id, status, finished_seq, batch_id in cur.execute(
+            "SELECT image_id, status, finished_seq, batch_id FROM images WHERE list_contains($ids, image_id)",
+            {"ids": ids},
+        ).fetchall()
+    }
+    for step in steps:
+        if step.image_id not in current:
+            raise UnknownImageError(step.image_id)
+        if current[step.image_id][0] == "done" and step.status != "done":
+            raise ValueError(f"image {step.image_id} is done; its status cannot change to {step.status!r}")
+    first_finish = [step.status == "done" and current[step.image_id][1] is None for step in steps]
+    finished = cur.execute(
         """UPDATE images SET
-               status = $status,
-               server = coalesce($server, server),
-               path = coalesce($path, path),
-               error = coalesce($error, error),
-               seconds = coalesce($seconds, seconds),
-               finished_at = CASE WHEN $status IN ('done', 'failed')
-                                  THEN coalesce(finished_at, $now) END,
-               finished_seq = CASE WHEN $first_finish THEN nextval('fact_seq')
-                                   ELSE finished_seq END
-           WHERE image_id = $image_id
-           RETURNING finished_seq""",
-        {"status": status, "now": ctx.now, "first_finish": first_finish,
-         "image_id": image_id, **details},
-    ).fetchone()
-    if first_finish:
-        assert updated is not None
-        _record_finish(cur, batch_id, image_id, int(updated[0]), ctx)
+               status = u.status,
+               server = coalesce(u.server, images.server),
+               path = coalesce(u.path, images.path),
+               error = coalesce(u.error, images.error),
+               seconds = coalesce(u.seconds, images.seconds),
+               finished_at = CASE WHEN u.status IN ('done', 'failed')
+                                  THEN coalesce(images.finished_at, $now) END,
+               finished_seq = CASE WHEN u.first_finish THEN nextval('fact_seq')
+                                   ELSE images.finished_seq END
+           FROM (SELECT unnest($ids::VARCHAR[]) AS image_id, unnest($statuses::VARCHAR[]) AS status,
+                        unnest($servers::VARCHAR[]) AS server, unnest($paths::VARCHAR[]) AS path,
+                        unnest($errors::VARCHAR[]) AS error, unnest($seconds::DOUBLE[]) AS seconds,
+                        unnest($first::BOOLEAN[]) AS first_finish) u
+           WHERE images.image_id = u.image_id
+           RETURNING images.image_id, images.finished_seq""",
+        {"ids": ids, "statuses": [s.status for s in steps], "servers": [s.server for s in steps],
+         "paths": [s.path for s in steps], "errors": [s.error for s in steps],
+         "seconds": [s.seconds for s in steps], "first": first_finish, "now": ctx.now},
+    ).fetchall()
+    finished_seqs = dict(finished)
+    for step, first in zip(steps, first_finish):
+        if first:
+            _record_finish(cur, current[step.image_id][2], step.image_id, int(finished_seqs[step.image_id]), ctx)
 
 
 def _record_finish(

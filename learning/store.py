@@ -126,9 +126,20 @@ class PreferenceStore:
 
     # facts ------------------------------------------------------------------------------
 
-    def add_batch(self, batch: BatchRecord, images: Sequence[ImageRecord]) -> None:
-        """Record a new batch and its images (nothing counts until the batch is reviewed)."""
-        self._write(lambda cur, ctx: fact_writes.insert_batch(cur, batch, images, ctx))
+    def add_batch(self, batch: BatchRecord, images: Sequence[ImageRecord], *, moved_on: bool = False) -> list[str]:
+        """Record a new batch and its images (nothing counts until the batch is reviewed).
+
+        `moved_on`: the user started this batch instead of reviewing the session's earlier ones, so
+        those that finished unreviewed count as viewed — in the same transaction (one commit, one
+        turn of the writer). Returns the batches reviewed that way."""
+
+        def write(cur: duckdb.DuckDBPyConnection, ctx: WriteContext) -> list[str]:
+            fact_writes.insert_batch(cur, batch, images, ctx)
+            if not moved_on:
+                return []
+            return fact_writes.view_batches(cur, batch.user_id, batch.session_id, batch.batch_id, ctx)
+
+        return self._write(write)
 
     def update_image(
         self,
@@ -147,15 +158,8 @@ class PreferenceStore:
         """Several lifecycle steps in one transaction: a finished ComfyUI job's images land together,
         so one commit (the costly part of a write) serves the whole job."""
 
-        if not steps:
-            return
-
-        def write(cur: duckdb.DuckDBPyConnection, ctx: WriteContext) -> None:
-            for step in steps:
-                details = {"server": step.server, "path": step.path, "error": step.error, "seconds": step.seconds}
-                fact_writes.set_image_status(cur, step.image_id, step.status, details, ctx)
-
-        self._write(write)
+        if steps:
+            self._write(lambda cur, ctx: fact_writes.set_image_statuses(cur, steps, ctx))
 
     def apply_feedback(
         self,
@@ -171,12 +175,6 @@ class PreferenceStore:
             priority=URGENT,  # a person is waiting on this click
         )
 
-    def mark_viewed_batches(self, user_id: str, session_id: str, except_batch_id: str) -> list[str]:
-        """The user moved on: review the session's earlier finished, unreviewed batches."""
-        return self._write(
-            lambda cur, ctx: fact_writes.view_batches(cur, user_id, session_id, except_batch_id, ctx)
-        )
-
     # reads ------------------------------------------------------------------------------
 
     def get_batch(self, batch_id: str, user_id: str | None) -> BatchRecord | None:
@@ -184,6 +182,10 @@ class PreferenceStore:
 
     def batch_images(self, batch_id: str) -> list[ImageRecord]:
         return store_reads.batch_images(self._cursor(), batch_id)
+
+    def batch_snapshot(self, batch_id: str) -> store_reads.BatchSnapshot | None:
+        """The batch, its images in grid order and its facts (selection states) in one read."""
+        return store_reads.load_batch_snapshot(self._cursor(), batch_id)
 
     def image_states(self, batch_id: str) -> dict[str, str]:
         return store_reads.image_states(self._cursor(), batch_id)

@@ -11,18 +11,14 @@ import pandas
 from learning.feedback_rules import FeedbackFact, ImageFacts, fold_states
 from learning.models import BatchRecord, ImageRecord
 
-_BATCH_SELECT = """
-SELECT batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
+_BATCH_COLUMNS = """batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
        explore_mode, auto_lora, strategy, recommended, confidence, count, policy,
-       parent_batch_id, created_at, reviewed_at
-FROM batches
-"""
-_IMAGE_SELECT = """
-SELECT image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps,
+       parent_batch_id, created_at, reviewed_at"""
+_IMAGE_COLUMNS = """image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps,
        cfg, sampler_name, scheduler, status, server, path, error, seconds, parent_image_id,
-       denoise, hires_scale
-FROM images
-"""
+       denoise, hires_scale"""
+_BATCH_SELECT = f"SELECT {_BATCH_COLUMNS} FROM batches"
+_IMAGE_SELECT = f"SELECT {_IMAGE_COLUMNS} FROM images"
 
 
 @dataclass(frozen=True)
@@ -51,35 +47,48 @@ class BatchFacts:
             for image in self.images))
 
 
-def load_batch_facts(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchFacts | None:
-    """The batch's rule-relevant facts in one round trip, or None when it is unknown."""
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """A batch, its images in grid order and its rule facts, read together (one round trip)."""
+
+    batch: BatchRecord
+    images: tuple[ImageRecord, ...]
+    facts: BatchFacts
+
+
+def load_batch_snapshot(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchSnapshot | None:
+    """The batch with its images and feedback in one query, or None when it is unknown: a view of
+    a running batch is rebuilt each time an image finishes, so this is a hot read."""
     row = cur.execute(
-        """SELECT b.user_id, b.keywords, b.reviewed_at IS NOT NULL,
-                  (SELECT list((i.image_id, i.checkpoint,
-                                list_transform(i.loras, lambda l: l.name), i.finished_seq)
-                               ORDER BY i.batch_index, i.image_id)
-                   FROM images i WHERE i.batch_id = $batch_id),
-                  (SELECT list((f.feedback_id, f.image_id, f.action) ORDER BY f.feedback_id)
-                   FROM feedback f WHERE f.batch_id = $batch_id)
-           FROM batches b WHERE b.batch_id = $batch_id""",
+        f"""SELECT {_BATCH_COLUMNS},
+                   (SELECT list(({_IMAGE_COLUMNS}, finished_seq) ORDER BY batch_index, image_id)
+                    FROM images WHERE batch_id = $batch_id),
+                   (SELECT list((feedback_id, image_id, action) ORDER BY feedback_id)
+                    FROM feedback WHERE batch_id = $batch_id)
+            FROM batches WHERE batch_id = $batch_id""",
         {"batch_id": batch_id},
     ).fetchone()
     if row is None:
         return None
-    user_id, keywords, reviewed, images, feedback = row
-    return BatchFacts(
+    batch = _batch(row[:-2])
+    image_rows, feedback = row[-2] or (), row[-1] or ()
+    images = tuple(_image(i[:-1]) for i in image_rows)
+    facts = BatchFacts(
         batch_id=batch_id,
-        user_id=user_id,
-        keywords=tuple(keywords),
-        reviewed=bool(reviewed),
-        images=tuple(ImageFacts(*_values(i)) for i in images or ()),
-        feedback=tuple(FeedbackFact(*_values(f)) for f in feedback or ()),
+        user_id=batch.user_id,
+        keywords=batch.keywords,
+        reviewed=batch.reviewed_at is not None,
+        images=tuple(ImageFacts(image.image_id, image.checkpoint, tuple(name for name, _ in image.loras), i[-1])
+                     for image, i in zip(images, image_rows)),
+        feedback=tuple(FeedbackFact(*f) for f in feedback),
     )
+    return BatchSnapshot(batch, images, facts)
 
 
-def _values(row: tuple[Any, ...]) -> list[Any]:
-    """A row constructor's values as the frozen dataclasses want them (lists as tuples)."""
-    return [tuple(v) if isinstance(v, list) else v for v in row]
+def load_batch_facts(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchFacts | None:
+    """The batch's rule-relevant facts, or None when it is unknown."""
+    snapshot = load_batch_snapshot(cur, batch_id)
+    return snapshot.facts if snapshot else None
 
 
 def image_states(cur: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, str]:

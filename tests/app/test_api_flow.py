@@ -118,6 +118,14 @@ def test_bad_feedback_is_refused_before_anything_is_written(client: httpx.Client
     assert client.post("/api/feedback", json={"batch_id": "nope", "selected": []}).status_code == 404
 
 
+def test_every_answer_says_how_long_the_app_took(client: httpx.Client) -> None:
+    """`Server-Timing: app;dur=<ms>` on answers and on refusals: what the load bench splits latency with."""
+    for r in (client.get("/api/gpus"), client.get("/api/batches/does-not-exist"),
+              client.post("/api/feedback", content=b"[", headers={"content-type": "application/json"})):
+        name, dur = r.headers["server-timing"].split(";dur=")
+        assert name == "app" and 0 < float(dur) < 10_000, r.headers["server-timing"]
+
+
 def test_unknown_ids_are_404(client: httpx.Client) -> None:
     assert client.get("/api/batches/does-not-exist").status_code == 404
     assert client.get("/api/images/does-not-exist").status_code == 404

@@ -122,13 +122,15 @@ def test_each_keyword_star_checkpoint_and_lora_counted(store: PreferenceStore) -
     assert table_rows(store, "preference_stats_now(1.0)") == 9
 
 
-def test_mark_viewed_reviews_earlier_finished_batches_of_the_session(store: PreferenceStore) -> None:
+def test_a_new_batch_reviews_earlier_finished_batches_of_the_session(store: PreferenceStore) -> None:
     add_simple_batch(store, "old", ["ckA"])
     add_simple_batch(store, "running", ["ckA"], statuses=["running"])
     add_simple_batch(store, "other-session", ["ckA"], session_id="s2")
-    add_simple_batch(store, "new", ["ckB"])
-    assert store.mark_viewed_batches("alice", "s1", "new") == ["old"]
-    assert store.mark_viewed_batches("alice", "s1", "new") == []
+    new = make_batch("new", count=1)
+    assert store.add_batch(new, [make_image(new, 0, checkpoint="ckB")], moved_on=True) == ["old"]
+    newer = make_batch("newer", count=1)
+    assert store.add_batch(newer, [make_image(newer, 0, checkpoint="ckB")]) == []  # not moved on: "new" stays
+    assert store.read_sql("SELECT reviewed_at FROM batches WHERE batch_id = 'new'")["reviewed_at"].isna().all()
     assert counts(store, "alice", "*", "ckA") == (1, 0, 0)
     assert counts(store, "alice", "*", "ckB") == (0, 0, 0)
     assert store.total_reviews("alice") == 1
@@ -192,3 +194,17 @@ def test_update_images_records_a_whole_job_in_one_write(store: PreferenceStore) 
     with pytest.raises(ValueError):
         store.update_images([ImageStatus(ids[1], "failed", error="late")])
     assert by_id[ids[1]].status == "done" and store.aggregates_equal_rebuild()
+
+
+def test_update_images_checks_every_step_before_writing(store: PreferenceStore) -> None:
+    """One bad step (unknown id, repeated id, unknown status) refuses the whole update."""
+    ids = add_simple_batch(store, "b1", ["ckA", "ckA"], statuses=["queued"] * 2)
+    for bad in ([ImageStatus(ids[0], "done", path="/x/0.png"), ImageStatus("nope", "done")],
+                [ImageStatus(ids[0], "running"), ImageStatus(ids[0], "done")],
+                [ImageStatus(ids[0], "done"), ImageStatus(ids[1], "exploded")]):
+        with pytest.raises((ValueError, UnknownImageError)):
+            store.update_images(bad)
+    assert [r.status for r in store.batch_images("b1")] == ["queued", "queued"]
+    store.update_images([ImageStatus(ids[1], "done"), ImageStatus(ids[0], "done")])
+    seqs = store.read_sql("SELECT finished_seq FROM images WHERE batch_id = 'b1'")["finished_seq"]
+    assert seqs.notna().all() and seqs.nunique() == 2 and store.aggregates_equal_rebuild()

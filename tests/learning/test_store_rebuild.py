@@ -74,8 +74,8 @@ def stored_counts(store: PreferenceStore) -> Counter[tuple[str, str, str, str, s
 
 
 def run_step(store: PreferenceStore, model: Model, data: st.DataObject, n: int) -> None:
-    kind = data.draw(st.sampled_from(["batch", "finish", "feedback", "feedback", "feedback",
-                                      "moved_on", "compact", "transfer"]))
+    kind = data.draw(st.sampled_from(["batch", "batch", "finish", "feedback", "feedback", "feedback",
+                                      "compact", "transfer"]))
     if kind == "compact":
         store.compact_aggregates()  # folding pending changes must not change any value
         return
@@ -96,7 +96,8 @@ def run_step(store: PreferenceStore, model: Model, data: st.DataObject, n: int) 
                        status=data.draw(st.sampled_from(["done", "done", "queued", "failed"])))
             for i in range(data.draw(st.integers(1, 4)))
         ]
-        store.add_batch(batch, images)
+        # moved on: the user started it instead of reviewing the session's finished batches
+        model.reviewed.update(store.add_batch(batch, images, moved_on=data.draw(st.booleans())))
         model.batches[batch.batch_id] = [image.image_id for image in images]
         for image in images:
             model.images[image.image_id] = ModelImage(image, keywords, image.status == "done")
@@ -109,9 +110,6 @@ def run_step(store: PreferenceStore, model: Model, data: st.DataObject, n: int) 
         if not model.images[image_id].done:
             store.update_image(image_id, status="done")
             model.images[image_id].done = True
-    elif kind == "moved_on":
-        viewed = store.mark_viewed_batches(owner, "s1", batch_id)
-        model.reviewed.update(viewed)
     else:
         action = data.draw(st.sampled_from(["select", "unselect", "reject", "reject_all",
                                             "viewed"]))
