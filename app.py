@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     for chatty in ("httpx", "httpcore", "aiohttp.access"):  # one line per request drowns the decisions
         logging.getLogger(chatty).setLevel(logging.WARNING)
     config = parse_config(argv)
+    sys.setswitchinterval(0.001)
     try:
         running = launch(config)
     except DatabaseLockedError as exc:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class LiveBatch:
-    """A snapshot of one batch's progress; `version` grows on every change."""
+    """A snapshot of one batch's progress; `version` grows on every change, `images_version` only
+    when what a batch view shows changes (an image running, done or failed; the end) — not on the
+    many sampler steps and previews per second, so views need not be rebuilt for those."""
 
     batch_id: str
     total: int
@@ -25,6 +27,7 @@ class LiveBatch:
     preview: bytes | None = None
     finished: bool = False
     version: int = 0
+    images_version: int = 0
 
     @property
     def done_count(self) -> int:
@@ -50,31 +53,36 @@ class LiveBoard:
         with self._cond:
             return self._batches.get(batch_id)
 
-    def _update(self, batch_id: str, **changes: object) -> None:
+    def _update(self, batch_id: str, images: bool = False, **changes: object) -> None:
+        """Replace the snapshot; `images`: the change shows in a batch view."""
         with self._cond:
             current = self._batches.get(batch_id)
             if current is None:
                 return
-            self._batches[batch_id] = replace(current, version=current.version + 1, **changes)  # type: ignore[arg-type]
+            self._batches[batch_id] = replace(  # type: ignore[arg-type]
+                current, version=current.version + 1, images_version=current.images_version + images, **changes)
             self._cond.notify_all()
 
-    def image_done(self, batch_id: str, image_id: str) -> None:
+    def images_done(self, batch_id: str, image_ids: list[str]) -> None:
+        """A job's images finished (one change for all of them)."""
         with self._cond:
             cur = self._batches.get(batch_id)
-            if cur is not None and image_id not in cur.order:
-                self._update(batch_id, order=cur.order + (image_id,), running=cur.running - {image_id})
+            new = tuple(i for i in dict.fromkeys(image_ids) if cur is not None and i not in cur.order)
+            if cur is not None and new:
+                self._update(batch_id, images=True, order=cur.order + new, running=cur.running - set(new))
 
     def image_failed(self, batch_id: str, image_id: str, reason: str) -> None:
         with self._cond:
             cur = self._batches.get(batch_id)
             if cur is not None:
-                self._update(batch_id, failed=cur.failed + ((image_id, reason),), running=cur.running - {image_id})
+                self._update(batch_id, images=True, failed=cur.failed + ((image_id, reason),),
+                             running=cur.running - {image_id})
 
     def images_running(self, batch_id: str, image_ids: list[str]) -> None:
         with self._cond:
             cur = self._batches.get(batch_id)
             if cur is not None and not set(image_ids) <= cur.running:
-                self._update(batch_id, running=cur.running | set(image_ids))
+                self._update(batch_id, images=True, running=cur.running | set(image_ids))
 
     def step(self, batch_id: str) -> None:
         """One sampler step done somewhere in the batch (drives the fine-grained progress bar)."""
@@ -88,7 +96,7 @@ class LiveBoard:
         self._update(batch_id, preview=image)
 
     def finish(self, batch_id: str) -> None:
-        self._update(batch_id, finished=True, running=frozenset())
+        self._update(batch_id, images=True, finished=True, running=frozenset())
 
     def wait(self, batch_id: str, after_version: int, timeout: float) -> LiveBatch | None:
         """Block until the batch changes past `after_version` (or finishes, or `timeout` passes)."""

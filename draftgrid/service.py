@@ -327,9 +327,8 @@ class DraftGridService:
                     job.append((by_job[event.job_id][event.batch_index], event))
                     if len(job) == len(by_job[event.job_id]):
                         await asyncio.to_thread(self._save_images, arrived.pop(event.job_id))
-                        for image, _ in job:
-                            finished.add(image.image_id)
-                            self.live.image_done(batch_id, image.image_id)
+                        finished.update(image.image_id for image, _ in job)
+                        self.live.images_done(batch_id, [image.image_id for image, _ in job])
                 elif isinstance(event, JobProgress):
                     self.live.images_running(batch_id, [p.image_id for p in by_job[event.job_id]])
                     self.live.step(batch_id)

@@ -1,8 +1,9 @@
 """How a batch looks to the API and the UI: image and batch views, status, captions, and a cache.
 
 Polling clients (and the UI's stream) ask for the same batch many times a second; a view is
-rebuilt only when the batch changed — a finished image (the live board's version) or a review
-(the feedback generation) — so reads cost a dictionary lookup instead of three queries.
+rebuilt only when what it shows changed — an image running, finished or failed (the live board's
+`images_version`) or a review (the feedback generation) — so reads cost a dictionary lookup
+instead of a query. Sampler progress and previews are attached fresh to the cached view.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from draftgrid.live import LiveBatch
 from learning.models import BatchRecord, ImageRecord
@@ -102,11 +103,12 @@ class ViewCache:
         return hit[1] if hit else None
 
     def get(self, batch_id: str, live: LiveBatch | None, build: Callable[[], BatchView]) -> BatchView:
+        """The cached view if nothing it shows changed since, with `live`'s progress; else `build()`."""
         with self._lock:
-            key = (live.version if live else -1, self._generation.get(batch_id, 0))
+            key = (live.images_version if live else -1, self._generation.get(batch_id, 0))
             hit = self._views.get(batch_id)
         if hit is not None and hit[0] == key:
-            return hit[1]
+            return hit[1] if hit[1].live is live else replace(hit[1], live=live)
         view = build()
         with self._lock:
             self._views[batch_id] = (key, view)

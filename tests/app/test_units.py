@@ -70,9 +70,9 @@ def test_basic_auth_parsing_and_constant_time_check() -> None:
 def test_live_board_wakes_waiters_and_keeps_completion_order() -> None:
     board = LiveBoard()
     board.open("b", total=3, expected_steps=10)
-    board.image_done("b", "i2")
-    board.image_done("b", "i1")
-    board.image_done("b", "i2")
+    board.images_done("b", ["i2"])
+    board.images_done("b", ["i1", "i2"])
+    board.images_done("b", ["i2"])  # already done: no change
     snap = board.wait("b", after_version=0, timeout=0.1)
     assert snap is not None and snap.order == ("i2", "i1") and snap.version == 2
     board.finish("b")

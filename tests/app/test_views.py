@@ -1,15 +1,15 @@
-"""The view cache: a repeated read is free, and any change (image finished, review) is seen at once."""
+"""The view cache: a repeated read is free, progress is fresh, and any change (image finished, review) is seen at once."""
 
 from __future__ import annotations
 
-from draftgrid.live import LiveBoard
+from draftgrid.live import LiveBatch, LiveBoard
 from draftgrid.views import BatchView, ViewCache
 from learning.models import BatchRecord
 
 
-def _view(version: int) -> BatchView:
+def _view(version: int, live: LiveBatch | None = None) -> BatchView:
     batch = BatchRecord("b", "u", "s", "p", "", (), "draft", "sd15", True, True, "explore", "x", 0.1, 1)
-    return BatchView(batch, f"v{version}", (), None)
+    return BatchView(batch, f"v{version}", (), live)
 
 
 def test_cached_until_the_batch_changes() -> None:
@@ -17,12 +17,17 @@ def test_cached_until_the_batch_changes() -> None:
 
     def build() -> BatchView:
         builds.append(1)
-        return _view(len(builds))
+        return _view(len(builds), board.get("b"))
 
     board.open("b", total=2, expected_steps=4)
     first = cache.get("b", board.get("b"), build)
     assert cache.get("b", board.get("b"), build) is first and len(builds) == 1
-    board.image_done("b", "i1")  # an image finished: stale
+    board.step("b")  # sampler progress: the same view, with the new progress attached
+    board.preview("b", b"png")
+    progressed = cache.get("b", board.get("b"), build)
+    assert len(builds) == 1 and progressed.status == first.status and progressed.live == board.get("b")
+    assert progressed.live is not None and progressed.live.steps == (1, 4) and progressed.live.preview == b"png"
+    board.images_done("b", ["i1"])  # an image finished: stale
     second = cache.get("b", board.get("b"), build)
     assert second is not first and len(builds) == 2
     cache.reviewed("b")  # a selection changed: stale, but peek still has the last one
