@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     for chatty in ("httpx", "httpcore", "aiohttp.access"):  # one line per request drowns the decisions
         logging.getLogger(chatty).setLevel(logging.WARNING)
     config = parse_config(argv)
+    # a click's thread waits at most ~1 ms (not 5) for the GIL while image downloads and Gradio's
+    # streaming keep other threads busy: latency over throughput, as a request server wants
     sys.setswitchinterval(0.001)
     try:
         running = launch(config)

@@ -34,7 +34,7 @@ from learning.store_errors import (
     UnknownImageError,
 )
 from learning.timestamps import utc_now
-from learning.writer import BACKGROUND, NORMAL, URGENT, SerialWriter
+from learning.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
 
 __all__ = [
     "DatabaseLockedError",
@@ -139,7 +139,7 @@ class PreferenceStore:
                 return []
             return fact_writes.view_batches(cur, batch.user_id, batch.session_id, batch.batch_id, ctx)
 
-        return self._write(write)
+        return self._write(write, priority=PROMPT)  # someone waits for the batch to start
 
     def update_image(
         self,

@@ -26,9 +26,10 @@ AfterCommit = Callable[[duckdb.DuckDBPyConnection], None]
 
 _STOP = object()
 
-# Queue priorities: a user's click must not wait behind image bookkeeping or a compaction.
-URGENT, NORMAL, BACKGROUND = 0, 1, 2
-_STOP_PRIORITY = 3  # after everything already queued
+# Queue priorities: a user's click must not wait behind anything else, a user waiting for a new
+# batch's ticket not behind image bookkeeping, and nothing behind a compaction.
+URGENT, PROMPT, NORMAL, BACKGROUND = 0, 1, 2, 3
+_STOP_PRIORITY = 4  # after everything already queued
 
 
 class WriterClosedError(RuntimeError):

@@ -39,12 +39,12 @@ def test_writes_after_close_are_refused() -> None:
 
 
 def test_urgent_writes_jump_the_queue_and_stop_waits_for_everything() -> None:
-    """A click queued behind bookkeeping runs first; close() still finishes every queued write."""
+    """A click queued behind bookkeeping runs first, then a new batch; close() still finishes every queued write."""
     import threading
 
     import duckdb
 
-    from learning.writer import BACKGROUND, NORMAL, URGENT, SerialWriter
+    from learning.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
 
     con = duckdb.connect(":memory:")
     con.execute("CREATE TABLE log (what VARCHAR)")
@@ -52,9 +52,9 @@ def test_urgent_writes_jump_the_queue_and_stop_waits_for_everything() -> None:
     gate = threading.Event()
     blocker = writer.enqueue(lambda cur: gate.wait(5))  # holds the writer while the queue fills
     futures = [writer.enqueue(lambda cur, w=w: cur.execute("INSERT INTO log VALUES (?)", [w]), priority=p)
-               for w, p in (("compaction", BACKGROUND), ("image", NORMAL), ("click", URGENT))]
+               for w, p in (("compaction", BACKGROUND), ("image", NORMAL), ("batch", PROMPT), ("click", URGENT))]
     gate.set()
     for f in [blocker, *futures]:
         f.result(timeout=5)
     writer.close()
-    assert [r[0] for r in con.execute("SELECT what FROM log").fetchall()] == ["click", "image", "compaction"]
+    assert [r[0] for r in con.execute("SELECT what FROM log").fetchall()] == ["click", "batch", "image", "compaction"]
