@@ -232,6 +232,7 @@ def _one_user(url: str, auth: tuple[str, str], seconds: float, think: float, see
     not a crashed bench."""
     ready.wait()
     run = UserRun(url, auth, Recorder(), time.monotonic() + seconds, think, random.Random(seed))
+    run._pause()  # people do not all press Generate in the same millisecond (none with --think 0)
     try:
         getattr(run, kind)()
     except Exception as exc:

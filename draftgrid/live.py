@@ -39,54 +39,58 @@ class LiveBoard:
 
     def __init__(self, capacity: int = 500) -> None:
         self._batches: OrderedDict[str, LiveBatch] = OrderedDict()
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        # one condition per batch (sharing the lock): a sampler step wakes that batch's streams only,
+        # not every stream of every user — steps arrive a hundred times a second across GPUs
+        self._changed: dict[str, threading.Condition] = {}
         self._capacity = capacity
 
     def open(self, batch_id: str, total: int, expected_steps: int) -> None:
-        with self._cond:
+        with self._lock:
             self._batches[batch_id] = LiveBatch(batch_id, total, steps=(0, expected_steps))
+            self._changed.setdefault(batch_id, threading.Condition(self._lock)).notify_all()
             while len(self._batches) > self._capacity:
-                self._batches.popitem(last=False)
-            self._cond.notify_all()
+                dropped, _ = self._batches.popitem(last=False)
+                self._changed.pop(dropped).notify_all()
 
     def get(self, batch_id: str) -> LiveBatch | None:
-        with self._cond:
+        with self._lock:
             return self._batches.get(batch_id)
 
     def _update(self, batch_id: str, images: bool = False, **changes: object) -> None:
         """Replace the snapshot; `images`: the change shows in a batch view."""
-        with self._cond:
+        with self._lock:
             current = self._batches.get(batch_id)
             if current is None:
                 return
             self._batches[batch_id] = replace(  # type: ignore[arg-type]
                 current, version=current.version + 1, images_version=current.images_version + images, **changes)
-            self._cond.notify_all()
+            self._changed[batch_id].notify_all()
 
     def images_done(self, batch_id: str, image_ids: list[str]) -> None:
         """A job's images finished (one change for all of them)."""
-        with self._cond:
+        with self._lock:
             cur = self._batches.get(batch_id)
             new = tuple(i for i in dict.fromkeys(image_ids) if cur is not None and i not in cur.order)
             if cur is not None and new:
                 self._update(batch_id, images=True, order=cur.order + new, running=cur.running - set(new))
 
     def image_failed(self, batch_id: str, image_id: str, reason: str) -> None:
-        with self._cond:
+        with self._lock:
             cur = self._batches.get(batch_id)
             if cur is not None:
                 self._update(batch_id, images=True, failed=cur.failed + ((image_id, reason),),
                              running=cur.running - {image_id})
 
     def images_running(self, batch_id: str, image_ids: list[str]) -> None:
-        with self._cond:
+        with self._lock:
             cur = self._batches.get(batch_id)
             if cur is not None and not set(image_ids) <= cur.running:
                 self._update(batch_id, images=True, running=cur.running | set(image_ids))
 
     def step(self, batch_id: str) -> None:
         """One sampler step done somewhere in the batch (drives the fine-grained progress bar)."""
-        with self._cond:
+        with self._lock:
             cur = self._batches.get(batch_id)
             if cur is not None:
                 done, expected = cur.steps
@@ -98,11 +102,16 @@ class LiveBoard:
     def finish(self, batch_id: str) -> None:
         self._update(batch_id, images=True, finished=True, running=frozenset())
 
-    def wait(self, batch_id: str, after_version: int, timeout: float) -> LiveBatch | None:
-        """Block until the batch changes past `after_version` (or finishes, or `timeout` passes)."""
-        with self._cond:
-            self._cond.wait_for(
-                lambda: (b := self._batches.get(batch_id)) is None or b.version > after_version or b.finished,
-                timeout=timeout,
-            )
+    def wait(self, batch_id: str, after_version: int, timeout: float, images_only: bool = False) -> LiveBatch | None:
+        """Block until the batch changes past `after_version` (its `images_version` with `images_only`),
+        finishes, or `timeout` passes."""
+
+        def ready() -> bool:
+            b = self._batches.get(batch_id)
+            return b is None or b.finished or (b.images_version if images_only else b.version) > after_version
+
+        with self._lock:
+            changed = self._changed.get(batch_id)
+            if changed is not None:
+                changed.wait_for(ready, timeout=timeout)
             return self._batches.get(batch_id)

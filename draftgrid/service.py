@@ -422,19 +422,21 @@ class DraftGridService:
         across GPUs) at most every `STEP_INTERVAL`, so streaming costs the database little.
         """
         self.batch_view(user_id, batch_id)  # 404 before streaming anything
-        version, shown, last, pending = -1, (-1, -1), 0.0, False
+        version, images_version, last, pending = -1, -1, 0.0, False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            wait = max(0.0, STEP_INTERVAL - (time.monotonic() - last)) if pending else 1.0
-            live = self.live.wait(batch_id, version, timeout=wait)
+            if pending:  # progress to show: wake early only if an image changes
+                wait = max(0.0, STEP_INTERVAL - (time.monotonic() - last))
+                live = self.live.wait(batch_id, images_version, timeout=wait, images_only=True)
+            else:
+                live = self.live.wait(batch_id, version, timeout=1.0)
             if live is None or live.finished:
                 yield self.batch_view(user_id, batch_id)
                 return
             pending = pending or live.version != version
             version = live.version
-            images = (live.done_count, len(live.failed))
-            if pending and (images != shown or time.monotonic() - last >= STEP_INTERVAL):
-                shown, last, pending = images, time.monotonic(), False
+            if pending and (live.images_version != images_version or time.monotonic() - last >= STEP_INTERVAL):
+                images_version, last, pending = live.images_version, time.monotonic(), False
                 yield self.batch_view(user_id, batch_id)
 
     def lineage(self, user_id: str, image_id: str) -> list[dict[str, object]]:

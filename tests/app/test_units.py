@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from draftgrid.auth import _basic_credentials, check_password
-from draftgrid.live import LiveBoard
+from draftgrid.live import LiveBatch, LiveBoard
 from draftgrid.schemas import GenerateRequest, readable_errors
 from draftgrid.service import batch_status, closest_aspect
 from draftgrid.thumbnails import draw_selection, thumbnail
@@ -77,6 +79,24 @@ def test_live_board_wakes_waiters_and_keeps_completion_order() -> None:
     assert snap is not None and snap.order == ("i2", "i1") and snap.version == 2
     board.finish("b")
     assert board.wait("b", after_version=snap.version, timeout=5).finished
+
+
+def test_waiting_for_images_ignores_sampler_progress() -> None:
+    """The UI's stream, with progress already pending, sleeps through steps and wakes for an image."""
+    board = LiveBoard()
+    board.open("a", total=2, expected_steps=10)
+    board.open("b", total=2, expected_steps=10)
+    seen = board.get("a")
+    assert seen is not None
+    threading.Timer(0.05, board.step, ["a"]).start()
+    start = time.monotonic()
+    snap = board.wait("a", seen.images_version, timeout=0.3, images_only=True)
+    assert time.monotonic() - start >= 0.25 and snap is not None and snap.steps == (1, 10)
+    threading.Timer(0.05, board.images_done, ["a", ["i1"]]).start()
+    start = time.monotonic()
+    snap = board.wait("a", seen.images_version, timeout=10, images_only=True)
+    assert time.monotonic() - start < 5 and snap is not None and snap.order == ("i1",)
+    assert board.get("b") == LiveBatch("b", 2, steps=(0, 10))  # the other batch untouched
 
 
 def test_selection_is_drawn_into_a_copy(tmp_path: Path) -> None:
