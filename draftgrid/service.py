@@ -407,9 +407,6 @@ class DraftGridService:
             raise NotFound(f"image {image_id!r} not found")
         return self._image_path(image_id)
 
-    def gallery(self, user_id: str, batch_id: str) -> list[tuple[str, str]]:
-        return self.gallery_of(self.batch_view(user_id, batch_id))
-
     def gallery_of(self, view: BatchView) -> list[tuple[str, str]]:
         """(thumbnail path, caption) of each finished image, in completion order, selection drawn in."""
         return [(str(thumbnail(self._image_path(v.record.image_id), self.thumbs_dir, v.state)), caption(v))

@@ -44,7 +44,8 @@ def ann_batch(app: RunningApp) -> dict[str, Any]:
         batch = c.get(f"/api/batches/{ticket['batch_id']}").json()
         image_id = batch["images"][0]["image_id"]
         assert c.post("/api/feedback", json={"batch_id": batch["batch_id"], "selected": [image_id]}).status_code == 200
-    thumb, _ = app.backend.service.gallery(ANN[0], batch["batch_id"])[0]
+    service = app.backend.service
+    thumb, _ = service.gallery_of(service.batch_view(ANN[0], batch["batch_id"]))[0]
     return {"batch_id": batch["batch_id"], "image_id": image_id, "thumb": thumb}
 
 
