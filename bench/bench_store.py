@@ -1,4 +1,4 @@
-"""Preference-store speed at scale: rebuild, arm_stats lookups, recording reviews, 8 writers.
+"""Preference-store speed at scale: rebuild, arm_stats lookups, recording reviews and images, 8 writers.
 
 Builds a DuckDB file with `--rows` feedback facts (default 10 million; 40 per batch of 20
 images, 5,000 keywords, 12 checkpoints, 50 LoRAs) straight in SQL, then measures through the
@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 
 import duckdb
 
-from learning.models import BatchRecord, ImageRecord
+from learning.models import BatchRecord, ImageRecord, ImageStatus
 from learning.schema import migrate
 from learning.store import COMPACT_EVERY_WRITES, DUCKDB_MEMORY_LIMIT, PreferenceStore
 
@@ -120,14 +120,14 @@ def build_facts(path: Path, feedback_rows: int) -> int:
     return batches
 
 
-def _new_batch(store: PreferenceStore, batch_id: str, rng: random.Random) -> list[str]:
+def _new_batch(store: PreferenceStore, batch_id: str, rng: random.Random, status: str = "done") -> list[str]:
     keywords = tuple(dict.fromkeys(f"kw{rng.randrange(KEYWORDS)}" for _ in range(6)))
     batch = BatchRecord(batch_id, USER, "live", "live prompt", "", keywords, "draft", "sd15",
                         True, True, "explore", "ck0", 0.5, IMAGES_PER_BATCH)
     images = [
         ImageRecord(f"{batch_id}-{i}", batch_id, USER, f"ck{rng.randrange(CHECKPOINTS)}",
                     ((f"lora{rng.randrange(LORAS)}", 0.6),) if i % 2 else (), i, i, 512, 512,
-                    8, 5.0, "euler", "normal", status="done")
+                    8, 5.0, "euler", "normal", status=status)
         for i in range(IMAGES_PER_BATCH)
     ]
     store.add_batch(batch, images)
@@ -206,6 +206,27 @@ def _measure_reviews(store: PreferenceStore, rng: random.Random, samples: int) -
             _timed("apply_feedback, one more click on a reviewed batch", click, samples).line()]
 
 
+def _measure_bookkeeping(store: PreferenceStore, rng: random.Random, samples: int) -> list[str]:
+    """What the writer spends per new 20-image batch and per finished ComfyUI job (4 images of a
+    batch just started, as in the app), next to the baseline of one write per image."""
+    new_batch, grouped, baseline = [], [], []
+    for n in range(samples):
+        start = time.perf_counter()
+        ids = _new_batch(store, f"job{n}", rng, status="queued")
+        new_batch.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        store.update_images([ImageStatus(i, "done", "gpu0", f"/x/{i}.png", seconds=1.0) for i in ids[:4]])
+        grouped.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        for i in ids[4:8]:
+            store.update_image(i, status="done", server="gpu0", path=f"/x/{i}.png", seconds=1.0)
+        baseline.append((time.perf_counter() - start) * 1000)
+    one, each = Timing("a finished job's 4 images, one write", grouped), \
+        Timing("baseline: 4 images, one write each", baseline)
+    return [Timing("add_batch, 20 images", new_batch).line(), one.line(), each.line(),
+            f"one write per job vs one per image: {each.p50 / one.p50:.1f}x (p50) faster"]
+
+
 def _measure_compaction(store: PreferenceStore, rng: random.Random) -> str:
     """Fold the pending rows of 50 fresh reviews (fewer than one automatic round) at once."""
     for n in range(50):
@@ -256,6 +277,7 @@ def run(feedback_rows: int, workdir: Path, samples: int, scans: int) -> Iterator
         yield f"open (loads the in-memory copy): {time.perf_counter() - start:.2f} s"
         yield from _measure_lookups(store, rng, samples, scans)
         yield from _measure_reviews(store, rng, samples)
+        yield from _measure_bookkeeping(store, rng, samples)
         yield _measure_compaction(store, rng)
         yield from _race(store, rng)
     yield f"total {time.perf_counter() - started:.0f} s, {_peak_rss()}"
