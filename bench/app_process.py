@@ -24,6 +24,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _signal_and_reap(proc: subprocess.Popen[str] | None, sig: int) -> None:
+    """Send `sig` to a still-running child and wait for it to end."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        proc.wait(30)
+
+
 @dataclass
 class AppProcess:
     """One app process on `db`; `start()` returns once it serves (or has exited)."""
@@ -79,9 +86,7 @@ class AppProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send `sig` (SIGKILL: no cleanup at all; SIGINT: a clean stop) and reap the process."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
+        _signal_and_reap(self.proc, sig)
 
 
 @dataclass
@@ -110,9 +115,7 @@ class SimProcess:
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
+        _signal_and_reap(self.proc, sig)
 
 
 @dataclass

@@ -115,7 +115,7 @@ class UserRun:
     def user(self) -> str:
         return self.auth[0]
 
-    def _pause(self) -> None:
+    def pause(self) -> None:
         if self.think:
             time.sleep(self.rng.uniform(0, 2 * self.think))  # a person between clicks, not a sync
 
@@ -160,16 +160,16 @@ class UserRun:
                     "session_id": f"{self.user}-rest"})
                 if batch is None:
                     continue
-                self._pause()
+                self.pause()
                 picked = self._select(client, batch)
                 self.rec.timed("stats", client, "GET", "/api/checkpoints/stats")
-                self._pause()
+                self.pause()
                 if picked and time.monotonic() < self.deadline:
                     refined = self._generate(client, "refine", {"prompt": "", "parent_image_ids": picked,
                                                                 "session_id": f"{self.user}-rest"})
                     if refined is not None:
                         self._select(client, refined, most=1)
-                self._pause()
+                self.pause()
 
     def gradio(self) -> None:
         """The UI's events through gradio_client (generate streams, stats, refine); select via REST."""
@@ -191,17 +191,17 @@ class UserRun:
                 if batch is None:
                     continue
                 self.rec.batch(self.user, batch_id, batch["total_count"])
-                self._pause()
+                self.pause()
                 picked = self._select(client, batch)
                 start = time.perf_counter()
                 ui.predict("Me", "", api_name="/stats")
                 self.rec.add("gradio_stats", time.perf_counter() - start)
-                self._pause()
+                self.pause()
                 if picked and time.monotonic() < self.deadline:
                     start = time.perf_counter()
                     ui.predict(api_name="/refine")  # refines the selection of the session's batch
                     self.rec.add("gradio_refine_stream", time.perf_counter() - start)
-                self._pause()
+                self.pause()
 
 
 def run_users(url: str, credentials: list[tuple[str, str]], gradio_users: int, seconds: float,
@@ -232,7 +232,7 @@ def _one_user(url: str, auth: tuple[str, str], seconds: float, think: float, see
     not a crashed bench."""
     ready.wait()
     run = UserRun(url, auth, Recorder(), time.monotonic() + seconds, think, random.Random(seed))
-    run._pause()  # people do not all press Generate in the same millisecond (none with --think 0)
+    run.pause()  # people do not all press Generate in the same millisecond (none with --think 0)
     try:
         getattr(run, kind)()
     except Exception as exc:

@@ -71,8 +71,10 @@ class LiveBoard:
         """A job's images finished (one change for all of them)."""
         with self._lock:
             cur = self._batches.get(batch_id)
-            new = tuple(i for i in dict.fromkeys(image_ids) if cur is not None and i not in cur.order)
-            if cur is not None and new:
+            if cur is None:
+                return
+            new = tuple(i for i in dict.fromkeys(image_ids) if i not in cur.order)
+            if new:
                 self._update(batch_id, images=True, order=cur.order + new, running=cur.running - set(new))
 
     def image_failed(self, batch_id: str, image_id: str, reason: str) -> None:

@@ -180,15 +180,9 @@ class PreferenceStore:
     def get_batch(self, batch_id: str, user_id: str | None) -> BatchRecord | None:
         return store_reads.get_batch(self._cursor(), batch_id, user_id)
 
-    def batch_images(self, batch_id: str) -> list[ImageRecord]:
-        return store_reads.batch_images(self._cursor(), batch_id)
-
     def batch_snapshot(self, batch_id: str) -> store_reads.BatchSnapshot | None:
         """The batch, its images in grid order and its facts (selection states) in one read."""
         return store_reads.load_batch_snapshot(self._cursor(), batch_id)
-
-    def image_states(self, batch_id: str) -> dict[str, str]:
-        return store_reads.image_states(self._cursor(), batch_id)
 
     def get_image(self, image_id: str, user_id: str | None) -> ImageRecord | None:
         return store_reads.get_image(self._cursor(), image_id, user_id)

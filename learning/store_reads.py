@@ -91,12 +91,6 @@ def load_batch_facts(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchFact
     return snapshot.facts if snapshot else None
 
 
-def image_states(cur: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, str]:
-    """image_id → "selected" | "rejected" | "none" for every image of the batch, in grid order."""
-    facts = load_batch_facts(cur, batch_id)
-    return facts.states() if facts else {}
-
-
 def get_batch(
     cur: duckdb.DuckDBPyConnection, batch_id: str, user_id: str | None
 ) -> BatchRecord | None:
@@ -115,14 +109,6 @@ def recent_batches(cur: duckdb.DuckDBPyConnection, user_id: str, limit: int) -> 
         [user_id, limit],
     ).fetchall()
     return [_batch(row) for row in rows]
-
-
-def batch_images(cur: duckdb.DuckDBPyConnection, batch_id: str) -> list[ImageRecord]:
-    """The batch's images in grid order."""
-    rows = cur.execute(
-        _IMAGE_SELECT + " WHERE batch_id = ? ORDER BY batch_index, image_id", [batch_id]
-    ).fetchall()
-    return [_image(row) for row in rows]
 
 
 def get_image(

@@ -18,7 +18,7 @@ IMAGE_FIELDS = {"image_id", "status", "url", "checkpoint", "loras", "seed", "ser
 def table_counts(app: RunningApp) -> tuple[int, int, int]:
     con = app.backend.service.store
     return (len(con.recent_batches("local", limit=10_000)),
-            sum(len(con.batch_images(b.batch_id)) for b in con.recent_batches("local", limit=10_000)),
+            sum(len(con.batch_snapshot(b.batch_id).images) for b in con.recent_batches("local", limit=10_000)),
             sum(v["total"] for v in con.arm_totals("local", "checkpoint").values()))
 
 

@@ -46,7 +46,7 @@ def test_select_then_unselect_and_repeats_apply_only_transitions(store: Preferen
     store.apply_feedback("alice", "b1", "unselect", [ids[0]])
     assert counts(store, "alice", "portrait", "ckA") == (1, 0, 0)
     assert store.total_reviews("alice") == 1
-    assert store.image_states("b1") == {ids[0]: "none", ids[1]: "none"}
+    assert store.batch_snapshot("b1").facts.states() == {ids[0]: "none", ids[1]: "none"}
 
 
 def test_unselect_alone_does_not_review(store: PreferenceStore) -> None:
@@ -98,7 +98,7 @@ def test_image_that_finishes_after_reject_all_is_not_rejected(store: PreferenceS
     ids = add_simple_batch(store, "b1", ["ckA", "ckB"], statuses=["done", "queued"])
     store.apply_feedback("alice", "b1", "reject_all")
     store.update_image(ids[1], status="done")
-    assert store.image_states("b1") == {ids[0]: "rejected", ids[1]: "none"}
+    assert store.batch_snapshot("b1").facts.states() == {ids[0]: "rejected", ids[1]: "none"}
     assert counts(store, "alice", "*", "ckB") == (1, 0, 0)
 
 
@@ -151,7 +151,7 @@ def test_rejected_requests_write_nothing(store: PreferenceStore) -> None:
         store.apply_feedback("alice", "b1", "reject_all", ids)
     assert table_rows(store, "feedback") == 0
     assert store.total_reviews(None) == 0
-    assert store.image_states("b1") == {ids[0]: "none"}
+    assert store.batch_snapshot("b1").facts.states() == {ids[0]: "none"}
 
 
 def test_failed_add_batch_leaves_nothing_behind(store: PreferenceStore) -> None:
@@ -188,7 +188,7 @@ def test_update_images_records_a_whole_job_in_one_write(store: PreferenceStore) 
     store.update_images([ImageStatus(ids[0], "done", "gpu-0", "/x/0.png", seconds=1.5),
                          ImageStatus(ids[1], "done", "gpu-0", "/x/1.png", seconds=1.5),
                          ImageStatus(ids[2], "failed", error="boom")])
-    by_id = {r.image_id: r for r in store.batch_images("b1")}
+    by_id = {r.image_id: r for r in store.batch_snapshot("b1").images}
     assert [by_id[i].status for i in ids] == ["done", "done", "failed"]
     assert by_id[ids[0]].server == "gpu-0" and by_id[ids[2]].error == "boom"
     with pytest.raises(ValueError):
@@ -204,7 +204,7 @@ def test_update_images_checks_every_step_before_writing(store: PreferenceStore) 
                 [ImageStatus(ids[0], "done"), ImageStatus(ids[1], "exploded")]):
         with pytest.raises((ValueError, UnknownImageError)):
             store.update_images(bad)
-    assert [r.status for r in store.batch_images("b1")] == ["queued", "queued"]
+    assert [r.status for r in store.batch_snapshot("b1").images] == ["queued", "queued"]
     store.update_images([ImageStatus(ids[1], "done"), ImageStatus(ids[0], "done")])
     seqs = store.read_sql("SELECT finished_seq FROM images WHERE batch_id = 'b1'")["finished_seq"]
     assert seqs.notna().all() and seqs.nunique() == 2 and store.aggregates_equal_rebuild()

@@ -59,7 +59,7 @@ def test_reopened_store_reads_what_it_read_before_closing(tmp_path: Path) -> Non
     try:  # the writer no longer remembers these batches: it reads them back from the file
         store.apply_feedback("alice", "a1", "reject", ["a1-1"])
         store.apply_feedback("alice", "a2", "unselect", ["a2-0"])
-        assert store.image_states("a1") == {"a1-0": "selected", "a1-1": "rejected",
+        assert store.batch_snapshot("a1").facts.states() == {"a1-0": "selected", "a1-1": "rejected",
                                             "a1-2": "none"}
         assert_memory_equals_sql(store, USERS, KEYWORDS, ARMS)
         assert store.aggregates_equal_rebuild()
@@ -84,7 +84,7 @@ def test_a_rolled_back_write_changes_neither_copy(
         store.apply_feedback("alice", "b1", "select", [ids[1]])
     monkeypatch.undo()
     assert evidence_snapshot(store, USERS, KEYWORDS, ARMS) == before
-    assert store.image_states("b1") == {ids[0]: "selected", ids[1]: "none"}
+    assert store.batch_snapshot("b1").facts.states() == {ids[0]: "selected", ids[1]: "none"}
     result = store.apply_feedback("alice", "b1", "select", [ids[1]])
     assert result.changed and result.selected == {ids[0], ids[1]}
     assert store.arm_totals("alice", "checkpoint")["ckB"] == {

@@ -77,7 +77,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     try:
         for batch_id in acked:
             assert store.get_batch(batch_id, "alice") is not None
-            assert list(store.image_states(batch_id).values()).count("selected") == 1
+            assert list(store.batch_snapshot(batch_id).facts.states().values()).count("selected") == 1
         assert store.total_reviews("alice") >= len(acked)
         assert store.aggregates_equal_rebuild()
     finally:

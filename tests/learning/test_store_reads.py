@@ -20,9 +20,9 @@ def test_batches_and_images_are_private_to_their_user(store: PreferenceStore) ->
     assert store.get_image(ids[0], "bob") is None
     image = store.get_image(ids[0], "alice")
     assert image.loras == (("detail", 0.6),)
-    assert [i.image_id for i in store.batch_images("b1")] == ids
+    assert [i.image_id for i in store.batch_snapshot("b1").images] == ids
     assert store.get_batch("missing", None) is None
-    assert store.image_states("missing") == {}
+    assert store.batch_snapshot("missing") is None
 
 
 def test_lineage_runs_from_first_draft_to_the_refined_image(store: PreferenceStore) -> None:

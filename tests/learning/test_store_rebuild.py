@@ -149,7 +149,7 @@ def test_incremental_aggregates_equal_rebuild_and_the_rules(data: st.DataObject)
         assert store.aggregates_equal_rebuild()  # also: the in-memory copy equals the tables
         assert stored_counts(store) == model.expected_counts()
         for batch_id, ids in model.batches.items():
-            assert store.image_states(batch_id) == {i: model.images[i].state for i in ids}
+            assert store.batch_snapshot(batch_id).facts.states() == {i: model.images[i].state for i in ids}
         assert_memory_equals_sql(store, READERS, ALL_ROWS, ARMS)
         before = evidence_snapshot(store, READERS, ALL_ROWS, ARMS)
         store.rebuild_aggregates()

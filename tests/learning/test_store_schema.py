@@ -92,7 +92,7 @@ def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     store.close()
     reopened = PreferenceStore.open(path, read_only=True)
     try:
-        assert reopened.image_states("b1") == {ids[0]: "none", ids[1]: "selected"}
+        assert reopened.batch_snapshot("b1").facts.states() == {ids[0]: "none", ids[1]: "selected"}
         assert reopened.arm_totals("alice", "checkpoint")["ckB"] == {
             "selected": 1, "total": 1, "selection_rate": 1.0}
         assert reopened.aggregates_equal_rebuild()
