@@ -13,7 +13,7 @@ import threading
 
 from draftgrid.config import parse_config
 from draftgrid.launch import launch
-from learning.store_errors import DatabaseLockedError
+from learning.store.errors import DatabaseLockedError
 
 
 def main(argv: list[str] | None = None) -> int:

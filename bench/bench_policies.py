@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bench.simulated_users import SCENARIOS, Scenario, prompt_keywords, review
-from learning.evidence import InMemoryEvidence, ReviewedImage
+from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
 from learning.models import DEFAULT_USER, Tier
-from learning.recommend import POLICIES, PolicyConfig, RecommendRequest, default_config, recommend
+from learning.recommend.planner import POLICIES, PolicyConfig, RecommendRequest, default_config, recommend
 
 BATCH = 20
 WARM_UP = 10

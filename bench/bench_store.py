@@ -24,8 +24,8 @@ from typing import Callable, Iterator, Sequence
 import duckdb
 
 from learning.models import BatchRecord, ImageRecord, ImageStatus
-from learning.schema import migrate
-from learning.store import COMPACT_EVERY_WRITES, DUCKDB_MEMORY_LIMIT, PreferenceStore
+from learning.store.schema import migrate
+from learning.store.preference_store import COMPACT_EVERY_WRITES, DUCKDB_MEMORY_LIMIT, PreferenceStore
 
 KEYWORDS, CHECKPOINTS, LORAS = 5000, 12, 50
 IMAGES_PER_BATCH, FEEDBACK_PER_BATCH = 20, 40

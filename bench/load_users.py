@@ -24,7 +24,7 @@ import numpy as np
 from gradio_client import Client
 
 from draftgrid.config import AppConfig
-from learning.store import PreferenceStore
+from learning.store.preference_store import PreferenceStore
 
 log = logging.getLogger(__name__)
 

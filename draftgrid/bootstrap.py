@@ -11,7 +11,7 @@ from draftgrid.config import AppConfig
 from draftgrid.runtime import LoopThread
 from draftgrid.service import DraftGridService
 from learning.pools import load_pools
-from learning.store import PreferenceStore
+from learning.store.preference_store import PreferenceStore
 
 log = logging.getLogger(__name__)
 

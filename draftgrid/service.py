@@ -38,8 +38,8 @@ from learning.models import (
     ArmKind, BatchRecord, FeedbackResult, ImageRecord, ImageStatus, LoraChoice, ParsedPrompt, Recommendation,
 )
 from learning.pools import PoolConfig
-from learning.recommend import RecommendRequest, lora_preferences, recommend
-from learning.store import PreferenceStore, UnknownBatchError, UnknownImageError
+from learning.recommend.planner import RecommendRequest, lora_preferences, recommend
+from learning.store.preference_store import PreferenceStore, UnknownBatchError, UnknownImageError
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from learning.evidence import InMemoryEvidence, ReviewedImage
+from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
 from learning.models import DEFAULT_USER, Recommendation, Tier
-from learning.recommend import RecommendRequest, recommend
+from learning.recommend.planner import RecommendRequest, recommend
 
 POOL = ("realvis", "epicrealism", "dreamshaper", "juggernaut", "animagine")
 FAVOURITE = "epicrealism"
@@ -118,9 +118,9 @@ def test_quick_mode_puts_everything_on_the_best(policy: str, experienced: InMemo
 def test_the_decision_is_logged_as_one_line(
     caplog: pytest.LogCaptureFixture, policy: str, experienced: InMemoryEvidence
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="learning.recommend"):
+    with caplog.at_level(logging.INFO, logger="learning.recommend.planner"):
         rec = plan(experienced, policy, LANDSCAPE, "standard")
-    (record,) = [r for r in caplog.records if r.name == "learning.recommend"]
+    (record,) = [r for r in caplog.records if r.name == "learning.recommend.planner"]
     line = record.getMessage()
     assert "\n" not in line and "photorealist landscap" in line and rec.message in line
     assert rec.message == f"High confidence ({rec.confidence:.2f}): {FAVOURITE} only"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learning.models import ArmStat
-from learning.recommend import POLICIES, PolicyConfig, RecommendRequest, recommend
+from learning.recommend.planner import POLICIES, PolicyConfig, RecommendRequest, recommend
 
 KEYWORDS = ("photorealist", "portrait", "anim", "girl")
 

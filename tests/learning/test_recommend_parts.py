@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from learning.allocation import apportion, even_split, order_by, raise_to_floors
-from learning.evidence import InMemoryEvidence, ReviewedImage
+from learning.recommend.allocation import apportion, even_split, order_by, raise_to_floors
+from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
 from learning.models import ArmStat
-from learning.posterior import combined_posterior, prior_rate
-from learning.recommend import lora_preferences
+from learning.recommend.posterior import combined_posterior, prior_rate
+from learning.recommend.planner import lora_preferences
 
 
 def test_evidence_counts_keyword_image_pairs_and_user_totals() -> None:
@@ -95,7 +95,7 @@ def test_lora_preferences_rank_by_keyword_evidence_and_default_to_base_rate() ->
 def test_slightly_negative_decayed_counts_are_clamped() -> None:
     """An undo can leave w_selected a hair below zero; the posterior must stay a valid Beta."""
     from learning.models import ArmStat
-    from learning.posterior import combined_posterior
+    from learning.recommend.posterior import combined_posterior
 
     evidence = {("portrait", "a"): ArmStat(shown=3.0, selected=-0.002), ("portrait", "b"): ArmStat(shown=2.0, selected=1.0)}
     post = combined_posterior(("portrait",), ("a", "b"), evidence, ArmStat(shown=5.0, selected=-0.001), 4.0)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from learning.store import PreferenceStore
-from learning.writer import WriterClosedError
+from learning.store.preference_store import PreferenceStore
+from learning.store.writer import WriterClosedError
 from tests.learning.test_store_helpers import add_simple_batch, counts
 
 
@@ -44,7 +44,7 @@ def test_urgent_writes_jump_the_queue_and_stop_waits_for_everything() -> None:
 
     import duckdb
 
-    from learning.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
+    from learning.store.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
 
     con = duckdb.connect(":memory:")
     con.execute("CREATE TABLE log (what VARCHAR)")

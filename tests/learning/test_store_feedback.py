@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from learning.models import ImageStatus
-from learning.store import PreferenceStore, UnknownBatchError, UnknownImageError
+from learning.store.preference_store import PreferenceStore, UnknownBatchError, UnknownImageError
 from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
     add_simple_batch,
     counts,

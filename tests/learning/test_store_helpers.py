@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from learning.models import ArmKind, ArmStat, BatchRecord, ImageRecord
-from learning.store import PreferenceStore
+from learning.store.preference_store import PreferenceStore
 
 
 def make_batch(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from learning import fact_writes
-from learning.recent_batches import RecentBatches
-from learning.store import PreferenceStore
-from learning.store_reads import BatchFacts
+from learning.store import fact_writes
+from learning.store.recent_batches import RecentBatches
+from learning.store.preference_store import PreferenceStore
+from learning.store.fact_reads import BatchFacts
 from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
     add_simple_batch,
     assert_memory_equals_sql,

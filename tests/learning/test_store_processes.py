@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from learning.store import DatabaseLockedError, PreferenceStore
+from learning.store.preference_store import DatabaseLockedError, PreferenceStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
 _HOLDER = textwrap.dedent("""
     import sys
-    from learning.store import PreferenceStore
+    from learning.store.preference_store import PreferenceStore
     store = PreferenceStore.open(sys.argv[1])
     print("ready", flush=True)
     sys.stdin.read()
@@ -26,7 +26,7 @@ _HOLDER = textwrap.dedent("""
 
 _WRITER = textwrap.dedent("""
     import sys
-    from learning.store import PreferenceStore
+    from learning.store.preference_store import PreferenceStore
     from tests.learning.test_store_helpers import add_simple_batch
     store = PreferenceStore.open(sys.argv[1])
     n = 0

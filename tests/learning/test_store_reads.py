@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from learning.store import PreferenceStore
+from learning.store.preference_store import PreferenceStore
 from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
     add_simple_batch,
     make_batch,

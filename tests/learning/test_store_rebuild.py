@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learning.models import ImageRecord
-from learning.store import PreferenceStore, StoreError
+from learning.store.preference_store import PreferenceStore, StoreError
 from tests.learning.test_store_helpers import (
     assert_memory_equals_sql,
     evidence_snapshot,

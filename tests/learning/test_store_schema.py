@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from learning.schema import LATEST_VERSION, MIGRATIONS, Migration, migrate, schema_version
-from learning.store import PreferenceStore, SchemaTooNewError, StoreError
+from learning.store.schema import LATEST_VERSION, MIGRATIONS, Migration, migrate, schema_version
+from learning.store.preference_store import PreferenceStore, SchemaTooNewError, StoreError
 from tests.learning.test_store_helpers import add_simple_batch
 
 

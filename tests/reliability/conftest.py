@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import httpx
 
 from draftgrid.launch import RunningApp
-from learning.store import PreferenceStore
+from learning.store.preference_store import PreferenceStore
 from bench.app_process import REPO, AppProcess
 from tests.app.conftest import free_port, start_app, wait_done
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import httpx
 
-from learning.schema import LATEST_VERSION, MIGRATIONS
-from learning.store import PreferenceStore
+from learning.store.schema import LATEST_VERSION, MIGRATIONS
+from learning.store.preference_store import PreferenceStore
 from tests.reliability.conftest import (
     REPO, AppProcess, api, assert_store_consistent, start_app, table_counts, wait_done,
 )
@@ -135,7 +135,7 @@ def test_sigkill_during_feedback_keeps_every_acknowledged_write(tmp_path: Path) 
 # its transaction (after the view and a column were created, before COMMIT).
 MIGRATE_SLOWLY = """
 import sys, duckdb
-from learning.schema import MIGRATIONS, Migration, migrate
+from learning.store.schema import MIGRATIONS, Migration, migrate
 con = duckdb.connect(sys.argv[1])
 con.create_function("announce", lambda: print("MIGRATING", flush=True) or 1, [], "INTEGER",
                     side_effects=True)

@@ -1,6 +1,6 @@
 """Write transactions on the facts; each keeps the aggregates in step inside the same transaction.
 
-Every function here runs on the writer thread with an open transaction (see `learning.writer`):
+Every function here runs on the writer thread with an open transaction (see `learning.store.writer`):
 it validates first and raises before writing, so a rejected request changes nothing. Batches
 are read through `ctx.batches` (the writer's memory of recent batches, else the database), and
 every batch a write changes is handed back to it, as the transaction leaves it.
@@ -15,9 +15,9 @@ from typing import Sequence
 
 import duckdb
 
-from learning.aggregate_memory import AggregateChanges
-from learning.aggregates import add_changes, bump_review_seq
-from learning.feedback_rules import (
+from learning.store.aggregates_memory import AggregateChanges
+from learning.store.aggregates import add_changes, bump_review_seq
+from learning.store.counting_rules import (
     ALL_KEYWORDS,
     BATCH_ACTIONS,
     CLICK_ACTIONS,
@@ -29,9 +29,9 @@ from learning.feedback_rules import (
     contributions,
 )
 from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus
-from learning.recent_batches import BatchChanges
-from learning.store_errors import UnknownBatchError, UnknownImageError
-from learning.store_reads import BatchFacts
+from learning.store.recent_batches import BatchChanges
+from learning.store.errors import UnknownBatchError, UnknownImageError
+from learning.store.fact_reads import BatchFacts
 
 log = logging.getLogger(__name__)
 

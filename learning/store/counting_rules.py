@@ -1,6 +1,6 @@
 """The counting rules in plain Python, for the write path (one batch at a time, in microseconds).
 
-The same rules exist as SQL in `learning.replay` for the bulk rebuild over millions of facts;
+The same rules exist as SQL in `learning.store.counting_sql` for the bulk rebuild over millions of facts;
 DuckDB needs ~10 ms just to plan that windowed query, too slow for a click. The hypothesis test
 in tests/learning/test_store_rebuild.py holds the two to the same answers.
 

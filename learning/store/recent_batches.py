@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 import duckdb
 
-from learning.store_reads import BatchFacts, load_batch_facts
+from learning.store.fact_reads import BatchFacts, load_batch_facts
 
 # Batches the users may still click on: their sessions' recent grids (~60 small objects each).
 # Older ones are simply read back from the database.

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import duckdb
 
-from learning.store_errors import SchemaTooNewError, StoreError
-from learning.timestamps import utc_now
+from learning.store.errors import SchemaTooNewError, StoreError
+from learning.store.timestamps import utc_now
 
 log = logging.getLogger(__name__)
 

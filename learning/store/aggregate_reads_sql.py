@@ -12,9 +12,9 @@ from typing import Sequence
 import duckdb
 import pandas
 
-from learning.aggregate_memory import sum_stats
+from learning.store.aggregates_memory import sum_stats
 from learning.models import ArmKind, ArmStat
-from learning.replay import ALL_KEYWORDS
+from learning.store.counting_sql import ALL_KEYWORDS
 
 
 def _user_filter(user_id: str | None) -> str:
@@ -25,7 +25,7 @@ def _user_filter(user_id: str | None) -> str:
 @dataclass(frozen=True)
 class SqlAggregates:
     """The evidence reads as DuckDB answers them from the aggregate tables. The store serves
-    these from memory (`learning.aggregate_memory`); this is what that copy must equal."""
+    these from memory (`learning.store.aggregates_memory`); this is what that copy must equal."""
 
     cur: duckdb.DuckDBPyConnection
     half_life: float

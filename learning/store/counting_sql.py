@@ -1,6 +1,6 @@
 """The counting rules as SQL, for the rebuild: which (keyword, arm) counts change at which fact.
 
-The write path applies the same rules in Python (`learning.feedback_rules`), one batch at a
+The write path applies the same rules in Python (`learning.store.counting_rules`), one batch at a
 time; this is their set-based form, which replays millions of facts in seconds:
 
 * an image contributes once its batch is reviewed AND it is done: shown 1, selected 1 if its
@@ -19,7 +19,7 @@ Facts are ordered by `ord` (the shared `fact_seq` sequence).
 
 from __future__ import annotations
 
-from learning.feedback_rules import ALL_KEYWORDS, CLICK_ACTIONS, REVIEW_ACTIONS
+from learning.store.counting_rules import ALL_KEYWORDS, CLICK_ACTIONS, REVIEW_ACTIONS
 
 
 def _sql_list(values: tuple[str, ...]) -> str:

@@ -18,23 +18,23 @@ from typing import Callable, Literal, Sequence, TypeVar
 import duckdb
 import pandas
 
-from learning import aggregates, fact_writes, stats_queries, store_reads, transfer
-from learning.aggregate_memory import AggregateMemory
-from learning.fact_writes import WriteContext
+from learning.store import aggregate_reads_sql, aggregates, fact_reads, fact_writes, transfer
+from learning.store.aggregates_memory import AggregateMemory
+from learning.store.fact_writes import WriteContext
 from learning.models import (
     ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
 )
-from learning.recent_batches import RecentBatches
-from learning.schema import migrate, require_latest
-from learning.store_errors import (
+from learning.store.recent_batches import RecentBatches
+from learning.store.schema import migrate, require_latest
+from learning.store.errors import (
     DatabaseLockedError,
     SchemaTooNewError,
     StoreError,
     UnknownBatchError,
     UnknownImageError,
 )
-from learning.timestamps import utc_now
-from learning.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
+from learning.store.timestamps import utc_now
+from learning.store.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
 
 __all__ = [
     "DatabaseLockedError",
@@ -178,14 +178,14 @@ class PreferenceStore:
     # reads ------------------------------------------------------------------------------
 
     def get_batch(self, batch_id: str, user_id: str | None) -> BatchRecord | None:
-        return store_reads.get_batch(self._cursor(), batch_id, user_id)
+        return fact_reads.get_batch(self._cursor(), batch_id, user_id)
 
-    def batch_snapshot(self, batch_id: str) -> store_reads.BatchSnapshot | None:
+    def batch_snapshot(self, batch_id: str) -> fact_reads.BatchSnapshot | None:
         """The batch, its images in grid order and its facts (selection states) in one read."""
-        return store_reads.load_batch_snapshot(self._cursor(), batch_id)
+        return fact_reads.load_batch_snapshot(self._cursor(), batch_id)
 
     def get_image(self, image_id: str, user_id: str | None) -> ImageRecord | None:
-        return store_reads.get_image(self._cursor(), image_id, user_id)
+        return fact_reads.get_image(self._cursor(), image_id, user_id)
 
     def arm_stats(
         self,
@@ -208,21 +208,21 @@ class PreferenceStore:
     def keyword_table(
         self, user_id: str | None, kind: ArmKind = "checkpoint", keyword_filter: str | None = None
     ) -> pandas.DataFrame:
-        return stats_queries.keyword_table(self._cursor(), user_id, kind, keyword_filter)
+        return aggregate_reads_sql.keyword_table(self._cursor(), user_id, kind, keyword_filter)
 
     def confidence_history(self, user_id: str | None) -> pandas.DataFrame:
-        return store_reads.confidence_history(self._cursor(), user_id)
+        return fact_reads.confidence_history(self._cursor(), user_id)
 
     def recent_batches(self, user_id: str, limit: int = 20) -> list[BatchRecord]:
-        return store_reads.recent_batches(self._cursor(), user_id, limit)
+        return fact_reads.recent_batches(self._cursor(), user_id, limit)
 
     def lineage(self, image_id: str) -> list[ImageRecord]:
-        return store_reads.lineage(self._cursor(), image_id)
+        return fact_reads.lineage(self._cursor(), image_id)
 
-    def sql_aggregates(self) -> stats_queries.SqlAggregates:
+    def sql_aggregates(self) -> aggregate_reads_sql.SqlAggregates:
         """The same evidence reads answered by DuckDB instead of the in-memory copy, on this
         thread's cursor: the reference the copy is checked against, and the bench's baseline."""
-        return stats_queries.SqlAggregates(self._cursor(), self.half_life)
+        return aggregate_reads_sql.SqlAggregates(self._cursor(), self.half_life)
 
     def read_sql(self, query: str, params: Sequence[object] | dict[str, object] = ()) -> pandas.DataFrame:
         """Run a read-only query (e.g. on the `generation_logs` view) on this thread's cursor.

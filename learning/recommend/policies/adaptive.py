@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from learning.allocation import order_by, raise_to_floors
-from learning.posterior import combined_posterior, posterior_draws, win_probabilities
-from learning.recommend_types import Plan, PolicyConfig, PolicyInput, RecommendRequest
+from learning.recommend.allocation import order_by, raise_to_floors
+from learning.recommend.posterior import combined_posterior, posterior_draws, win_probabilities
+from learning.recommend.types import Plan, PolicyConfig, PolicyInput, RecommendRequest
 
 
 def plan_adaptive(inp: PolicyInput) -> Plan:

@@ -13,11 +13,11 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 
 from learning.models import ArmStat, Recommendation
-from learning.policies.adaptive import plan_adaptive
-from learning.policies.seed import plan_seed
-from learning.policies.uniform import plan_uniform
-from learning.posterior import combined_posterior
-from learning.recommend_types import SEED_CONFIG, Plan, PolicyConfig, PolicyInput, RecommendRequest
+from learning.recommend.policies.adaptive import plan_adaptive
+from learning.recommend.policies.seed import plan_seed
+from learning.recommend.policies.uniform import plan_uniform
+from learning.recommend.posterior import combined_posterior
+from learning.recommend.types import SEED_CONFIG, Plan, PolicyConfig, PolicyInput, RecommendRequest
 
 __all__ = ["POLICIES", "PolicyConfig", "RecommendRequest", "default_config", "lora_preferences", "recommend"]
 

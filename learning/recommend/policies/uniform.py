@@ -6,9 +6,9 @@ no pool position is favoured over many batches.
 
 from __future__ import annotations
 
-from learning.allocation import even_split
-from learning.policies.seed import seed_confidence, seed_scores
-from learning.recommend_types import Plan, PolicyInput
+from learning.recommend.allocation import even_split
+from learning.recommend.policies.seed import seed_confidence, seed_scores
+from learning.recommend.types import Plan, PolicyInput
 
 
 def plan_uniform(inp: PolicyInput) -> Plan:

@@ -4,10 +4,10 @@ Decayed counts (`w_*`) are stored as of a row's `review_seq`; a row's value now 
 value decayed to the user's current seq. Writes append change rows stamped with the current
 seq to `preference_stats_pending` (cheap); compaction folds them into `preference_stats`
 (decay the kept row to the change's seq, add). The rebuild sums every change decayed from the
-seq it happened at (rules as SQL in `learning.replay`). SQL readers see both tables summed,
+seq it happened at (rules as SQL in `learning.store.counting_sql`). SQL readers see both tables summed,
 through the `preference_stats_now` macro, so compaction never changes what they read. Every
 change is also handed to the transaction's `AggregateChanges`, which moves the in-memory copy
-(`learning.aggregate_memory`) forward once the transaction commits.
+(`learning.store.aggregates_memory`) forward once the transaction commits.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from datetime import datetime
 import duckdb
 import pandas
 
-from learning.aggregate_memory import AggregateChanges, AggregateMemory
-from learning.feedback_rules import REVIEW_ACTIONS, ArmKey, Counts
-from learning.replay import REBUILT_CTE
+from learning.store.aggregates_memory import AggregateChanges, AggregateMemory
+from learning.store.counting_rules import REVIEW_ACTIONS, ArmKey, Counts
+from learning.store.counting_sql import REBUILT_CTE
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from statistics import fmean
 
-from learning.allocation import apportion, even_split, order_by
+from learning.recommend.allocation import apportion, even_split, order_by
 from learning.models import ArmStat
-from learning.recommend_types import Plan, PolicyInput, RecommendRequest
+from learning.recommend.types import Plan, PolicyInput, RecommendRequest
 
 _EXPLORE_WIDTH = 3
 _RECOMMENDED_SHARE = 0.7

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import duckdb
 
-from learning.feedback_rules import ALL_KEYWORDS, ArmKey, Counts
+from learning.store.counting_rules import ALL_KEYWORDS, ArmKey, Counts
 from learning.models import ArmKind, ArmStat
 
 Weights = tuple[float, float, float]  # decayed (shown, selected, rejected) at the change's seq

@@ -14,8 +14,8 @@ from typing import Literal
 
 import duckdb
 
-from learning.aggregates import apply_import
-from learning.fact_writes import WriteContext
+from learning.store.aggregates import apply_import
+from learning.store.fact_writes import WriteContext
 
 log = logging.getLogger(__name__)
 
