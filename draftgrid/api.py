@@ -162,7 +162,7 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], st
     @router.get("/preferences/export")
     async def export(request: Request, user: str = User) -> Any:
         fmt = parse_query(request, FormatQuery).format
-        data = await call(service.store.export_preferences, user, fmt)
+        data = await call(service.export_preferences, user, fmt)
         media = "text/csv" if fmt == "csv" else "application/vnd.apache.parquet"
         return Response(data, media_type=media, headers={
             "Content-Disposition": f'attachment; filename="draftgrid-preferences.{fmt}"'})

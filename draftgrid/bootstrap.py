@@ -21,17 +21,19 @@ class Backend:
     """Everything that must be stopped again, in reverse order of start."""
 
     service: DraftGridService
+    store: PreferenceStore
+    pool: ServerPool
     runner: LoopThread
     simulator: SimulatorThread | None
 
     def stop(self) -> None:
         try:
-            self.runner.run(self.service.pool.close(), timeout=10)
+            self.runner.run(self.pool.close(), timeout=10)
         finally:
             self.runner.stop()
             if self.simulator is not None:
                 self.simulator.stop()
-            self.service.store.close()
+            self.store.close()
 
 
 def start_simulator(config: AppConfig) -> SimulatorThread:
@@ -69,4 +71,4 @@ def start_backend(config: AppConfig) -> Backend:
         service.refresh_catalog()
     except Exception as exc:  # servers may come online later; the GPUs panel shows them offline
         log.warning("Could not read the servers' models yet: %s", exc)
-    return Backend(service, runner, simulator)
+    return Backend(service, store, pool, runner, simulator)

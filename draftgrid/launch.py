@@ -43,7 +43,7 @@ def launch(config: AppConfig) -> RunningApp:
         app, local_url, share_url = demo.launch(
             server_name=config.host, server_port=config.port, share=config.share,
             auth=list(config.auth) or None, prevent_thread_lock=True, quiet=True, css=css,
-            allowed_paths=[str(backend.service.thumbs_dir.resolve())], show_error=True,
+            allowed_paths=[str(backend.service.thumbnails_dir.resolve())], show_error=True,
             footer_links=["api"], ssr_mode=False,
         )
         install_api(app, backend.service, make_current_user(app, credentials))

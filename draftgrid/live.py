@@ -77,12 +77,16 @@ class LiveBoard:
             if new:
                 self._update(batch_id, images=True, order=cur.order + new, running=cur.running - set(new))
 
-    def image_failed(self, batch_id: str, image_id: str, reason: str) -> None:
+    def images_failed(self, batch_id: str, image_ids: list[str], reason: str) -> None:
+        """Images that will never finish (one change for all of them)."""
         with self._lock:
             cur = self._batches.get(batch_id)
-            if cur is not None:
-                self._update(batch_id, images=True, failed=cur.failed + ((image_id, reason),),
-                             running=cur.running - {image_id})
+            if cur is None or not image_ids:
+                return
+            failed = {i for i, _ in cur.failed}
+            new = tuple((i, reason) for i in dict.fromkeys(image_ids) if i not in failed)
+            if new:
+                self._update(batch_id, images=True, failed=cur.failed + new, running=cur.running - set(image_ids))
 
     def images_running(self, batch_id: str, image_ids: list[str]) -> None:
         with self._lock:

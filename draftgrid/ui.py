@@ -134,7 +134,7 @@ class DraftGridUI:
 
     def _picker(self, user: str, current: str) -> Any:
         """The recent-batches dropdown, so earlier grids can be reopened (and refined)."""
-        choices = [(batch_label(b), b.batch_id) for b in self.service.store.recent_batches(user, limit=30)]
+        choices = [(batch_label(b), b.batch_id) for b in self.service.recent_batches(user, limit=30)]
         return gr.Dropdown(choices=choices, value=current)
 
     def open_batch(self, batch_id: str | None, request: gr.Request) -> StreamOut:
@@ -215,12 +215,11 @@ class DraftGridUI:
     # ---------------------------------------------------------------- stats
     def stats(self, scope: str, keyword_filter: str, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
-        store_user = None if scope == "All users" else user
-        ckpt = _rates_frame(self.service.store.arm_totals(store_user, "checkpoint"), "checkpoint")
-        lora = _rates_frame(self.service.store.arm_totals(store_user, "lora"), "lora")
-        scope_name = "global" if store_user is None else "user"
+        scope_name = "global" if scope == "All users" else "user"
+        ckpt = _rates_frame(self.service.arm_totals(user, "checkpoint", scope_name), "checkpoint")
+        lora = _rates_frame(self.service.arm_totals(user, "lora", scope_name), "lora")
         keywords = self.service.keyword_table(user, scope_name, keyword_filter or None).round(3)
-        history = self.service.store.confidence_history(store_user)
+        history = self.service.confidence_history(user, scope_name)
         history = history.assign(batch=range(1, len(history) + 1)) if len(history) else pd.DataFrame(
             {"batch": [], "confidence": [], "strategy": []})
         summary = (f"<span id='dg-stats-summary'>{int(ckpt['selected'].sum()) if len(ckpt) else 0} selected of "
@@ -228,7 +227,7 @@ class DraftGridUI:
         return summary, ckpt, ckpt, keywords, lora, history
 
     def export(self, fmt: str, request: gr.Request) -> str:
-        data = self.service.store.export_preferences(user_of(request), fmt)
+        data = self.service.export_preferences(user_of(request), fmt)
         out = Path(tempfile.mkdtemp(prefix="draftgrid-export-")) / f"draftgrid-preferences.{fmt}"
         out.write_bytes(data)
         return str(out)
@@ -253,13 +252,13 @@ class DraftGridUI:
             "device": s.device, "VRAM free / total (GB)": f"{s.vram_free / 2**30:.1f} / {s.vram_total / 2**30:.1f}",
             "url": s.url, "last error": s.last_error or "",
         } for s in self.service.gpus()]
-        ckpt = _rates_frame(self.service.store.arm_totals(user_of(request), "checkpoint"), "checkpoint")
+        ckpt = _rates_frame(self.service.arm_totals(user_of(request), "checkpoint"), "checkpoint")
         return pd.DataFrame(rows), ckpt
 
     # ---------------------------------------------------------------- layout
     def build(self) -> gr.Blocks:
         svc = self.service
-        samplers = list(svc.catalog().samplers) if svc._catalog else []
+        samplers = svc.samplers()
         with gr.Blocks(title="DraftGrid") as demo:
             if svc.simulated:
                 gr.HTML("<div class='dg-banner' id='dg-sim-banner'>⚠ Simulated GPUs — the built-in ComfyUI "

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
@@ -24,7 +24,7 @@ from learning.models import Tier
 log = logging.getLogger(__name__)
 
 DEFAULT_POOLS_PATH = Path(__file__).resolve().parent.parent / "assets" / "pools.toml"
-TIERS: tuple[Tier, ...] = ("draft", "standard", "quality")
+TIERS: tuple[Tier, ...] = get_args(Tier)
 FAMILIES = (SD15, SDXL)
 
 _POOL_KEY = rf"^({'|'.join(FAMILIES)})_({'|'.join(TIERS)})$"
@@ -98,13 +98,14 @@ class PoolConfig:
                  key, family, fallback)
         return fallback
 
-    def refine_target(self, family: str, tier: str) -> tuple[str, Tier]:
-        """Where a refine of (family, tier) goes: the file's mapping, else the next tier."""
+    def refine_target(self, family: str, tier: str) -> tuple[str, Tier] | None:
+        """Where a refine of (family, tier) goes: the file's `[refine]` mapping, else the next tier
+        of the same family; None from the highest tier unless the file maps it somewhere."""
         mapped = self.refine.get(pool_key(family, tier))
         if mapped:
             return _split_key(mapped)
         index = TIERS.index(cast(Tier, tier)) if tier in TIERS else len(TIERS) - 1
-        return family, TIERS[min(index + 1, len(TIERS) - 1)]
+        return (family, TIERS[index + 1]) if index + 1 < len(TIERS) else None
 
 
 def load_pools(path: Path | None = None) -> PoolConfig:

@@ -16,7 +16,7 @@ IMAGE_FIELDS = {"image_id", "status", "url", "checkpoint", "loras", "seed", "ser
 
 
 def table_counts(app: RunningApp) -> tuple[int, int, int]:
-    con = app.backend.service.store
+    con = app.backend.store
     return (len(con.recent_batches("local", limit=10_000)),
             sum(len(con.batch_snapshot(b.batch_id).images) for b in con.recent_batches("local", limit=10_000)),
             sum(v["total"] for v in con.arm_totals("local", "checkpoint").values()))
@@ -182,7 +182,7 @@ def test_two_tabs_clicking_at_once_lose_nothing(client: httpx.Client, app: Runni
     assert not errors
     final = client.get(f"/api/batches/{ticket['batch_id']}").json()
     assert all(i["selected"] for i in final["images"])
-    assert app.backend.service.store.aggregates_equal_rebuild()
+    assert app.backend.store.aggregates_equal_rebuild()
 
 
 def test_simulator_banner_is_in_the_ui(client: httpx.Client) -> None:

@@ -82,7 +82,7 @@ def test_no_server_online_is_503_and_writes_nothing(tmp_path: Path) -> None:
         assert sim is not None
         for server in sim.servers:
             sim.call(server.stop())
-        store = running.backend.service.store
+        store = running.backend.store
         with _client(running, None) as c:
             deadline = time.monotonic() + 15  # the pool's health check (every 5 s) notices
             while any(g["online"] for g in c.get("/api/gpus").json()):

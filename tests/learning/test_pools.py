@@ -158,7 +158,12 @@ def test_refine_defaults_to_the_next_tier_of_the_same_family(tmp_path: Path) -> 
     config = load_pools(write(tmp_path, ""))
     assert config.refine_target("sd15", "draft") == ("sd15", "standard")
     assert config.refine_target("sdxl", "standard") == ("sdxl", "quality")
-    assert config.refine_target("sdxl", "quality") == ("sdxl", "quality")
+    assert config.refine_target("sdxl", "quality") is None  # nothing above quality, unless mapped
+
+
+def test_refine_from_the_quality_tier_follows_the_file(tmp_path: Path) -> None:
+    config = load_pools(write(tmp_path, '[refine]\nsd15_quality = "sdxl_quality"\n'))
+    assert config.refine_target("sd15", "quality") == ("sdxl", "quality")
 
 
 def test_refine_can_move_to_another_family(tmp_path: Path) -> None:

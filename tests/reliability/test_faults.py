@@ -65,7 +65,7 @@ def test_server_killed_mid_batch_restarted_and_killed_again(app: RunningApp, cli
     assert_complete(client, generate(client, count=20))
     wait_gpus(client, {GPU0: False})
     assert_complete(client, generate(client, count=8))
-    assert_store_consistent(app.backend.service.store)
+    assert_store_consistent(app.backend.store)
 
 
 def test_all_servers_down_then_one_back(app: RunningApp, client: httpx.Client) -> None:
@@ -76,15 +76,15 @@ def test_all_servers_down_then_one_back(app: RunningApp, client: httpx.Client) -
     assert lost["status"] == "failed"
     assert all(i["status"] == "failed" and i["error"] for i in lost["images"])
 
-    before = table_counts(app.backend.service.store)
+    before = table_counts(app.backend.store)
     refused = client.post("/api/generate/batch", json={"prompt": "a lighthouse", "count": 4})
     assert refused.status_code == 503 and "no ComfyUI server is online" in refused.json()["detail"]
-    assert table_counts(app.backend.service.store) == before  # a refused request writes nothing
+    assert table_counts(app.backend.store) == before  # a refused request writes nothing
 
     sim_call(app, servers[1].restart())
     back = assert_complete(client, generate(client, count=8))
     assert {i["server"] for i in back["images"]} == {GPU1}
-    assert_store_consistent(app.backend.service.store)
+    assert_store_consistent(app.backend.store)
 
 
 def test_hung_server_times_out_and_its_work_moves(app: RunningApp, client: httpx.Client) -> None:
@@ -98,23 +98,45 @@ def test_hung_server_times_out_and_its_work_moves(app: RunningApp, client: httpx
     gpu0.faults.hang = False
     wait_gpus(client, {GPU0: True})
     assert_complete(client, generate(client, count=8))
-    assert_store_consistent(app.backend.service.store)
+    assert_store_consistent(app.backend.store)
 
 
 def test_every_server_hung_ends_the_batch_and_refuses_the_next(app: RunningApp, client: httpx.Client) -> None:
+    """The servers hang while the batch runs: it ends by time-out, every image saying so."""
+    import time  # local: only this test needs them
+
+    from comfy.simulator import TimeModel
+
     servers = app.backend.simulator.servers  # type: ignore[union-attr]
+    instant = [server.time_model for server in servers]
+    for server in servers:  # a prompt now takes minutes: at speed 0 it would be over before the hang
+        server.time_model = TimeModel(checkpoint_load={"sd15": 120.0, "sdxl": 120.0}, step_seconds=30.0)
     ticket = generate(client, count=8)
+    deadline = time.monotonic() + 30
+    while not any(server.queue.running for server in servers):  # a prompt of the batch is on a GPU
+        assert time.monotonic() < deadline, "no prompt of the batch ever started"
+        time.sleep(0.01)
     for server in servers:
         server.faults.hang = True
+    started = time.monotonic()
     stuck = wait_done(client, ticket["batch_id"])  # ends by time-out, not an eternal wait
-    assert all(i["status"] == "done" or i["error"] for i in stuck["images"])
-    wait_gpus(client, {GPU0: False, GPU1: False})
+    assert time.monotonic() - started < 30 * TIMEOUT  # far sooner than the minutes the prompt takes
+    print("DEBUG", time.monotonic() - started, [(i["status"], i["error"]) for i in stuck["images"]])
+    assert stuck["status"] == "failed", stuck["status"]
+    for image in stuck["images"]:
+        assert image["status"] == "failed" and ("timed out" in image["error"] or "no answer" in image["error"]), image
+    gpus = wait_gpus(client, {GPU0: False, GPU1: False})
+    assert all("timed out" in g["last_error"] or "no answer" in g["last_error"] for g in gpus), gpus
+    print("DEBUG gpus", [g["last_error"] for g in gpus])
     assert client.post("/api/generate/batch", json={"prompt": "a cat"}).status_code == 503
 
+    for server, model in zip(servers, instant):
+        server.time_model = model
     servers[0].faults.hang = False
+    httpx.post(f"{servers[0].url}/interrupt", timeout=10)  # its frozen prompt would still take minutes
     wait_gpus(client, {GPU0: True})
     assert_complete(client, generate(client, count=8))
-    assert_store_consistent(app.backend.service.store)
+    assert_store_consistent(app.backend.store)
 
 
 def test_checkpoint_deleted_between_planning_and_running(tmp_path: Path) -> None:
@@ -144,6 +166,6 @@ def test_checkpoint_deleted_between_planning_and_running(tmp_path: Path) -> None
             following = generate(client, count=12, tier="draft", seed=5)
             assert DREAMSHAPER not in following["checkpoint_distribution"]
             assert_complete(client, following)
-        assert_store_consistent(running.backend.service.store)
+        assert_store_consistent(running.backend.store)
     finally:
         running.close()

@@ -30,6 +30,7 @@ from tests.reliability.test_malicious_server import wait_settled
 SETTINGS = settings(deadline=None, derandomize=True,  # derandomized: the same inputs on every run
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 TRIED: Counter[str] = Counter()  # inputs tried per test, printed for the report
+ROUTE_EXAMPLES, PROMPT_EXAMPLES = 100, 45  # inputs each fuzzer tries per run
 FIELDS = ("session_id", "prompt", "negative_prompt", "count", "explore_mode", "auto_lora", "model_family", "tier",
           "aspect_ratio", "seed", "parent_image_ids", "width", "height", "steps", "cfg", "sampler_name",
           "scheduler", "batch_id", "selected", "unselected", "rejected", "reject_all", "viewed")
@@ -103,11 +104,11 @@ def assert_readable(response: httpx.Response) -> None:
 
 
 def test_every_route_answers_junk_without_5xx_or_partial_writes(app: RunningApp, known: dict[str, Any]) -> None:
-    store = app.backend.service.store
+    store = app.backend.store
     routes = api_routes(app)
     assert len(routes) >= 14, routes  # the contract's routes, and any added later
 
-    @settings(SETTINGS, max_examples=100)
+    @settings(SETTINGS, max_examples=ROUTE_EXAMPLES)
     @given(route=st.sampled_from(routes), ident=path_ids(known), body=bodies(known),
            query=st.dictionaries(st.sampled_from(QUERY_KEYS) | st.text(max_size=6), st.text(max_size=30), max_size=3))
     def attack(route: tuple[str, str], ident: str, body: bytes, query: dict[str, str]) -> None:
@@ -174,9 +175,9 @@ def squash(text: str) -> str:
 
 def test_hostile_prompts_reach_comfy_verbatim_or_are_refused(app: RunningApp, known: dict[str, Any]) -> None:
     triggers = {l["name"]: l["trigger_words"] for l in known["loras"]}
-    store = app.backend.service.store
+    store = app.backend.store
 
-    @settings(SETTINGS, max_examples=45)  # each one renders a batch and reads it back from the simulator
+    @settings(SETTINGS, max_examples=PROMPT_EXAMPLES)  # each one renders a batch and reads it back from the simulator
     @given(prompt=prompts(known), negative=st.sampled_from(["", "ugly, (blurry:1.3)", '"}, {"x": 1', "\n\n🙈"]),
            auto_lora=st.booleans())
     def attack(prompt: str, negative: str, auto_lora: bool) -> None:
@@ -224,6 +225,16 @@ def check_graph(graph: dict[str, Any], prompt: str, negative: str, triggers: dic
         len(extra) <= sum(len(squash(t)) for t in added), (extra, added)
 
 
-def test_inputs_tried_are_counted() -> None:
-    """Keeps the counts visible in the run's output (-s) for docs/RELIABILITY.md."""
+def test_inputs_tried_are_counted(request: pytest.FixtureRequest) -> None:
+    """The fuzzers above really tried as many inputs as their settings ask for, and the prompts took
+    both ways (some refused, some rendered). The counts are printed (-s) for docs/RELIABILITY.md."""
     print(f"\nhostile inputs tried: {dict(TRIED)}")
+    ran = {item.originalname for item in request.session.items}
+    if test_every_route_answers_junk_without_5xx_or_partial_writes.__name__ in ran:
+        assert TRIED["routes"] == ROUTE_EXAMPLES, dict(TRIED)
+    if test_hostile_prompts_reach_comfy_verbatim_or_are_refused.__name__ in ran:
+        assert TRIED["prompts"] == PROMPT_EXAMPLES, dict(TRIED)
+        assert 0 < TRIED["prompts refused"] < TRIED["prompts"], dict(TRIED)
+    assert ran & {test_every_route_answers_junk_without_5xx_or_partial_writes.__name__,
+                  test_hostile_prompts_reach_comfy_verbatim_or_are_refused.__name__}, \
+        "run with the fuzz tests above (this test checks what they counted)"

@@ -4,23 +4,31 @@ For every way the double (tests/reliability/malicious_comfy.py) misbehaves, a ba
 each image done or failed with a readable reason, the bad server must show up as faulty in
 GET /api/gpus (or be named in the failed images' reasons when only its pictures were bad), the app
 must write nothing outside its data folder, its memory must stay bounded, and it must keep serving.
+The image-count misbehaviours (`POOL_LEVEL`) are tested against the pool itself: what it yields
+for them is the contract of comfy/models.py's `PoolEvent`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from comfy.models import GenerationSpec, ImageResult, JobFailed, PoolEvent, PoolJob
+from comfy.pool import ServerPool
 from comfy.simulator import SimulatorThread
 from draftgrid.launch import RunningApp
 from draftgrid.live import LiveBatch
 from draftgrid.service import BatchView
+from learning.models import DEFAULT_USER
 from draftgrid.ui import _preview
 from tests.reliability.conftest import api, assert_store_consistent, start_app
 from tests.reliability.malicious_comfy import MaliciousComfy, Misbehaviour, bomb_png, png_bytes
@@ -28,6 +36,8 @@ from tests.reliability.malicious_comfy import MaliciousComfy, Misbehaviour, bomb
 INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler")
 RSS_HEADROOM = 150 * 1024 * 1024
 # only the images are bad (the protocol was followed): the service refuses them one by one
+POOL_LEVEL = (Misbehaviour.FEWER_IMAGES, Misbehaviour.DUPLICATE_IMAGES)
+APP_LEVEL = [m for m in Misbehaviour if m not in POOL_LEVEL]
 
 
 @dataclass
@@ -97,7 +107,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
 def bring_back(setup: Setup) -> dict[str, dict]:
     """End the double's quarantine, health-check now and return the servers by name."""
-    for member in setup.app.backend.service.pool._members.values():
+    for member in setup.app.backend.pool._members.values():
         member.quarantined_until = 0.0
     setup.app.backend.service.refresh_catalog()
     with api(setup.app) as c:
@@ -105,15 +115,12 @@ def bring_back(setup: Setup) -> dict[str, dict]:
 
 
 def wait_settled(app: RunningApp, batch_id: str, timeout: float = 60.0) -> None:
-    """Block on the live board (an event, not polling) until the batch has finished."""
-    board = app.backend.service.live
-    version = -1
-    while (live := board.wait(batch_id, version, timeout)) is not None and not live.finished:
-        assert live.version > version, f"batch {batch_id} made no progress for {timeout}s"
-        version = live.version
+    """Block on the batch's stream (woken by the live board, not polling) until it has finished."""
+    views = list(app.backend.service.stream(DEFAULT_USER, batch_id, timeout=timeout))
+    assert views[-1].status not in ("queued", "running"), f"batch {batch_id} still {views[-1].status} after {timeout}s"
 
 
-@pytest.mark.parametrize("misbehaviour", list(Misbehaviour), ids=[m.name.lower() for m in Misbehaviour])
+@pytest.mark.parametrize("misbehaviour", APP_LEVEL, ids=[m.name.lower() for m in APP_LEVEL])
 def test_a_malicious_server_cannot_hurt_the_app(setup: Setup, misbehaviour: Misbehaviour) -> None:
     setup.evil.misbehaviour = misbehaviour
     setup.evil.workflows.clear()
@@ -152,7 +159,7 @@ def test_a_malicious_server_cannot_hurt_the_app(setup: Setup, misbehaviour: Misb
     print(f"\n{misbehaviour.name}: peak RSS +{(rss.peak - rss.baseline) >> 20} MiB, {len(failed)} failed image(s), "
           f"{setup.evil_name} online={evil['online']}")  # the figures in docs/RELIABILITY.md (-s)
     assert rss.peak - rss.baseline < RSS_HEADROOM, f"RSS grew by {(rss.peak - rss.baseline) >> 20} MiB"
-    assert_store_consistent(setup.app.backend.service.store)
+    assert_store_consistent(setup.app.backend.store)
 
 
 def test_the_app_still_serves_after_all_that(setup: Setup) -> None:
@@ -173,3 +180,64 @@ def test_a_bomb_preview_is_never_handed_to_gradio(side: int) -> None:
 
     assert _preview(view(bomb_png(side))) is None
     assert _preview(view(png_bytes(64, 64))).size == (64, 64)  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------- the pool on its own
+
+
+@pytest.fixture(scope="module")
+def object_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A healthy simulator's inventory nodes, for the double to copy."""
+    sim = SimulatorThread(count=1, speed=0.0, output_dir=tmp_path_factory.mktemp("pool-sim"))
+    sim_url = sim.start()[0]
+    try:
+        with httpx.Client(base_url=sim_url) as c:
+            yield {node: c.get(f"/object_info/{node}").json()[node] for node in INVENTORY_NODES}
+    finally:
+        sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def evil_pool(misbehaviour: Misbehaviour, object_info: dict) -> AsyncIterator[tuple[ServerPool, MaliciousComfy]]:
+    """A pool whose only server is the double (so every job lands on it), named "evil"."""
+    evil = MaliciousComfy(misbehaviour, object_info, f"dg-escape-{uuid.uuid4().hex}.png")
+    evil.start()
+    try:
+        async with ServerPool([evil.url], names=["evil"], health_interval=60, timeout=10) as pool:
+            yield pool, evil
+    finally:
+        evil.stop()
+
+
+async def run_jobs(pool: ServerPool, sizes: dict[str, int]) -> list[PoolEvent]:
+    """Run one job per entry (job id -> batch size) to the end, as a consumer must: aclosing."""
+    checkpoint = pool.inventory_union().checkpoints[0]
+    jobs = [PoolJob(job_id, GenerationSpec(checkpoint=checkpoint, positive="a red fox", negative="", seed=3,
+                                           width=512, height=512, steps=4, cfg=7.0, batch_size=size))
+            for job_id, size in sizes.items()]
+    async with asyncio.timeout(30), contextlib.aclosing(pool.run(jobs, "count")) as events:
+        return [event async for event in events]
+
+
+async def test_a_server_returning_fewer_images_yields_those_and_one_readable_failure(object_info: dict) -> None:
+    async with evil_pool(Misbehaviour.FEWER_IMAGES, object_info) as (pool, _):
+        events = await run_jobs(pool, {"four": 4, "one": 1})
+    images = sorted((e.job_id, e.batch_index) for e in events if isinstance(e, ImageResult))
+    assert images == [("four", 0), ("four", 1), ("four", 2)]
+    failed = sorted((e.job_id, e.reason, e.server) for e in events if isinstance(e, JobFailed))
+    assert failed == [("four", "server evil returned 3 of 4 images", "evil"),
+                      ("one", "server evil returned 0 of 1 images", "evil")]
+    ends = [i for i, e in enumerate(events) if getattr(e, "job_id", None) == "four"]
+    assert isinstance(events[ends[-1]], JobFailed)  # the failure is the job's last event
+
+
+async def test_duplicate_and_extra_images_are_dropped_with_one_log_line(
+        object_info: dict, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="comfy.pool"):
+        async with evil_pool(Misbehaviour.DUPLICATE_IMAGES, object_info) as (pool, evil):
+            events = await run_jobs(pool, {"four": 4})
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert sorted(e.batch_index for e in events if isinstance(e, ImageResult)) == [0, 1, 2, 3]
+    assert evil.view_requests == 4  # the dropped ones were never downloaded
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1 and "6 duplicate or out-of-range" in dropped[0], dropped

@@ -1,0 +1,215 @@
+"""From a request to a planned batch: what to render, on which checkpoints, with which LoRAs.
+
+The planner reads evidence (preferences from the store, what the servers offer from the catalog)
+and decides; it writes nothing and starts nothing. The pure parts — chunking, seeds, jobs — are
+in `draftgrid.planning`; the recommendation itself in `learning.recommend`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, replace
+
+from comfy.models import LoraSpec
+from comfy.workflow import defaults_for, size_for
+from draftgrid.catalog import Catalog
+from draftgrid.errors import InvalidRequest
+from draftgrid.image_files import ImageFiles
+from draftgrid.planning import (
+    BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
+)
+from draftgrid.schemas import ASPECT_RATIOS, MAX_SEED, GenerateRequest
+from learning.keywords import parse_prompt
+from learning.lora import apply_triggers, choose_loras, vary_loras
+from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
+from learning.pools import PoolConfig
+from learning.recommend.planner import RecommendRequest, lora_preferences, recommend
+from learning.store.preference_store import PreferenceStore
+
+log = logging.getLogger(__name__)
+
+MAX_REFINE_VARIANTS = 8
+REFINE_DENOISE = 0.55  # img2img strength: keeps the draft's composition, redraws the detail
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    """A batch ready to start: its record, its plan (images and pool jobs) and why."""
+
+    record: BatchRecord
+    plan: BatchPlan
+    rec: Recommendation
+
+
+def closest_aspect(width: int, height: int) -> str:
+    """The supported aspect ratio nearest to a size (refines keep their parent's shape)."""
+    def ratio(label: str) -> float:
+        a, b = label.split(":")
+        return int(a) / int(b)
+
+    return min(ASPECT_RATIOS, key=lambda label: abs(ratio(label) - width / height))
+
+
+class BatchPlanner:
+    """Turns generate and refine requests into planned batches for one deployment's settings."""
+
+    def __init__(self, store: PreferenceStore, pools: PoolConfig, files: ImageFiles, *, policy: str,
+                 max_batch: int) -> None:
+        self._store = store
+        self._pools = pools
+        self._files = files
+        self._policy = policy
+        self._max_batch = max_batch
+
+    def plan(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> PlannedBatch:
+        self._check_overrides(req, catalog)
+        return self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
+
+    def recommendation(self, user_id: str, prompt: str, family: str, tier: str, catalog: Catalog) -> Recommendation:
+        """What the next batch for this prompt would be (no side effects)."""
+        parsed = parse_prompt(prompt)
+        return self._recommend(user_id, parsed, self._pool_for(family, tier, catalog), tier, 20, quick=False)
+
+    # ------------------------------------------------------------------ text to image
+    def _txt2img(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> PlannedBatch:
+        parsed = parse_prompt(req.prompt)
+        if not parsed.text.strip():
+            raise InvalidRequest("the prompt has only <lora:...> tags; describe the image too")
+        family, tier = req.model_family, req.tier
+        pool = self._pool_for(family, tier, catalog)
+        rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
+        groups = self._groups(user_id, parsed, rec, catalog, family, req)
+        settings = self._settings(family, req.aspect_ratio, tier, req)
+        base_seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED - 64)
+        plan = plan_txt2img(groups, negative=req.negative_prompt, settings=settings, base_seed=base_seed,
+                            family=family, max_batch=self._max_batch)
+        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=None)
+        return PlannedBatch(record, plan, rec)
+
+    def _check_overrides(self, req: GenerateRequest, catalog: Catalog) -> None:
+        if req.sampler_name is not None and req.sampler_name not in catalog.samplers:
+            raise InvalidRequest(f"sampler_name {req.sampler_name!r} is not offered by the servers; "
+                                 f"choose one of {', '.join(catalog.samplers[:12])}, ...")
+        if req.scheduler is not None and req.scheduler not in catalog.schedulers:
+            raise InvalidRequest(f"scheduler {req.scheduler!r} is not offered by the servers; "
+                                 f"choose one of {', '.join(catalog.schedulers)}")
+
+    def _pool_for(self, family: str, tier: str, catalog: Catalog) -> list[str]:
+        pool = self._pools.pool_for(family, tier, catalog.checkpoints)
+        if not pool:
+            raise InvalidRequest(f"no {family} checkpoint is available on the servers for the {tier} tier")
+        return pool
+
+    def _recommend(self, user_id: str, parsed: ParsedPrompt, pool: list[str], tier: str, count: int,
+                   *, quick: bool) -> Recommendation:
+        stems = tuple(k.stem for k in parsed.keywords)
+        evidence = self._store.arm_stats(user_id, "checkpoint", stems, pool)
+        base = self._store.base_rate(user_id, "checkpoint")
+        req = RecommendRequest(keywords=stems, pool=tuple(pool), tier=tier, count=count, quick=quick,
+                               prompt=parsed.text[:120])
+        return recommend(req, evidence, base, policy=self._policy, rng=random.Random())
+
+    def _lora_choices(self, user_id: str, parsed: ParsedPrompt, catalog: Catalog, family: str,
+                      auto_lora: bool) -> list[LoraChoice]:
+        """Explicit `<lora:...>` tags (honoured, flagged when their base model differs) + Auto-LoRA."""
+        stems = tuple(k.stem for k in parsed.keywords)
+        names = [info.name for info in catalog.loras]
+        prefs = None
+        if auto_lora and names:
+            evidence = self._store.arm_stats(user_id, "lora", stems, names)
+            liked = lora_preferences(stems, names, evidence, self._store.base_rate(user_id, "lora"))
+            # only LoRAs with evidence for these keywords; the others stay neutral for Auto-LoRA
+            seen = {arm for _, arm in evidence}
+            prefs = {name: score for name, score in liked.items() if name in seen}
+        choices = choose_loras(parsed, catalog.loras, family, auto=auto_lora, preference=prefs)
+        missing = [c.name for c in choices if c.explicit and c.name not in names]
+        if missing:
+            raise InvalidRequest(f"LoRA {missing[0]!r} from the prompt is not on any server; "
+                                 f"available: {', '.join(names[:10])}")
+        return choices
+
+    def _groups(self, user_id: str, parsed: ParsedPrompt, rec: Recommendation, catalog: Catalog, family: str,
+                req: GenerateRequest) -> list[CheckpointGroup]:
+        choices = self._lora_choices(user_id, parsed, catalog, family, req.auto_lora)
+        allocation = [(c, n) for c, n in rec.allocation.items() if n > 0]
+        # Explore compares LoRA sets across checkpoint groups; Quick applies the best set everywhere
+        variations = vary_loras(choices, len(allocation)) if req.explore_mode else [tuple(choices)] * len(allocation)
+        return [
+            CheckpointGroup(checkpoint=checkpoint, count=count,
+                            loras=tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen),
+                            positive=apply_triggers(parsed.text, chosen))
+            for (checkpoint, count), chosen in zip(allocation, variations)
+        ]
+
+    @staticmethod
+    def _settings(family: str, aspect: str, tier: str, req: GenerateRequest) -> RenderSettings:
+        d = defaults_for(family, tier)
+        width, height = size_for(family, aspect, tier)
+        base = RenderSettings(width=width, height=height, steps=d.steps, cfg=d.cfg, sampler_name=d.sampler_name,
+                              scheduler=d.scheduler, hires_scale=d.hires_scale)
+        return apply_overrides(base, width=req.width, height=req.height, steps=req.steps, cfg=req.cfg,
+                               sampler_name=req.sampler_name, scheduler=req.scheduler)
+
+    @staticmethod
+    def _batch_record(user_id: str, req: GenerateRequest, parsed: ParsedPrompt, rec: Recommendation,
+                      family: str, tier: str, parent: str | None, prompt: str | None = None) -> BatchRecord:
+        return BatchRecord(
+            batch_id=new_id(), user_id=user_id, session_id=req.session_id, prompt=prompt or req.prompt,
+            negative_prompt=req.negative_prompt, keywords=tuple(k.stem for k in parsed.keywords), tier=tier,
+            family=family, explore_mode=req.explore_mode, auto_lora=req.auto_lora, strategy=rec.mode,
+            recommended=rec.recommended, confidence=rec.confidence, count=0, policy=rec.policy,
+            parent_batch_id=parent,
+        )
+
+    # ------------------------------------------------------------------ refine
+    def _refine_parents(self, user_id: str, image_ids: list[str]) -> list[ImageRecord]:
+        parents = []
+        for image_id in dict.fromkeys(image_ids):
+            image = self._store.get_image(image_id, user_id)
+            if image is None or image.status != "done" or not image.path:
+                raise InvalidRequest(f"parent image {image_id!r} is unknown or not finished")
+            parents.append(image)
+        return parents
+
+    def _refine(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> PlannedBatch:
+        parents = self._refine_parents(user_id, req.parent_image_ids)
+        first = self._store.get_batch(parents[0].batch_id, user_id)
+        assert first is not None
+        target = self._pools.refine_target(first.family, first.tier)
+        if target is None:
+            raise InvalidRequest(f"these images are {first.family} {first.tier} images, and the pools file "
+                                 f"names no refine target for them (add one under [refine])")
+        family, tier = target
+        prompt = req.prompt if req.prompt.strip() else first.prompt
+        parsed = parse_prompt(prompt)
+        pool = self._pool_for(family, tier, catalog)
+        rec = self._recommend(user_id, parsed, pool, tier, len(parents), quick=True)
+        fresh = self._lora_choices(user_id, parsed, catalog, family, first.auto_lora)
+        aspect = closest_aspect(parents[0].width, parents[0].height)
+        settings = replace(self._settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
+        refine_parents = []
+        for image in parents:
+            # keep the user's checkpoint when the next tier offers it: they picked its look
+            checkpoint = image.checkpoint if image.checkpoint in pool else rec.recommended
+            if family == first.family:  # same LoRAs as the draft the user liked
+                kept = {n for n, _ in image.loras}
+                chosen = [c for c in fresh if c.name in kept]
+                loras = tuple(LoraSpec(n, s) for n, s in image.loras)
+            else:  # another family: the draft's LoRAs would not fit, choose again
+                chosen = fresh
+                loras = tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen)
+            refine_parents.append(RefineParent(image.image_id, image.seed, self._files.read(image.image_id),
+                                               checkpoint, loras, apply_triggers(parsed.text, chosen)))
+        # one refined image per parent unless the caller asked for a count
+        wanted = req.count if "count" in req.model_fields_set else len(parents)
+        variants = min(MAX_REFINE_VARIANTS, max(1, wanted // len(parents)))
+        plan = plan_refine(refine_parents, negative=req.negative_prompt or first.negative_prompt,
+                           settings=settings, family=family, variants=variants)
+        kept = sum(1 for p, r in zip(parents, refine_parents) if p.checkpoint == r.checkpoint)
+        rec = replace(rec, mode="refine", message=(
+            f"Refining {len(parents)} image(s) at the {family} {tier} tier: {kept} keep their checkpoint"
+            + (f", {len(parents) - kept} move to {rec.recommended}" if kept < len(parents) else "")))
+        log.info("Refine for %s: %s", user_id, rec.message)
+        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=first.batch_id, prompt=prompt)
+        return PlannedBatch(record, plan, rec)
