@@ -18,13 +18,11 @@ Choices worth knowing:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from comfy.models import GenerationSpec, ServerInventory
+from comfy.models import GenerationSpec
 
-Tier = Literal["draft", "standard", "quality"]
 Link = list[Any]  # ["node_id", output_index], ComfyUI's link format
 
 ASPECT_RATIOS: dict[str, tuple[int, int]] = {
@@ -44,10 +42,6 @@ BASE_SIDE: dict[str, dict[str, int]] = {
 HIRES_DENOISE = 0.5
 HIRES_UPSCALE_METHOD = "nearest-exact"
 SIZE_STEP = 64
-MIN_SIDE, MAX_SIDE = 64, 2048
-MIN_STEPS, MAX_STEPS = 1, 150
-MIN_CFG, MAX_CFG = 0.0, 30.0
-OVERRIDE_KEYS = frozenset({"width", "height", "steps", "cfg", "sampler_name", "scheduler"})
 
 
 @dataclass(frozen=True)
@@ -201,37 +195,3 @@ def _ksampler(
         scheduler=spec.scheduler,
         denoise=denoise,
     )
-
-
-def validate_overrides(overrides: Mapping[str, Any], inventory: ServerInventory) -> list[str]:
-    """Readable problems with user-supplied advanced settings; empty when all are usable."""
-    problems: list[str] = []
-    for key in sorted(set(overrides) - OVERRIDE_KEYS):
-        problems.append(f"unknown setting {key!r}")
-    for key in ("width", "height"):
-        if key in overrides:
-            problems.extend(_check_side(key, overrides[key]))
-    if "steps" in overrides:
-        problems.extend(_check_number("steps", overrides["steps"], MIN_STEPS, MAX_STEPS, integer=True))
-    if "cfg" in overrides:
-        problems.extend(_check_number("cfg", overrides["cfg"], MIN_CFG, MAX_CFG, integer=False))
-    for key, offered in (("sampler_name", inventory.samplers), ("scheduler", inventory.schedulers)):
-        if key in overrides and overrides[key] not in offered:
-            problems.append(f"{key} {overrides[key]!r} is not offered by the servers")
-    return problems
-
-
-def _check_number(key: str, value: Any, low: float, high: float, *, integer: bool) -> list[str]:
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        kind = "a whole number" if integer else "a number"
-        return [f"{key} must be {kind}, got {value!r}"]
-    if not low <= value <= high:
-        return [f"{key} {value} is out of range {low:g}–{high:g}"]
-    return []
-
-
-def _check_side(key: str, value: Any) -> list[str]:
-    problems = _check_number(key, value, MIN_SIDE, MAX_SIDE, integer=True)
-    if not problems and value % 8:
-        problems.append(f"{key} {value} is not a multiple of 8")
-    return problems

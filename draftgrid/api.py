@@ -19,8 +19,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from draftgrid.errors import InvalidRequest, ServiceError
-from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, TierName, readable_errors
+from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, readable_errors
 from draftgrid.service import DraftGridService
+from learning.models import Tier
 
 M = TypeVar("M", bound=BaseModel)
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
@@ -30,7 +31,7 @@ class RecommendationQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     prompt: str = Field(min_length=1, max_length=2000)
     model_family: Family = "sd15"
-    tier: TierName = "standard"
+    tier: Tier = "standard"
 
 
 class FormatQuery(BaseModel):

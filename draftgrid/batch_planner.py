@@ -17,9 +17,9 @@ from draftgrid.catalog import Catalog
 from draftgrid.errors import InvalidRequest
 from draftgrid.image_files import ImageFiles
 from draftgrid.planning import (
-    BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
+    MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
 )
-from draftgrid.schemas import ASPECT_RATIOS, MAX_SEED, GenerateRequest
+from draftgrid.schemas import ASPECT_RATIOS, GenerateRequest
 from learning.keywords import parse_prompt
 from learning.lora import apply_triggers, choose_loras, vary_loras
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from comfy.models import GenerationSpec, LoraSpec, PoolJob, RefineSource
 
-MAX_SEED = 2**53 - 1
+MAX_SEED = 2**53 - 1  # exact in JSON numbers; ComfyUI accepts up to 2**64-1
 
 
 @dataclass(frozen=True)

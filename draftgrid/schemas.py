@@ -11,13 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from draftgrid.planning import MAX_SEED
+from learning.models import Tier
+from learning.recommend.types import MAX_COUNT
+
 Family = Literal["sd15", "sdxl"]
-TierName = Literal["draft", "standard", "quality"]
 AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"]
 ASPECT_RATIOS: tuple[str, ...] = AspectRatio.__args__  # type: ignore[attr-defined]
 MAX_PROMPT_CHARS = 2000
-MAX_COUNT = 64
-MAX_SEED = 2**53 - 1  # exact in JSON numbers; ComfyUI accepts up to 2**64-1
 
 
 def _check_text(value: str, name: str) -> str:
@@ -43,7 +44,7 @@ class GenerateRequest(BaseModel):
     explore_mode: bool = True
     auto_lora: bool = True
     model_family: Family = "sd15"
-    tier: TierName = "draft"
+    tier: Tier = "draft"
     aspect_ratio: AspectRatio = "1:1"
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     parent_image_ids: list[str] = Field(default_factory=list, max_length=MAX_COUNT)

@@ -22,7 +22,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from draftgrid.errors import ServiceError
-from draftgrid.schemas import ASPECT_RATIOS, MAX_COUNT, FeedbackRequest, GenerateRequest, readable_errors
+from draftgrid.schemas import ASPECT_RATIOS, FeedbackRequest, GenerateRequest, readable_errors
+from learning.recommend.types import MAX_COUNT
 from draftgrid.service import BatchTicket, BatchView, DraftGridService
 from learning.models import DEFAULT_USER, BatchRecord
 
