@@ -381,7 +381,10 @@ class ComfyClient:
             self._streams.pop(prompt_id, None)
 
     async def fetch_images(self, refs: list[ImageRef]) -> list[OutputImage]:
-        """The bytes of saved images, downloaded concurrently, in the order of `refs`."""
+        """The bytes of saved images, in the order of `refs`. One task per image, but each /view
+        waits for this client's download semaphore (`PARALLEL_DOWNLOADS`, 1), shared with every
+        other caller: a server's images are downloaded one at a time, and only the PNG checks
+        overlap. The first failure is raised; the other downloads are not cancelled."""
         return list(await asyncio.gather(*(self._fetch(ref) for ref in refs)))
 
     async def _fetch(self, ref: ImageRef) -> OutputImage:
@@ -404,7 +407,10 @@ class ComfyClient:
         reconnected = False
         while True:
             try:
-                item = await asyncio.wait_for(stream.get(), self.timeout)
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that meets a message
+                # already on its way, and a cancelled pool worker would follow its prompt to the end.
+                async with asyncio.timeout(self.timeout):
+                    item = await stream.get()
             except TimeoutError:
                 # Silence is normal while queued behind other clients' prompts: ask the server.
                 outcome = await self._probe(prompt_id, after="a quiet period")

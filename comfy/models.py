@@ -8,7 +8,6 @@ learning, users or the UI.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,12 @@ class PoolJob:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """One finished image, streamed out of the pool the moment it exists."""
+    """One finished image, streamed out of the pool the moment it exists.
+
+    At most one per (job_id, batch_index), and batch_index is in range(spec.batch_size): the pool
+    drops an image a server lists twice or past the batch size (one log line per job), so a
+    consumer may index its planned images by batch_index without checking.
+    """
 
     job_id: str
     batch_index: int
@@ -101,13 +105,23 @@ class PreviewFrame:
 
 @dataclass(frozen=True)
 class JobFailed:
-    """A job no live server could complete; `reason` is readable by a user."""
+    """A job no live server could complete; `reason` is readable by a user.
+
+    Exactly one per failed job, and it is the job's last event. A job can fail after some of its
+    images: a server that returned fewer than the batch size (e.g. "server gpu1 returned 3 of 4
+    images") gets its ImageResults yielded, then this; the consumer fails only the batch indexes
+    it did not receive. A job ends in all its images or in one JobFailed, never in silence.
+    """
 
     job_id: str
     reason: str
     server: str | None = None
 
 
+# What `ServerPool.run` yields. Per job: any JobProgress / PreviewFrame while it runs, then either
+# one ImageResult for every batch index in range(batch_size), or the ImageResults it did get
+# (each index at most once) followed by exactly one JobFailed. The stream ends when every job has
+# ended (at once on cancel); consume it inside `contextlib.aclosing(pool.run(...))`.
 PoolEvent = ImageResult | JobProgress | PreviewFrame | JobFailed
 
 
@@ -139,6 +153,3 @@ class ServerStatus:
     last_error: str | None = None
     simulated: bool = False
     checkpoints: tuple[str, ...] = field(default_factory=tuple)
-
-
-ModelFamily = Literal["sd15", "sdxl"]

@@ -2,12 +2,14 @@
 (checkpoint / LoRA) metadata, and batches streamed back image by image.
 
 Each batch gets its own `Scheduler` (comfy/scheduler.py) and one worker task per live server; a
-worker pulls one job at a time and holds that server's lock while the prompt runs, so there is at
-most one prompt in flight per server even across concurrent batches (ComfyUI runs one at a time;
-anything queued there would make cancel and failover harder). A failure is sorted by whose fault
-it is: the server's (refused, dropped, hung → mark offline, re-place its jobs), a stale inventory
-(model missing there → refresh, re-place elsewhere), or the job's own (validation, execution →
-JobFailed with the readable reason, no retry).
+worker takes that server's lock first and only then pulls one job, holding the lock while the
+prompt runs, so there is at most one prompt in flight per server even across concurrent batches
+(ComfyUI runs one at a time; anything queued there would make cancel and failover harder), and a
+job is never taken by a server busy with another batch: it stays queued, where stealing, cancel
+and failover see it. A failure is sorted by whose fault it is: the server's (refused, dropped,
+hung → mark offline, re-place its jobs), a stale inventory (model missing there → refresh,
+re-place elsewhere), or the job's own (validation, execution → JobFailed with the readable
+reason, no retry).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,10 +286,15 @@ class ServerPool:
         """Expected images per online server (the `gpu_distribution` the API returns at once)."""
         return simulate(jobs, self._slots(self._online()), self.cost).images
 
-    async def run(self, jobs: list[PoolJob], batch_key: str) -> AsyncIterator[PoolEvent]:
+    async def run(self, jobs: list[PoolJob], batch_key: str) -> AsyncGenerator[PoolEvent, None]:
         """Run every job; yields ImageResult per image as soon as its job is done, JobProgress,
-        PreviewFrame, and JobFailed for jobs no live server could complete. Ends when every job
-        has ended, or at once after `cancel(batch_key)`."""
+        PreviewFrame, and JobFailed for jobs no live server could complete (what a consumer may
+        rely on is in comfy/models.py, `PoolEvent`). Ends when every job has ended, or at once
+        after `cancel(batch_key)`.
+
+        Consume it as `async with contextlib.aclosing(pool.run(...)) as events: async for event
+        in events: ...`. A bare `async for` that raises or breaks leaves the generator to the
+        garbage collector, and with it this batch's workers, its running prompts and its key."""
         if batch_key in self._batches:
             raise ValueError(f"batch {batch_key!r} is already running")
         online = self._online()
@@ -310,13 +317,17 @@ class ServerPool:
             self._batches.pop(batch_key, None)
 
     async def cancel(self, batch_key: str) -> None:
-        """Stop a batch everywhere: queued jobs dropped, running prompts interrupted and deleted."""
+        """Stop a batch everywhere: queued jobs dropped, running prompts interrupted and deleted.
+
+        The workers stop first: one whose POST /prompt is still on its way would otherwise land
+        its prompt after the interrupt, and it would run unwatched."""
         batch = self._batches.get(batch_key)
         if batch is None or batch.cancelled:
             return
         batch.cancelled = True
         batch.scheduler.clear()
         running = dict(batch.running)
+        await self._stop_workers(batch)
         log.info("cancel batch %s: interrupting %s", batch_key, sorted(running) or "nothing")
         await asyncio.gather(*(self._stop_prompt(self._members[name], pid) for name, pid in running.items()))
         batch.events.put_nowait(_END)
@@ -330,9 +341,12 @@ class ServerPool:
             log.warning("%s: could not interrupt %s: %s", member.name, prompt_id, exc)
 
     async def _stop_workers(self, batch: _Batch) -> None:
-        for task in batch.tasks:
-            task.cancel()
-        await asyncio.gather(*batch.tasks, return_exceptions=True)
+        """Cancel and await the batch's tasks, including any added while earlier ones wound down
+        (an image download a worker started just before it saw the cancel)."""
+        while running := [task for task in batch.tasks if not task.done()]:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     def _fail(self, batch: _Batch, jobs: list[PoolJob], reason: str | None = None, server: str | None = None) -> None:
         for job in jobs:
@@ -345,61 +359,70 @@ class ServerPool:
     async def _worker(self, batch: _Batch, member: _Member) -> None:
         loop = asyncio.get_running_loop()
         while not batch.cancelled and member.status.online and batch.remaining > 0:
-            job = batch.scheduler.next_for(member.name, loop.time())
+            wakeup = batch.wakeup  # before the lock: a wake while waiting for it is not lost
+            async with member.lock:  # first the lock, then the job: a taken job never waits
+                # None too if the batch was cancelled (queues cleared) or the server dropped meanwhile
+                job = batch.scheduler.next_for(member.name, loop.time())
+                if job is not None:
+                    await self._run_job(batch, member, job)
             if job is None:
-                await batch.wakeup.wait()
-                continue
-            await self._run_job(batch, member, job)
-            batch.wake()
+                await wakeup.wait()
+            else:
+                batch.wake()
 
     async def _run_job(self, batch: _Batch, member: _Member, job: PoolJob) -> None:
-        """Run `job` on `member`. Its images are downloaded by a task of their own, so the server
-        starts its next prompt while the last one's images are still on their way."""
+        """Run `job` on `member`, whose lock the caller holds. Its images are downloaded by a task
+        of their own, so the server starts its next prompt while the last one's images are still
+        on their way."""
         loop = asyncio.get_running_loop()
-        async with member.lock:
-            if batch.cancelled:
-                return
-            prompt_id = str(uuid.uuid4())
-            batch.running[member.name] = prompt_id
-            started = loop.time()
-            log.info("job %s (%s, %d image(s)) -> %s as prompt %s", job.job_id, job.spec.checkpoint,
-                     job.spec.batch_size, member.name, prompt_id)
-            try:
-                refs = await self._execute(batch, member, job, prompt_id)
-            except ComfyInterrupted as exc:
-                if not batch.cancelled:
-                    self._fail(batch, [job], f"interrupted on {member.name}: {exc}", member.name)
-                return
-            except SERVER_FAULTS as exc:
-                self._server_lost(member, exc, batch, job)
-                return
-            except ComfyValidationError as exc:
-                if not exc.only_missing_models():
-                    self._fail(batch, [job], str(exc), member.name)
-                    return
-                log.warning("%s: inventory was stale (%s); refreshing, retrying elsewhere", member.name, exc)
-                await self._refresh_member(member)
-                orphans = batch.scheduler.forget_models(member.name, exc.missing_models(), loop.time(), [job])
-                self._fail(batch, orphans, f"no other live server has it ({member.name}: {exc})")
-                return
-            except ComfyError as exc:
+        prompt_id = str(uuid.uuid4())
+        batch.running[member.name] = prompt_id
+        started = loop.time()
+        log.info("job %s (%s, %d image(s)) -> %s as prompt %s", job.job_id, job.spec.checkpoint,
+                 job.spec.batch_size, member.name, prompt_id)
+        try:
+            refs = await self._execute(batch, member, job, prompt_id)
+        except ComfyInterrupted as exc:
+            if not batch.cancelled:
+                self._fail(batch, [job], f"interrupted on {member.name}: {exc}", member.name)
+            return
+        except SERVER_FAULTS as exc:
+            self._server_lost(member, exc, batch, job)
+            return
+        except ComfyValidationError as exc:
+            if not exc.only_missing_models():
                 self._fail(batch, [job], str(exc), member.name)
                 return
-            except Exception as exc:  # a bug must fail this job, not leave the batch waiting forever
-                log.exception("job %s on %s: unexpected error", job.job_id, member.name)
-                self._fail(batch, [job], f"internal error on {member.name}: {exc!r}", member.name)
-                return
-            finally:
-                batch.running.pop(member.name, None)
-            seconds = loop.time() - started
-            self._record_success(batch, member, job, seconds)
+            log.warning("%s: inventory was stale (%s); refreshing, retrying elsewhere", member.name, exc)
+            await self._refresh_member(member)
+            orphans = batch.scheduler.forget_models(member.name, exc.missing_models(), loop.time(), [job])
+            self._fail(batch, orphans, f"no other live server has it ({member.name}: {exc})")
+            return
+        except ComfyError as exc:
+            self._fail(batch, [job], str(exc), member.name)
+            return
+        except Exception as exc:  # a bug must fail this job, not leave the batch waiting forever
+            log.exception("job %s on %s: unexpected error", job.job_id, member.name)
+            self._fail(batch, [job], f"internal error on {member.name}: {exc!r}", member.name)
+            return
+        finally:
+            batch.running.pop(member.name, None)
+        seconds = loop.time() - started
+        self._record_success(batch, member, job, seconds)
         batch.tasks.append(asyncio.create_task(self._deliver(batch, member, job, prompt_id, refs, seconds),
                                                  name=f"pool-{batch.key}-{job.job_id}-images"))
 
     async def _deliver(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str, refs: list[ImageRef],
                        seconds: float) -> None:
         """Download a finished job's images and stream them out; a server lost meanwhile means
-        the job runs again elsewhere (its files went with it)."""
+        the job runs again elsewhere (its files went with it). Only the first image of each batch
+        index in range(batch_size) is fetched and yielded; a job short of some ends in one
+        JobFailed after the images it did get (the `PoolEvent` contract in comfy/models.py)."""
+        size = job.spec.batch_size
+        refs, dropped = _one_per_index(refs, size)
+        if dropped:
+            log.warning("%s: job %s: dropped %d duplicate or out-of-range image(s) of %d listed (batch of %d)",
+                        member.name, job.job_id, dropped, dropped + len(refs), size)
         try:
             images = await member.client.fetch_images(refs)
         except SERVER_FAULTS as exc:
@@ -415,7 +438,10 @@ class ServerPool:
         for image in images:
             batch.emit(ImageResult(job.job_id, image.batch_index, member.name, image.data, image.filename,
                                    prompt_id, seconds))
-        batch.job_ended()
+        if len(images) < size:
+            self._fail(batch, [job], f"server {member.name} returned {len(images)} of {size} images", member.name)
+        else:
+            batch.job_ended()
 
     async def _execute(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str) -> list[ImageRef]:
         init_image = await self._upload_refine_source(member, job) if job.spec.refine_from else None
@@ -449,6 +475,16 @@ class ServerPool:
         status.images_done += job.spec.batch_size
         status.loaded_checkpoint = job.spec.checkpoint
         status.seconds_per_image = ewma(status.seconds_per_image, seconds / max(job.spec.batch_size, 1))
+
+
+def _one_per_index(refs: list[ImageRef], batch_size: int) -> tuple[list[ImageRef], int]:
+    """The first ref of each batch index in range(batch_size), in index order, and how many others
+    were dropped: a server listing an image twice or past the batch never gets them downloaded."""
+    first: dict[int, ImageRef] = {}
+    for ref in refs:
+        if 0 <= ref.batch_index < batch_size:
+            first.setdefault(ref.batch_index, ref)
+    return [first[index] for index in sorted(first)], len(refs) - len(first)
 
 
 def _unplaceable_reason(job: PoolJob, *, any_online: bool) -> str:

@@ -229,9 +229,6 @@ class Scheduler:
 
     # -------------------------------------------------------------- changes
 
-    def pending(self) -> int:
-        return sum(len(s.queue) for s in self.slots.values())
-
     def clear(self) -> None:
         """Forget every queued job (the batch was cancelled)."""
         for slot in self.slots.values():
@@ -252,15 +249,16 @@ class Scheduler:
 
     def forget_models(self, name: str, missing: set[str], now: float, unfinished: Iterable[PoolJob] = ()) -> list[PoolJob]:
         """Server `name` lacks models its inventory listed: move the jobs needing them elsewhere."""
+        rerun = list(unfinished)  # read once: a generator would be spent by its first use
         slot = self.slots.get(name)
         if slot is None:
-            return self.assign(list(unfinished), now)
+            return self.assign(rerun, now)
         slot.checkpoints = slot.checkpoints - missing
         slot.loras = slot.loras - missing
         moved = [job for job in slot.queue if not slot.can_run(job)]
         slot.queue = [job for job in slot.queue if slot.can_run(job)]
-        log.info("%s lacks %s: re-placing %d job(s)", name, sorted(missing), len(moved) + len(list(unfinished)))
-        return self.assign(list(unfinished) + moved, now)
+        log.info("%s lacks %s: re-placing %d job(s)", name, sorted(missing), len(moved) + len(rerun))
+        return self.assign(rerun + moved, now)
 
 
 def _with_job(queue: list[PoolJob], job: PoolJob) -> list[PoolJob]:

@@ -117,6 +117,22 @@ async def test_interrupt_during_a_run(sim, client: ComfyClient) -> None:
         await run
 
 
+async def test_a_cancelled_run_stops_even_when_a_message_arrives_with_the_cancel(sim, client: ComfyClient) -> None:
+    """The pool stops a batch by cancelling its workers; a worker following a prompt must stop
+    although progress messages stream in (asyncio.wait_for on 3.11 returned the message instead)."""
+    sim.time_model = SLOW_STEPS
+    started = asyncio.Event()
+    run = asyncio.create_task(client.execute(build_workflow(SPEC), on_progress=lambda _p: started.set(),
+                                             prompt_id="cut"))
+    await started.wait()
+    client._streams["cut"].put_nowait(("progress", {"prompt_id": "cut", "value": 1, "max": SPEC.steps}))
+    run.cancel()  # in the same loop turn as the message: both are due when the follower resumes
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert "cut" not in client._streams
+    await client.interrupt("cut")
+
+
 async def test_server_gone_mid_run_is_a_disconnect(sim, client: ComfyClient) -> None:
     sim.time_model = SLOW_STEPS
     started = asyncio.Event()

@@ -42,7 +42,7 @@ def test_a_checkpoint_only_goes_to_servers_that_have_it() -> None:
 def test_jobs_of_a_missing_checkpoint_are_unplaceable() -> None:
     scheduler = Scheduler(batch_20_3(), slots(("s0", "AB"), ("s1", "AB")))
     assert sorted(j.job_id for j in scheduler.unplaceable) == ["c1", "c2"]
-    assert scheduler.pending() == 4
+    assert sum(len(s.queue) for s in scheduler.slots.values()) == 4
 
 
 def test_groups_stay_together_and_prefer_the_loaded_server() -> None:
@@ -117,6 +117,17 @@ def test_forgotten_models_move_jobs_elsewhere() -> None:
     assert scheduler.forget_models(owner, {"A"}, now=0.0, unfinished=[running]) == []
     assert scheduler.slots[owner].queue == []
     assert len(scheduler.slots[other].queue) == 2
+
+
+def test_forgotten_models_take_unfinished_jobs_given_as_a_generator() -> None:
+    """`unfinished` is read once: a generator is not spent by a log line before the jobs move."""
+    scheduler = Scheduler([job("a1", "A", 2), job("a2", "A", 2)], slots(("s0", "A"), ("s1", "A")))
+    owner = next(name for name, s in scheduler.slots.items() if s.queue)
+    other = "s1" if owner == "s0" else "s0"
+    running = scheduler.next_for(owner, now=0.0)
+    assert running is not None
+    assert scheduler.forget_models(owner, {"A"}, now=0.0, unfinished=(j for j in [running])) == []
+    assert sorted(j.job_id for j in scheduler.slots[other].queue) == ["a1", "a2"]
 
 
 def test_loras_must_be_present_and_split_groups() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -30,8 +31,10 @@ def batch_20() -> list[PoolJob]:
     return [make_job(f"{ck[:1]}{i}", ck, n, seed=10 * i) for ck, ns in sizes.items() for i, n in enumerate(ns)]
 
 
-async def collect(stream: AsyncIterator[PoolEvent]) -> list[PoolEvent]:
-    return [event async for event in stream]
+async def collect(stream: AsyncGenerator[PoolEvent, None]) -> list[PoolEvent]:
+    """Every event of a `pool.run` stream, closed with `aclosing` as every consumer must."""
+    async with contextlib.aclosing(stream) as events:
+        return [event async for event in events]
 
 
 @pytest.fixture
@@ -58,10 +61,11 @@ async def test_batch_streams_each_image_as_its_job_finishes(pool: ServerPool, tw
     assert sum(plan.values()) == 20 and set(plan) == {"sim-gpu-0", "sim-gpu-1"}
     done_at_each_image: list[int] = []
     events: list[PoolEvent] = []
-    async for event in pool.run(jobs, "b1"):
-        events.append(event)
-        if isinstance(event, ImageResult):
-            done_at_each_image.append(sum(s.images_done for s in two_sims))
+    async with contextlib.aclosing(pool.run(jobs, "b1")) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, ImageResult):
+                done_at_each_image.append(sum(s.images_done for s in two_sims))
     images = images_of(events)
     assert len(images) == 20
     assert len({(i.job_id, i.batch_index) for i in images}) == 20
@@ -128,12 +132,13 @@ async def test_cancel_reaches_every_server(pool: ServerPool, two_sims: list) -> 
         member.client.interrupt = spy  # type: ignore[method-assign]
     busy: set[str] = set()
     events: list[PoolEvent] = []
-    async for event in pool.run(batch_20(), "b5"):
-        events.append(event)
-        if isinstance(event, JobProgress):
-            busy.add(event.server)
-            if busy == {"sim-gpu-0", "sim-gpu-1"}:
-                await pool.cancel("b5")
+    async with contextlib.aclosing(pool.run(batch_20(), "b5")) as stream:
+        async for event in stream:
+            events.append(event)
+            if isinstance(event, JobProgress):
+                busy.add(event.server)
+                if busy == {"sim-gpu-0", "sim-gpu-1"}:
+                    await pool.cancel("b5")
     assert sorted(interrupted) == ["sim-gpu-0", "sim-gpu-1"]
     assert len(images_of(events)) < 20
     for sim in two_sims:
@@ -187,9 +192,9 @@ async def test_a_server_starts_its_next_prompt_while_the_last_images_download() 
                 return await _orig(refs)
             member.client.fetch_images = held_until_the_next_prompt_runs  # type: ignore[method-assign]
             events: list[PoolEvent] = []
-            async with asyncio.timeout(10):
-                async for event in pool.run([make_job("first", ALPHA, 2, seed=1), make_job("second", ALPHA, 2, seed=2)],
-                                            "pipe"):
+            jobs = [make_job("first", ALPHA, 2, seed=1), make_job("second", ALPHA, 2, seed=2)]
+            async with asyncio.timeout(10), contextlib.aclosing(pool.run(jobs, "pipe")) as stream:
+                async for event in stream:
                     events.append(event)
                     if isinstance(event, JobProgress) and event.job_id == "second":
                         second_started.set()
@@ -291,3 +296,61 @@ async def test_a_server_that_sent_malformed_data_sits_out_its_quarantine(pool: S
     member.quarantined_until = 0.0  # the quarantine is over
     await pool.refresh()
     assert {s.name: s for s in pool.statuses()}[two_sims[0].name].online
+
+
+async def test_a_server_busy_with_another_batch_takes_no_job_it_cannot_start(pool: ServerPool) -> None:
+    """A worker takes the server's lock before it takes a job: while another batch's prompt runs
+    there, this batch's jobs stay queued, so the other server steals them (nothing waits unseen)."""
+    jobs = [make_job(f"a{i}", ALPHA, 2, seed=i) for i in range(4)]
+    assert all(pool.plan(jobs).values())  # both servers are planned a share
+    async with pool._members["sim-gpu-0"].lock:  # another batch's prompt holds sim-gpu-0 throughout
+        async with asyncio.timeout(10):
+            events = await collect(pool.run(jobs, "busy"))
+    images = images_of(events)
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert sorted((i.job_id, i.batch_index) for i in images) == [(f"a{i}", b) for i in range(4) for b in (0, 1)]
+    assert {i.server for i in images} == {"sim-gpu-1"}
+
+
+async def test_a_consumer_that_raises_leaves_no_worker_batch_or_prompt(pool: ServerPool, two_sims: list) -> None:
+    """`async with aclosing(pool.run(...))`: the pool's cleanup is over before the consumer's
+    exception leaves the block, including on a server whose POST /prompt was still on its way
+    (here held until the pool's interrupt of it has passed, so it would land after it)."""
+    for sim in two_sims:
+        sim.time_model = sim.time_model.scaled(20)  # no job finishes before the consumer gives up
+    late = pool._members["sim-gpu-1"].client
+    gate, submitted = asyncio.Event(), asyncio.Event()
+    held: list[str] = []
+    submit, interrupt = late.submit, late.interrupt
+
+    async def slow_submit(workflow: dict, prompt_id: str | None = None) -> str:
+        held.append(prompt_id or "")
+        try:
+            await gate.wait()
+        finally:
+            held.remove(prompt_id or "")
+        answer = await submit(workflow, prompt_id)
+        submitted.set()
+        return answer
+
+    async def interrupt_then_release(prompt_id: str | None = None) -> None:
+        await interrupt(prompt_id)
+        if held:  # its worker still runs: let the held prompt reach the server now
+            gate.set()
+            await submitted.wait()
+    late.submit = slow_submit  # type: ignore[method-assign]
+    late.interrupt = interrupt_then_release  # type: ignore[method-assign]
+
+    with pytest.raises(RuntimeError, match="consumer gave up"):
+        async with contextlib.aclosing(pool.run(batch_20(), "quit")) as events:
+            async for event in events:
+                batch = pool._batches["quit"]
+                assert held, "sim-gpu-1 should be submitting its first prompt"
+                raise RuntimeError(f"consumer gave up at {event!r:.40}")
+    assert "quit" not in pool._batches
+    assert batch.tasks and all(task.done() for task in batch.tasks)
+    async with asyncio.timeout(10):  # the interrupted prompt on sim-gpu-0 winds down
+        while any(sim.queue.remaining() for sim in two_sims):
+            await asyncio.sleep(0.01)
+    finished = {sim.name: [e["status"]["status_str"] for e in sim.history.entries.values()] for sim in two_sims}
+    assert finished == {"sim-gpu-0": ["error"], "sim-gpu-1": []}, finished

@@ -1,4 +1,4 @@
-"""The workflow builder: graph shapes, reproducibility, sizes, defaults and override checks."""
+"""The workflow builder: graph shapes, reproducibility, sizes and defaults."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from comfy.models import GenerationSpec, LoraSpec, RefineSource, ServerInventory
+from comfy.models import GenerationSpec, LoraSpec, RefineSource
 from comfy.workflow import (
     ASPECT_RATIOS,
     HIRES_DENOISE,
@@ -15,7 +15,6 @@ from comfy.workflow import (
     hires_steps,
     output_size,
     size_for,
-    validate_overrides,
 )
 
 from .conftest import fixture
@@ -33,7 +32,6 @@ BASE = GenerationSpec(
     loras=(LoraSpec("tiny_sd15_test_lora.safetensors", 1.0),),
     filename_prefix="tiny_txt2img",
 )
-INVENTORY = ServerInventory(("a.safetensors",), (), ("euler", "dpmpp_2m"), ("normal", "karras"))
 
 
 def _by_type(workflow: dict, class_type: str) -> list[dict]:
@@ -137,24 +135,3 @@ def test_size_and_defaults_by_family_and_tier() -> None:
         size_for("sd15", "5:4", "draft")
     with pytest.raises(ValueError):
         defaults_for("flux", "draft")
-
-
-def test_validate_overrides_reports_each_problem_readably() -> None:
-    assert validate_overrides({"width": 768, "height": 512, "steps": 30, "cfg": 6.5,
-                               "sampler_name": "dpmpp_2m", "scheduler": "karras"}, INVENTORY) == []
-    problems = validate_overrides({"width": 500, "height": 4096, "steps": 0, "cfg": 31,
-                                   "sampler_name": "euler_fake", "scheduler": "nope", "seed_x": 1}, INVENTORY)
-    assert problems == [
-        "unknown setting 'seed_x'",
-        "width 500 is not a multiple of 8",
-        "height 4096 is out of range 64–2048",
-        "steps 0 is out of range 1–150",
-        "cfg 31 is out of range 0–30",
-        "sampler_name 'euler_fake' is not offered by the servers",
-        "scheduler 'nope' is not offered by the servers",
-    ]
-    assert validate_overrides({"steps": 2.5, "cfg": "7", "width": True}, INVENTORY) == [
-        "width must be a whole number, got True",
-        "steps must be a whole number, got 2.5",
-        "cfg must be a number, got '7'",
-    ]

@@ -47,6 +47,8 @@ class Misbehaviour(str, Enum):
     JUNK_WEBSOCKET = "an endless stream of junk on the WebSocket"
     BAD_PREVIEWS = "preview frames with wrong lengths and bomb images"
     GARBAGE_HEALTH = "system_stats, queue and object_info of the wrong shape"
+    FEWER_IMAGES = "one image fewer than the batch size"
+    DUPLICATE_IMAGES = "every image twice, plus one past the batch size"
 
 
 def png_bytes(width: int = 64, height: int = 64) -> bytes:
@@ -192,6 +194,10 @@ class MaliciousComfy:
                 {"filename": f"C:\\{self.escape_name}", "subfolder": "", "type": "output"},
             ]
             return [hostile[i % len(hostile)] for i in range(batch_size)]
+        if self.misbehaviour is Misbehaviour.FEWER_IMAGES:
+            batch_size -= 1
+        elif self.misbehaviour is Misbehaviour.DUPLICATE_IMAGES:
+            batch_size += 1  # and `_play` sends the executed message twice
         return [{"filename": f"evil_{i:05}_.png", "subfolder": "", "type": "output"} for i in range(batch_size)]
 
     async def _play(self, ws: web.WebSocketResponse, prompt_id: str, workflow: dict[str, Any]) -> None:
@@ -220,8 +226,9 @@ class MaliciousComfy:
             await send({"type": "executing", "data": ["node", save]})
             await send({"type": "progress", "data": {"prompt_id": prompt_id, "value": "lots", "max": None}})
             output = {"images": [{"subfolder": "", "type": "output"}] * batch}
-        await send({"type": "executed", "data": {"node": save, "display_node": save, "output": output,
-                                                 "prompt_id": prompt_id}})
+        for _ in range(2 if behaviour is Misbehaviour.DUPLICATE_IMAGES else 1):
+            await send({"type": "executed", "data": {"node": save, "display_node": save, "output": output,
+                                                     "prompt_id": prompt_id}})
         await send({"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": int(time.time())}})
 
     async def _junk_forever(self, ws: web.WebSocketResponse, prompt_id: str) -> None:
