@@ -2,7 +2,7 @@
 
 `python app.py` with no ComfyUI URL starts the built-in simulator (clearly labelled in the UI);
 `python app.py --comfy http://gpu1:8188 --comfy http://gpu2:8188` drives real servers through
-the same code.
+the same code. A bad flag or environment value exits with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -11,16 +11,21 @@ import logging
 import sys
 import threading
 
-from draftgrid.config import parse_config
-from draftgrid.launch import launch
+from draftgrid.config import ConfigError, parse_config
 from learning.store.errors import DatabaseLockedError
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_config(argv)
+    except ConfigError as exc:
+        print(f"app.py: error: {exc}", file=sys.stderr)
+        return 2
+    from draftgrid.launch import launch  # Gradio loads only once the configuration is good: bad input fails fast
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpcore", "aiohttp.access"):  # one line per request drowns the decisions
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    config = parse_config(argv)
     # a click's thread waits at most ~1 ms (not 5) for the GIL while image downloads and Gradio's
     # streaming keep other threads busy: latency over throughput, as a request server wants
     sys.setswitchinterval(0.001)

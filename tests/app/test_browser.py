@@ -2,17 +2,18 @@
 
 Generate 20 drafts with Auto-LoRA in Explore mode, click three and see them marked, Reject all on a
 second batch, Refine the first, and watch the Stats tab's numbers move. Screenshots of every step
-go to test-artifacts/browser/. In CI (CI=true) a missing Chromium is a failure, never a skip.
+go to test-artifacts/browser/. A missing Chromium fails every test here with a message saying how to
+install it, never a skip: `make test` installs it first (its `chromium` target).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect, sync_playwright
 
 from draftgrid.launch import RunningApp
 from tests.app.conftest import start_app
@@ -23,15 +24,18 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage"]
 
-if not CHROMIUM.exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI needs Debian's Chromium at /usr/bin/chromium (.ci/run installs it)")
-    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium); "
-                "CI installs it and runs this test", allow_module_level=True)
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+NO_CHROMIUM = (f"Chromium is not installed at {CHROMIUM}: the browser tests need Debian's chromium. "
+               "Install it with `make chromium` (or `apt-get install -y chromium` as root), or run `make test`, "
+               "which installs it first.")
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium_installed() -> None:
+    """First of all: without Chromium every test here fails at once, saying how to install it."""
+    if not CHROMIUM.exists():
+        pytest.fail(NO_CHROMIUM, pytrace=False)
 
 
 @pytest.fixture(scope="module")
