@@ -155,6 +155,7 @@ class ImageRecord:
     parent_image_id: str | None = None
     denoise: float = 1.0
     hires_scale: float | None = None
+    pruned_at: datetime | None = None  # when the retention policy removed the file (the row stays)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ _BATCH_COLUMNS = """batch_id, user_id, session_id, prompt, negative_prompt, keyw
        parent_batch_id, created_at, reviewed_at"""
 _IMAGE_COLUMNS = """image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps,
        cfg, sampler_name, scheduler, status, server, path, error, seconds, parent_image_id,
-       denoise, hires_scale"""
+       denoise, hires_scale, pruned_at"""
 _BATCH_SELECT = f"SELECT {_BATCH_COLUMNS} FROM batches"
 _IMAGE_SELECT = f"SELECT {_IMAGE_COLUMNS} FROM images"
 
@@ -165,12 +165,12 @@ def _batch(row: Sequence[Any]) -> BatchRecord:
 def _image(row: Sequence[Any]) -> ImageRecord:
     (image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps,
      cfg, sampler_name, scheduler, status, server, path, error, seconds, parent_image_id,
-     denoise, hires_scale) = row
+     denoise, hires_scale, pruned_at) = row
     return ImageRecord(
         image_id=image_id, batch_id=batch_id, user_id=user_id, checkpoint=checkpoint,
         loras=tuple((lora["name"], lora["strength"]) for lora in loras), seed=seed,
         batch_index=batch_index, width=width, height=height, steps=steps, cfg=cfg,
         sampler_name=sampler_name, scheduler=scheduler, status=status, server=server,
         path=path, error=error, seconds=seconds, parent_image_id=parent_image_id,
-        denoise=denoise, hires_scale=hires_scale,
+        denoise=denoise, hires_scale=hires_scale, pruned_at=pruned_at,
     )

@@ -18,7 +18,7 @@ from typing import Callable, Literal, Sequence, TypeVar
 import duckdb
 import pandas
 
-from learning.store import aggregate_reads_sql, aggregates, fact_reads, fact_writes, transfer
+from learning.store import aggregate_reads_sql, aggregates, fact_reads, fact_writes, retention_sql, transfer
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
 from learning.models import (
@@ -250,6 +250,25 @@ class PreferenceStore:
         copied = (memory_mismatches(self._cursor()) if self._writer is None
                   else self._writer.submit(memory_mismatches))
         return rebuilt == 0 and copied == 0
+
+    # image retention --------------------------------------------------------------------
+
+    def retention_rows(self) -> list[retention_sql.RetentionRow]:
+        """Every image whose file may still be on disk, with the reasons it must keep it."""
+        return retention_sql.retention_rows(self._cursor())
+
+    def mark_pruned(self, image_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """Record that these images' files are being removed (protection checked again in the
+        write: an image selected or refined since it was chosen is skipped); returns (image_id,
+        batch_id) of those marked. Feedback and aggregates are untouched."""
+        if not image_ids:
+            return []
+        ids = list(image_ids)
+        return self._write(lambda cur, ctx: retention_sql.mark_pruned(cur, ids, ctx.now))
+
+    def pruned_among(self, image_ids: Sequence[str]) -> list[str]:
+        """Those of `image_ids` already marked pruned."""
+        return retention_sql.pruned_among(self._cursor(), image_ids)
 
     # transfer ---------------------------------------------------------------------------
 

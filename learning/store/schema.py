@@ -186,9 +186,14 @@ _GENERATION_LOGS = (
                    WHERE state = 'selected' GROUP BY batch_id) s USING (batch_id)""",
 )
 
+# When the retention policy removed an image's file to keep disk use under its budget (NULL: the
+# file is kept). A fact about the file only: the image's row, its feedback and the aggregates stay.
+_PRUNED_AT = ("ALTER TABLE images ADD COLUMN pruned_at TIMESTAMP",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
+    Migration(3, "images.pruned_at (image retention)", _PRUNED_AT),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
