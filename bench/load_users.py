@@ -251,6 +251,7 @@ class Invariants:
     images_failed: int
     images_done: int
     feedback_rows: int
+    images_pruned: int = 0  # done images whose file the retention policy removed (not lost)
 
     @property
     def ok(self) -> bool:
@@ -267,7 +268,7 @@ def check_invariants(db: Path, rec: Recorder) -> Invariants:
         selected = {(u, b, i) for u, b, i, s in state.itertuples(index=False) if s == "selected"}
         missing = [s for s in rec.selections if s not in selected]
         images = store.read_sql("SELECT i.batch_id, i.user_id AS image_user, b.user_id AS batch_user, i.status, "
-                                "i.path, i.error FROM images i JOIN batches b USING (batch_id)")
+                                "i.path, i.error, i.pruned_at FROM images i JOIN batches b USING (batch_id)")
         per_batch = images.groupby("batch_id").agg(n=("status", "size"), users=("image_user", "unique"),
                                                    owner=("batch_user", "first"))
         wrong = 0
@@ -276,13 +277,15 @@ def check_invariants(db: Path, rec: Recorder) -> Invariants:
             if row is None or row["n"] != total or row["owner"] != user or list(row["users"]) != [user]:
                 wrong += 1
         done = images[images.status == "done"]
-        lost = sum(1 for p in done.path if not p or not Path(p).is_file())
+        kept = done[done.pruned_at.isna()]
+        lost = sum(1 for p in kept.path if not p or not Path(p).is_file())
         lost += int(((images.status == "failed") & images.error.isna()).sum())
         lost += int(images.status.isin(["queued", "running"]).sum())
         return Invariants(
             aggregates_equal_rebuild=store.aggregates_equal_rebuild(), selections_missing=len(missing),
             batches_misattributed=wrong, images_lost=lost, images_failed=int((images.status == "failed").sum()),
             images_done=len(done), feedback_rows=int(store.read_sql("SELECT count(*) AS n FROM feedback")["n"][0]),
+            images_pruned=len(done) - len(kept),
         )
 
 

@@ -1,7 +1,8 @@
 """The REST API, added to Gradio's own FastAPI app so `share=True` links serve it too.
 
 Bodies and query strings are validated with the same pydantic models as the UI and refused with
-a readable one-line `detail` (422); unknown or foreign ids are 404; no online server is 503.
+a readable one-line `detail` (422); unknown or foreign ids are 404; an image the retention policy
+removed is 410; no online server is 503.
 Handlers run the sync service in FastAPI's thread pool so a slow call never blocks the server.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from draftgrid.errors import InvalidRequest, ServiceError
@@ -118,7 +119,7 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], st
 
     @router.get("/images/{image_id}")
     async def image(image_id: str, user: str = User) -> Any:
-        return FileResponse(await call(service.image_file, user, image_id), media_type="image/png")
+        return Response(await call(service.image_png, user, image_id), media_type="image/png")
 
     @router.get("/images/{image_id}/lineage")
     async def lineage(image_id: str, user: str = User) -> Any:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from comfy.models import LoraSpec
 from comfy.workflow import defaults_for, size_for
 from draftgrid.catalog import Catalog
-from draftgrid.errors import InvalidRequest
+from draftgrid.errors import Gone, InvalidRequest
 from draftgrid.image_files import ImageFiles
 from draftgrid.planning import (
     MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
@@ -169,6 +169,10 @@ class BatchPlanner:
             image = self._store.get_image(image_id, user_id)
             if image is None or image.status != "done" or not image.path:
                 raise InvalidRequest(f"parent image {image_id!r} is unknown or not finished")
+            if image.pruned_at is not None:
+                raise Gone(f"parent image {image_id} was removed to save space (drafts nobody selected go "
+                           "first), so it cannot be refined; its settings and seed are kept, so it can be "
+                           "generated again")
             parents.append(image)
         return parents
 

@@ -8,13 +8,13 @@ unknown one (404), so ids don't leak.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 from draftgrid.batch_state import BatchState
-from draftgrid.errors import NotFound
+from draftgrid.errors import Gone, NotFound
 from draftgrid.image_files import ImageFiles
 from draftgrid.live import LiveBatch
+from draftgrid.thumbnails import REMOVED_TEXT
 from draftgrid.views import BatchView, ImageView, batch_status, caption
 from learning.models import ImageRecord
 from learning.store.fact_reads import BatchSnapshot
@@ -55,10 +55,12 @@ def mine(view: BatchView, user_id: str) -> BatchView:
 class BatchReader:
     """Views, streams, image files and refine chains of one user's batches."""
 
-    def __init__(self, store: PreferenceStore, state: BatchState, files: ImageFiles) -> None:
+    def __init__(self, store: PreferenceStore, state: BatchState, files: ImageFiles,
+                 removed_detail: Callable[[str], str]) -> None:
         self._store = store
         self._state = state
         self._files = files
+        self._removed_detail = removed_detail  # why a pruned image's file is gone (the 410 detail)
 
     def view(self, user_id: str, batch_id: str) -> BatchView:
         """The batch as it is now (cached until an image ends or a review changes it)."""
@@ -94,15 +96,27 @@ class BatchReader:
                 yield self.view(user_id, batch_id)
 
     def gallery_of(self, view: BatchView) -> list[tuple[str, str]]:
-        """(thumbnail path, caption) of each finished image, in completion order, selection drawn in."""
-        return [(str(self._files.thumbnail(v.record.image_id, v.state)), caption(v))
+        """(thumbnail path, caption) of each finished image, in completion order, selection drawn in;
+        a grey placeholder for an image the retention policy removed."""
+        return [(str(self._files.placeholder()), f"{REMOVED_TEXT} · {caption(v)}") if v.pruned
+                else (str(self._files.thumbnail(v.record.image_id, v.state)), caption(v))
                 for v in view.images if v.status == "done"]
 
-    def image_file(self, user_id: str, image_id: str) -> Path:
+    def image_png(self, user_id: str, image_id: str) -> bytes:
+        """The image's PNG bytes; NotFound for an unknown or another user's image, Gone once pruned.
+        Read here rather than streamed later: a retention pass may delete the file meanwhile, and
+        it marks the row pruned before it deletes, so a missing file is then a clean 410."""
         image = self._store.get_image(image_id, user_id)
         if image is None or image.status != "done" or not image.path:
             raise NotFound(f"image {image_id!r} not found")
-        return self._files.path(image_id)
+        if image.pruned_at is None:
+            try:
+                return self._files.read(image_id)
+            except FileNotFoundError:
+                image = self._store.get_image(image_id, user_id)
+                if image is None or image.pruned_at is None:
+                    raise NotFound(f"image {image_id!r} has no file") from None
+        raise Gone(self._removed_detail(image_id))
 
     def lineage(self, user_id: str, image_id: str) -> list[dict[str, object]]:
         """The refine chain from the first draft to this image (oldest first)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from comfy.models import ImageResult, JobFailed, JobProgress, PoolJob, PreviewFrame
@@ -85,12 +85,13 @@ class BatchRunner:
     """Starts batches on the pool (on the runner's loop) and records what comes back."""
 
     def __init__(self, store: PreferenceStore, state: BatchState, pool: ServerPool, runner: LoopThread,
-                 files: ImageFiles) -> None:
+                 files: ImageFiles, after_batch: Callable[[], None] | None = None) -> None:
         self._store = store
         self._state = state
         self._pool = pool
         self._runner = runner
         self._files = files
+        self._after_batch = after_batch  # on the loop once a batch ended (the retention policy's cue)
 
     def start(self, planned: PlannedBatch) -> BatchTicket:
         """Record the batch and its queued images, then let the pool run it; answers at once."""
@@ -154,6 +155,8 @@ class BatchRunner:
             if lost:
                 await asyncio.to_thread(self._state.images_failed, batch_id, lost, CANCELLED)
             self._state.finish(batch_id)
+            if self._after_batch is not None:
+                self._after_batch()
 
     async def _save(self, batch_id: str, job: _JobImages) -> list[str]:
         """Write the job's arrived images (once) and record them in one store write; their ids."""

@@ -54,6 +54,14 @@ class BatchState:
         self._store.update_images([ImageStatus(i, "failed", error=reason) for i in image_ids])
         self._board.images_failed(batch_id, list(image_ids), reason)
 
+    def images_pruned(self, image_ids: Sequence[str]) -> list[str]:
+        """The retention policy removes these images' files: marked in the store (those still
+        unprotected there), then every cached view is stale. Returns the ids marked."""
+        marked = [image_id for image_id, _batch in self._store.mark_pruned(image_ids)]
+        if marked:
+            self._views.images_removed()
+        return marked
+
     def finish(self, batch_id: str) -> None:
         """The batch ended. Call only once every image was stored done or failed."""
         self._board.finish(batch_id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from comfy.pool import ServerPool
 from comfy.simulator import SimulatorThread, load_inventory
 from draftgrid.config import AppConfig
+from draftgrid.retention import RetentionPolicy
 from draftgrid.runtime import LoopThread
 from draftgrid.service import DraftGridService
 from learning.pools import load_pools
@@ -28,6 +29,7 @@ class Backend:
 
     def stop(self) -> None:
         try:
+            self.service.close()
             self.runner.run(self.pool.close(), timeout=10)
         finally:
             self.runner.stop()
@@ -65,8 +67,10 @@ def start_backend(config: AppConfig) -> Backend:
     pool = runner.run(make_pool())
     service = DraftGridService(store=store, pool=pool, loop_runner=runner, pools=load_pools(config.pools_file),
                                data_dir=config.data_dir, policy=config.policy, max_batch=config.max_batch,
-                               simulated=config.simulated)
+                               simulated=config.simulated,
+                               retention=RetentionPolicy.of(config.max_image_disk_mb, config.keep_drafts_days))
     service.recover_interrupted()
+    service.request_pruning()  # drafts past their days, or a budget lowered since the last run
     try:
         service.refresh_catalog()
     except Exception as exc:  # servers may come online later; the GPUs panel shows them offline

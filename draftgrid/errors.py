@@ -25,3 +25,9 @@ class NoServerOnline(ServiceError):
     """No ComfyUI server can take work right now (503)."""
 
     status_code = 503
+
+
+class Gone(ServiceError):
+    """The image is known but its file was removed by the retention policy (410)."""
+
+    status_code = 410

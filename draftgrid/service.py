@@ -8,7 +8,9 @@ REST and UI validate, plan, record and stream in exactly the same way.
 * `BatchRunner` — a planned batch runs on the pool and each image is recorded (batch_runner.py);
 * `BatchReader` — views, streams, files and lineage of batches (batch_reader.py);
 * `Reviews` — picks and rejections, one transaction per click (reviews.py);
-* `PreferenceStats` — what the reviews taught, export and import (stats.py).
+* `PreferenceStats` — what the reviews taught, export and import (stats.py);
+* `Retention` — keeps the image files under the disk budget, oldest unselected drafts first
+  (retention.py), after each batch.
 
 Sync methods are thread-safe; the pool runs on the service's private event loop.
 """
@@ -28,6 +30,7 @@ from draftgrid.batch_runner import BatchRunner, BatchTicket
 from draftgrid.batch_state import BatchState
 from draftgrid.catalog import Catalog
 from draftgrid.image_files import ImageFiles
+from draftgrid.retention import Decision, Retention, RetentionPolicy
 from draftgrid.reviews import Reviews
 from draftgrid.runtime import LoopThread
 from draftgrid.schemas import FeedbackRequest, GenerateRequest
@@ -45,14 +48,17 @@ class DraftGridService:
     """Plans, runs, records and reviews batches for many users at once."""
 
     def __init__(self, *, store: PreferenceStore, pool: ServerPool, loop_runner: LoopThread,
-                 pools: PoolConfig, data_dir: Path, policy: str = "adaptive", max_batch: int = 4,
-                 simulated: bool = False) -> None:
-        files = ImageFiles(data_dir)
+                 pools: PoolConfig, data_dir: Path, retention: RetentionPolicy, policy: str = "adaptive",
+                 max_batch: int = 4, simulated: bool = False) -> None:
+        files = ImageFiles(data_dir)  # measures the disk the images use, once
         state = BatchState(store)
+        self._loop = loop_runner
+        self._retention = Retention(retention, store, state, files)
         self._servers = Servers(pool, pools, loop_runner, simulated=simulated)
         self._planner = BatchPlanner(store, pools, files, policy=policy, max_batch=max_batch)
-        self._runner = BatchRunner(store, state, pool, loop_runner, files)
-        self._reader = BatchReader(store, state, files)
+        self._runner = BatchRunner(store, state, pool, loop_runner, files, after_batch=self._retention.request)
+        self._reader = BatchReader(store, state, files, self._retention.policy.removed_detail)
+        self._files = files
         self._reviews = Reviews(store, state, self._reader)
         self._stats = PreferenceStats(store)
         self.thumbnails_dir = files.thumbs_dir  # Gradio serves gallery files from here only
@@ -83,7 +89,8 @@ class DraftGridService:
     def generate(self, user_id: str, req: GenerateRequest) -> BatchTicket:
         """Validate, plan, record and start a batch; returns at once while images render."""
         catalog = self._servers.require_online()
-        return self._runner.start(self._planner.plan(user_id, req, catalog))
+        with self._retention.protecting(req.parent_image_ids):  # a refine's parents keep their files
+            return self._runner.start(self._planner.plan(user_id, req, catalog))
 
     def recommendation(self, user_id: str, prompt: str, family: str, tier: str) -> Recommendation:
         """What the next batch for this prompt would be (no side effects)."""
@@ -96,6 +103,25 @@ class DraftGridService:
     def recover_interrupted(self) -> int:
         return self._runner.recover_interrupted()
 
+    # ------------------------------------------------------------------ image retention
+    def request_pruning(self) -> None:
+        """Let the retention policy look at the disk soon (on the runner's loop; it also does after
+        every batch)."""
+        self._loop.loop.call_soon_threadsafe(self._retention.request)
+
+    def prune_images(self) -> Decision:
+        """One retention pass now, on this thread (tests and the bench; the app prunes by itself)."""
+        return self._retention.prune()
+
+    def image_disk(self) -> dict[str, int]:
+        """Bytes the images use, the budget, and images pruned by this process."""
+        return {"used_bytes": self._files.used_bytes(), "max_bytes": self._retention.policy.max_bytes,
+                "pruned": self._retention.pruned_count}
+
+    def close(self) -> None:
+        """Stop the retention passes (before the store closes)."""
+        self._retention.close()
+
     # ------------------------------------------------------------------ read
     def batch_view(self, user_id: str, batch_id: str) -> BatchView:
         return self._reader.view(user_id, batch_id)
@@ -106,8 +132,8 @@ class DraftGridService:
     def gallery_of(self, view: BatchView) -> list[tuple[str, str]]:
         return self._reader.gallery_of(view)
 
-    def image_file(self, user_id: str, image_id: str) -> Path:
-        return self._reader.image_file(user_id, image_id)
+    def image_png(self, user_id: str, image_id: str) -> bytes:
+        return self._reader.image_png(user_id, image_id)
 
     def lineage(self, user_id: str, image_id: str) -> list[dict[str, object]]:
         return self._reader.lineage(user_id, image_id)

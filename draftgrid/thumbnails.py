@@ -16,6 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 THUMB_MAX = 512
 SELECT_COLOUR = (34, 197, 94)
 REJECT_COLOUR = (120, 120, 120)
+STATES = ("none", "selected", "rejected")  # the marks a thumbnail can carry (one file each)
+REMOVED_TEXT = "removed to save space"
 
 
 def _badge_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -54,9 +56,14 @@ def draw_rejection(image: Image.Image) -> Image.Image:
     return Image.blend(grey, Image.new("RGB", grey.size, REJECT_COLOUR), 0.45)
 
 
+def thumbnail_path(cache_dir: Path, stem: str, state: str) -> Path:
+    """Where the thumbnail of the image file named `stem` for `state` is cached."""
+    return cache_dir / f"{stem}.{state}.png"
+
+
 def thumbnail(source: Path, cache_dir: Path, state: str) -> Path:
     """Path of the thumbnail of `source` for `state` ("none", "selected", "rejected"); made once."""
-    target = cache_dir / f"{source.stem}.{state}.png"
+    target = thumbnail_path(cache_dir, source.stem, state)
     if target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -69,4 +76,21 @@ def thumbnail(source: Path, cache_dir: Path, state: str) -> Path:
         tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
         img.save(tmp, format="PNG", compress_level=1)
     tmp.replace(target)  # atomic: a concurrent reader never sees half a file
+    return target
+
+
+def removed_placeholder(target: Path) -> Path:
+    """A small grey picture saying the image was removed to save space, written once to `target`."""
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", (256, 256), (200, 200, 200))
+    draw = ImageDraw.Draw(img)
+    font = _badge_font(18)
+    for i, line in enumerate(("removed to", "save space")):
+        width = draw.textlength(line, font=font)
+        draw.text(((256 - width) / 2, 104 + i * 26), line, fill=(90, 90, 90), font=font)
+    tmp = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
+    img.save(tmp, format="PNG")
+    tmp.replace(target)
     return target

@@ -122,11 +122,11 @@ class DraftGridUI:
         """(batch id, strategy, status, gallery, preview, selection, picker) on every change of the batch."""
         strategy = strategy_line(ticket)
         picker: Any = self._picker(user, ticket.batch_id)
-        shown: tuple[tuple[str, str], ...] | None = None
+        shown: tuple[tuple[str, str, bool], ...] | None = None
         for view in self.service.stream(user, ticket.batch_id):
-            # the gallery is re-sent only when an image or a mark changed: Gradio re-processes
-            # every file of a gallery value, and most updates are sampler progress
-            marks = tuple((v.record.image_id, v.state) for v in view.images if v.status == "done")
+            # the gallery is re-sent only when an image, a mark or a removal changed: Gradio
+            # re-processes every file of a gallery value, and most updates are sampler progress
+            marks = tuple((v.record.image_id, v.state, v.pruned) for v in view.images if v.status == "done")
             gallery = self.service.gallery_of(view) if marks != shown else gr.skip()
             shown = marks
             yield (ticket.batch_id, strategy, progress_html(view), gallery, _preview(view), selection_line(view),

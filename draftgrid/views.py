@@ -2,8 +2,9 @@
 
 Polling clients (and the UI's stream) ask for the same batch many times a second; a view is
 rebuilt only when what it shows changed — an image running, finished or failed (the live board's
-`images_version`) or a review (the feedback generation) — so reads cost a dictionary lookup
-instead of a query. Sampler progress and previews are attached fresh to the cached view.
+`images_version`), a review (the feedback generation) or a retention pass that removed images —
+so reads cost a dictionary lookup instead of a query. Sampler progress and previews are attached
+fresh to the cached view.
 """
 
 from __future__ import annotations
@@ -25,16 +26,22 @@ class ImageView:
     status: str
     state: str  # "selected" | "rejected" | "none"
 
+    @property
+    def pruned(self) -> bool:
+        """Its file was removed by the retention policy (the row, settings and seed stay)."""
+        return self.record.pruned_at is not None
+
     def as_json(self) -> dict[str, object]:
         r = self.record
         return {
             "image_id": r.image_id, "status": self.status,
-            "url": f"/api/images/{r.image_id}" if self.status == "done" else None,
+            "url": f"/api/images/{r.image_id}" if self.status == "done" and not self.pruned else None,
             "checkpoint": r.checkpoint, "loras": [{"name": n, "strength": s} for n, s in r.loras],
             "seed": r.seed, "batch_index": r.batch_index, "server": r.server,
             "selected": self.state == "selected", "rejected": self.state == "rejected", "error": r.error,
             "width": r.width, "height": r.height, "steps": r.steps, "cfg": r.cfg,
             "sampler_name": r.sampler_name, "scheduler": r.scheduler, "parent_image_id": r.parent_image_id,
+            "pruned": self.pruned,
         }
 
 
@@ -79,7 +86,7 @@ def caption(view: ImageView) -> str:
     return f"{mark}{ckpt}" + (f" + {loras}" if loras else "") + f" · seed {r.seed}#{r.batch_index}"
 
 
-ViewKey = tuple[int, int]
+ViewKey = tuple[int, int, int]
 
 
 class ViewCache:
@@ -88,6 +95,7 @@ class ViewCache:
     def __init__(self, capacity: int = 512) -> None:
         self._views: OrderedDict[str, tuple[ViewKey, BatchView]] = OrderedDict()
         self._generation: dict[str, int] = {}
+        self._removals = 0  # retention passes that removed images (of any batch)
         self._lock = threading.Lock()
         self._capacity = capacity
 
@@ -95,6 +103,12 @@ class ViewCache:
         """Call after a feedback write: the selection changed, so cached views are stale."""
         with self._lock:
             self._generation[batch_id] = self._generation.get(batch_id, 0) + 1
+
+    def images_removed(self) -> None:
+        """Call after the retention policy marked images pruned: every cached view may show one as
+        present. (Once per pass, not per batch: no per-batch entry for batches nobody reads.)"""
+        with self._lock:
+            self._removals += 1
 
     def peek(self, batch_id: str) -> BatchView | None:
         """The last view built, however stale: enough for what never changes (owner, image ids)."""
@@ -105,7 +119,7 @@ class ViewCache:
     def get(self, batch_id: str, live: LiveBatch | None, build: Callable[[], BatchView]) -> BatchView:
         """The cached view if nothing it shows changed since, with `live`'s progress; else `build()`."""
         with self._lock:
-            key = (live.images_version if live else -1, self._generation.get(batch_id, 0))
+            key = (live.images_version if live else -1, self._generation.get(batch_id, 0), self._removals)
             hit = self._views.get(batch_id)
         if hit is not None and hit[0] == key:
             return hit[1] if hit[1].live is live else replace(hit[1], live=live)
