@@ -1,6 +1,8 @@
 """`python app.py ...` as a real child process: what load, soak and kill tests drive from outside.
 
 A separate process keeps the measuring clients off the app's GIL, and lets a test SIGKILL it.
+Each child can be pinned to a set of CPUs (`cpus=`), set before it runs any code, so every thread
+it starts inherits the set.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +26,44 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
+    """What a child runs between fork and exec: SIGINT back to its default (a bench started in the
+    background of a non-interactive shell ignores SIGINT, the child would inherit that and never stop
+    cleanly), then its CPUs, if given."""
+
+    def setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+def cpu_list(cpus: Iterable[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))
+
+
+def thread_affinity(pid: int) -> str:
+    """The CPUs each thread of a live process may run on, e.g. "cpu 0 (all 57 threads)"."""
+    counts: Counter[str] = Counter()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                counts[cpu_list(os.sched_getaffinity(int(tid)))] += 1
+            except OSError:  # the thread ended meanwhile
+                pass
+    except OSError:
+        return "(not running)"
+    if len(counts) == 1:
+        (cpus, n), = counts.items()
+        return f"cpu {cpus} (all {_threads(n)})"
+    return "; ".join(f"cpu {cpus}: {_threads(n)}" for cpus, n in sorted(counts.items()))
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("s" if n != 1 else "")
 
 
 def _signal_and_reap(proc: subprocess.Popen[str] | None, sig: int) -> None:
@@ -39,6 +81,7 @@ class AppProcess:
     port: int = field(default_factory=free_port)
     sim_speed: float = 0.0
     extra: tuple[str, ...] = ()
+    cpus: frozenset[int] | None = None  # None: wherever the scheduler puts it
     proc: subprocess.Popen[str] | None = None
     url: str = ""
     _stderr: list[str] = field(default_factory=list)
@@ -50,7 +93,8 @@ class AppProcess:
     def start(self, timeout: float = 60.0) -> AppProcess:
         """Start and wait for the "running at" line (or for the process to exit)."""
         self.proc = subprocess.Popen(self.argv(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     preexec_fn=_child_setup(self.cpus))
         ready = threading.Event()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         threading.Thread(target=self._watch_stdout, args=(ready,), daemon=True).start()
@@ -97,6 +141,7 @@ class SimProcess:
     speed: float
     output_dir: Path
     port: int = field(default_factory=free_port)
+    cpus: frozenset[int] | None = None
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -107,12 +152,17 @@ class SimProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "comfy.simulator", "--port", str(self.port), "--speed", str(self.speed),
              "--output-dir", str(self.output_dir)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=_child_setup(self.cpus))
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # the URL, once it listens
         if not line.startswith("http"):
             raise RuntimeError(f"simulator on port {self.port} did not start")
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         _signal_and_reap(self.proc, sig)
@@ -127,17 +177,22 @@ class Stack:
     credentials: list[tuple[str, str]]
 
     def stop(self) -> None:
-        """A clean app stop (SIGINT closes the store), then the GPUs."""
-        self.app.kill(signal.SIGINT)
-        for sim in self.sims:
-            sim.kill()
+        """A clean app stop (SIGINT closes the store), then the GPUs (even if the app did not stop)."""
+        try:
+            self.app.kill(signal.SIGINT)
+        finally:
+            for sim in self.sims:
+                sim.kill()
 
 
-def start_stack(work: Path, *, users: int, sim_speed: float, gpus: int = 2, extra: tuple[str, ...] = ()) -> Stack:
-    """GPU processes first, then the app on them, each user with its own login."""
-    sims = [SimProcess(sim_speed, work / f"sim{n}").start() for n in range(gpus)]
+def start_stack(work: Path, *, users: int, sim_speed: float, gpus: int = 2, extra: tuple[str, ...] = (),
+                app_cpus: frozenset[int] | None = None, sim_cpus: frozenset[int] | None = None) -> Stack:
+    """GPU processes first, then the app on them, each user with its own login; `app_cpus` /
+    `sim_cpus` pin the app / the GPU processes (None: not pinned)."""
+    sims = [SimProcess(sim_speed, work / f"sim{n}", cpus=sim_cpus).start() for n in range(gpus)]
     credentials = [(f"user{n:02d}", f"pass{n:02d}") for n in range(users)]
     auth = [a for user, password in credentials for a in ("--auth", f"{user}:{password}")]
     comfy = [a for sim in sims for a in ("--comfy", sim.url)]
-    app = AppProcess(work / "app.duckdb", extra=(*comfy, *auth, "--data-dir", str(work / "data"), *extra)).start()
+    app = AppProcess(work / "app.duckdb", extra=(*comfy, *auth, "--data-dir", str(work / "data"), *extra),
+                     cpus=app_cpus).start()
     return Stack(app, sims, credentials)

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,11 +206,14 @@ class UserRun:
 
 
 def run_users(url: str, credentials: list[tuple[str, str]], gradio_users: int, seconds: float,
-              rec: Recorder, think: float = 0.0, seed: int = 1) -> float:
+              rec: Recorder, think: float = 0.0, seed: int = 1,
+              on_start: Callable[[list[int]], None] | None = None) -> float:
     """Run every user in a process of its own for `seconds` (plus the work in flight); returns the
     wall time. Own processes because people click from their own machines: 20 users as threads of
     one process queue on one GIL, and that wait would be counted as the app's latency. The clock
-    starts once every process has imported its libraries, so start-up is not part of the load."""
+    starts once every process has imported its libraries, so start-up is not part of the load.
+    The user processes inherit the calling thread's CPU affinity; `on_start(pids)` is called with
+    their pids as the clock starts."""
     ctx = multiprocessing.get_context("spawn")  # no fork of this process's threads
     ready, results = ctx.Barrier(len(credentials) + 1), ctx.Queue()
     users = [ctx.Process(target=_one_user, name=auth[0], daemon=True, args=(
@@ -219,6 +223,8 @@ def run_users(url: str, credentials: list[tuple[str, str]], gradio_users: int, s
         user.start()
     ready.wait()
     start = time.monotonic()
+    if on_start is not None:
+        on_start([user.pid for user in users if user.pid is not None])
     for _ in users:
         rec.merge(results.get())  # before join: a child exits only once its result is read
     for user in users:
