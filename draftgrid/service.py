@@ -110,7 +110,7 @@ class DraftGridService:
         self._loop.loop.call_soon_threadsafe(self._retention.request)
 
     def prune_images(self) -> Decision:
-        """One retention pass now, on this thread (tests and the bench; the app prunes by itself)."""
+        """One retention pass now, on this thread (for tests; the app prunes by itself after batches)."""
         return self._retention.prune()
 
     def image_disk(self) -> dict[str, int]:
