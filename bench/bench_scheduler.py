@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,9 +121,10 @@ async def run_pool(speed: float, batches: int = 1, warm_up: bool = False) -> Run
     """`batches` pool batches (after one untimed batch when `warm_up`) on fresh simulators."""
     async with simulators(speed) as urls, ServerPool(urls, health_interval=3600) as pool:
         async def batch(key: str, image_done: Callable[[], None]) -> None:
-            async for event in pool.run(pool_jobs(), key):
-                if isinstance(event, ImageResult):
-                    image_done()
+            async with aclosing(pool.run(pool_jobs(), key)) as events:
+                async for event in events:
+                    if isinstance(event, ImageResult):
+                        image_done()
         if warm_up:
             await batch("warm-up", lambda: None)
 

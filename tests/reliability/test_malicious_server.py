@@ -35,7 +35,7 @@ from tests.reliability.malicious_comfy import MaliciousComfy, Misbehaviour, bomb
 
 INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler")
 RSS_HEADROOM = 150 * 1024 * 1024
-# only the images are bad (the protocol was followed): the service refuses them one by one
+# the protocol was followed but the image count is wrong: checked by their own test below
 POOL_LEVEL = (Misbehaviour.FEWER_IMAGES, Misbehaviour.DUPLICATE_IMAGES)
 APP_LEVEL = [m for m in Misbehaviour if m not in POOL_LEVEL]
 
@@ -159,6 +159,36 @@ def test_a_malicious_server_cannot_hurt_the_app(setup: Setup, misbehaviour: Misb
     print(f"\n{misbehaviour.name}: peak RSS +{(rss.peak - rss.baseline) >> 20} MiB, {len(failed)} failed image(s), "
           f"{setup.evil_name} online={evil['online']}")  # the figures in docs/RELIABILITY.md (-s)
     assert rss.peak - rss.baseline < RSS_HEADROOM, f"RSS grew by {(rss.peak - rss.baseline) >> 20} MiB"
+    assert_store_consistent(setup.app.backend.store)
+
+
+@pytest.mark.parametrize("misbehaviour", POOL_LEVEL, ids=[m.name.lower() for m in POOL_LEVEL])
+def test_a_server_returning_the_wrong_number_of_images_ends_every_image(setup: Setup,
+                                                                       misbehaviour: Misbehaviour) -> None:
+    """Fewer images than the batch size: those it sent are kept, the rest fail saying so.
+    Duplicates and extras: each image is stored once and the batch completes."""
+    setup.evil.misbehaviour = misbehaviour
+    setup.evil.workflows.clear()
+    bring_back(setup)
+    with api(setup.app) as c:
+        answer = c.post("/api/generate/batch", json={"prompt": "a lighthouse at dusk", "count": 12, "seed": 7})
+        assert answer.status_code == 200, answer.text
+        batch_id = answer.json()["batch_id"]
+        wait_settled(setup.app, batch_id)
+        batch = c.get(f"/api/batches/{batch_id}").json()
+        done = [i for i in batch["images"] if i["status"] == "done"]
+        assert all(c.get(i["url"]).content.startswith(b"\x89PNG") for i in done)
+    assert setup.evil.workflows, "the scheduler gave the hostile server nothing to do"
+    images = batch["images"]
+    assert len(images) == 12 and all(i["status"] in ("done", "failed") for i in images)
+    assert len({i["image_id"] for i in images}) == 12
+    failed = [i for i in images if i["status"] == "failed"]
+    if misbehaviour is Misbehaviour.FEWER_IMAGES:
+        assert batch["status"] == "partial" and failed, batch["status"]
+        assert all(f"server {setup.evil_name} returned" in i["error"] for i in failed), [i["error"] for i in failed]
+        assert setup.evil_name in {i["server"] for i in done}  # what it did send was kept
+    else:
+        assert batch["status"] == "done", [i["error"] for i in failed]
     assert_store_consistent(setup.app.backend.store)
 
 
