@@ -16,7 +16,7 @@ from comfy.workflow import build_workflow
 from tests.comfy.sim_fixtures import SLOW_STEPS, WsRecorder, http, sim, start_sim, submit, txt2img_prompt  # noqa: F401
 
 
-async def fresh_get(url: str, path: str = "/queue", timeout: float = 5) -> httpx.Response:
+async def fresh_get(url: str, path: str = "/queue", timeout: float | httpx.Timeout = 5) -> httpx.Response:
     """A request on a new connection (so a closed listener shows)."""
     async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
         return await client.get(path)
@@ -88,8 +88,9 @@ async def test_refuse_connections_drops_open_connections_and_resumes_with_state(
 
 async def test_hang_accepts_but_never_answers(sim: SimulatedComfy, http: httpx.AsyncClient) -> None:
     await http.post("/sim/faults", json={"hang": True})
+    # only the read may time out: on a busy machine a 0.3 s connect time-out could fire first
     with pytest.raises(httpx.ReadTimeout):
-        await fresh_get(sim.url, timeout=0.3)
+        await fresh_get(sim.url, timeout=httpx.Timeout(5, read=0.3))
     assert (await http.get("/sim/state")).json()["faults"]["hang"] is True  # controls still answer
     sim.faults.hang = False
     assert (await fresh_get(sim.url)).status_code == 200
