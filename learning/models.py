@@ -6,7 +6,7 @@ No HTTP, no Gradio, no ComfyUI types here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -168,14 +168,3 @@ class FeedbackResult:
     reviewed: bool
     changed: bool
 
-
-@dataclass
-class RateRow:
-    """One row of a stats table."""
-
-    arm: str
-    selected: int
-    total: int
-    selection_rate: float
-    keyword: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)

@@ -4,8 +4,9 @@ Decayed counts (`w_*`) are stored as of a row's `review_seq`; a row's value now 
 value decayed to the user's current seq. Writes append change rows stamped with the current
 seq to `preference_stats_pending` (cheap); compaction folds them into `preference_stats`
 (decay the kept row to the change's seq, add). The rebuild sums every change decayed from the
-seq it happened at (rules as SQL in `learning.store.counting_sql`). SQL readers see both tables summed,
-through the `preference_stats_now` macro, so compaction never changes what they read. Every
+seq it happened at (the rules as SQL, `learning.store.counting_rebuild_sql`). SQL readers see both
+tables summed, through the `preference_stats_now` macro, so compaction never changes what they
+read. Decay is the rule of `learning.store.decay`. Every
 change is also handed to the transaction's `AggregateChanges`, which moves the in-memory copy
 (`learning.store.aggregates_memory`) forward once the transaction commits.
 """
@@ -19,8 +20,9 @@ import duckdb
 import pandas
 
 from learning.store.aggregates_memory import AggregateChanges, AggregateMemory
-from learning.store.counting_rules import REVIEW_ACTIONS, ArmKey, Counts
-from learning.store.counting_sql import REBUILT_CTE
+from learning.store.counting_rebuild_sql import REBUILT_CTE
+from learning.store.counting_write_path import REVIEW_ACTIONS, ArmKey, Counts
+from learning.store.decay import DECAYED_COLUMNS, decayed_sql, decayed_to_now_sql
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,10 @@ def _upsert_sql(source: str, half_life: float) -> str:
     w_selected, w_rejected, review_seq, updated_at) rows: counts add, decayed counts decay to
     the new review_seq first. The half-life is a float we validated, inlined as a literal."""
     hl = repr(float(half_life))
+    decayed_sums = "".join(
+        f"    {name} = {decayed_sql(f'p.{name}', 'excluded.review_seq - p.review_seq', hl)}"
+        f" + excluded.{name},\n"
+        for name in DECAYED_COLUMNS)
     return f"""
 INSERT INTO preference_stats AS p
 {source}
@@ -37,12 +43,7 @@ ON CONFLICT (user_id, keyword, arm_kind, arm) DO UPDATE SET
     shown = p.shown + excluded.shown,
     selected = p.selected + excluded.selected,
     rejected = p.rejected + excluded.rejected,
-    w_shown = decayed(p.w_shown, excluded.review_seq - p.review_seq, {hl}) + excluded.w_shown,
-    w_selected = decayed(p.w_selected, excluded.review_seq - p.review_seq, {hl})
-                 + excluded.w_selected,
-    w_rejected = decayed(p.w_rejected, excluded.review_seq - p.review_seq, {hl})
-                 + excluded.w_rejected,
-    review_seq = excluded.review_seq,
+{decayed_sums}    review_seq = excluded.review_seq,
     updated_at = excluded.updated_at
 """
 
@@ -54,12 +55,11 @@ FROM imported_stats WHERE import_id = $import_id
 """
 
 # Pending changes per row, each decayed to its user's current seq (all are at or before it).
-_PENDING_FOLDED = """
+def _pending_folded_sql(half_life: str) -> str:
+    return f"""
 SELECT d.user_id, d.keyword, d.arm_kind, d.arm,
        sum(d.shown), sum(d.selected), sum(d.rejected),
-       sum(decayed(d.w_shown, coalesce(u.review_seq, 0) - d.review_seq, {hl})),
-       sum(decayed(d.w_selected, coalesce(u.review_seq, 0) - d.review_seq, {hl})),
-       sum(decayed(d.w_rejected, coalesce(u.review_seq, 0) - d.review_seq, {hl})),
+       {decayed_to_now_sql("d", half_life, aggregate="sum")},
        coalesce(u.review_seq, 0), max(d.updated_at)
 FROM preference_stats_pending d LEFT JOIN user_state u USING (user_id)
 GROUP BY d.user_id, d.keyword, d.arm_kind, d.arm, u.review_seq
@@ -123,8 +123,7 @@ def compact(cur: duckdb.DuckDBPyConnection, half_life: float) -> int:
     row = cur.execute("SELECT count(*) FROM preference_stats_pending").fetchone()
     pending = int(row[0]) if row else 0
     if pending:
-        hl = repr(float(half_life))
-        cur.execute(_upsert_sql(_PENDING_FOLDED.format(hl=hl), half_life))
+        cur.execute(_upsert_sql(_pending_folded_sql(repr(float(half_life))), half_life))
         cur.execute("DELETE FROM preference_stats_pending")
         log.info("folded %d pending aggregate changes into preference_stats", pending)
     return pending

@@ -1,4 +1,7 @@
-"""The preference aggregates held in memory, so `arm_stats` & co. answer in microseconds.
+"""The preference aggregates held in memory: what the store's evidence reads answer, in microseconds.
+
+The live reader of the aggregates (`arm_stats`, `base_rate`, `total_reviews`, `arm_totals`);
+its oracle in tests is the SQL reference reader, `learning.store.aggregates_reference_sql`.
 
 A copy of what `preference_stats_now` answers (kept + pending rows, and `user_state`): loaded once
 when the store opens, then moved forward by the writer thread right after each commit. A write
@@ -7,8 +10,9 @@ transaction commits, so the copy always equals the committed database.
 
 Rows keep the database's representation: plain counts, and decayed counts as of the row's
 review_seq. Adding first decays the row to the change's seq (as compaction does in SQL); reading
-decays it to the user's current seq (as the `decayed` macro does), so both give the same numbers
-up to float rounding.
+decays it to the user's current seq (as `preference_stats_now` does), both with `decay_factor`,
+the Python twin of the `decayed` macro (`learning.store.decay`), so both give the same numbers up
+to float rounding.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import duckdb
 
-from learning.store.counting_rules import ALL_KEYWORDS, ArmKey, Counts
 from learning.models import ArmKind, ArmStat
+from learning.store.counting_write_path import ALL_KEYWORDS, ArmKey, Counts
+from learning.store.decay import decay_factor
 
 Weights = tuple[float, float, float]  # decayed (shown, selected, rejected) at the change's seq
 # (user_id, keyword, arm_kind, arm, shown, selected, rejected, w_shown, w_selected, w_rejected)
@@ -119,7 +124,7 @@ class AggregateMemory:
                 by_arm = self._rows.setdefault((kind, keyword), {}).setdefault(user_id, {})
                 shown, selected, rejected, w_shown, w_selected, w_rejected, row_seq = by_arm.get(
                     arm, (0, 0, 0, 0.0, 0.0, 0.0, seq))
-                factor = 0.5 ** ((seq - row_seq) / half_life)
+                factor = decay_factor(seq - row_seq, half_life)
                 by_arm[arm] = (
                     shown + counts[0], selected + counts[1], rejected + counts[2],
                     w_shown * factor + weights[0], w_selected * factor + weights[1],
@@ -210,4 +215,4 @@ class AggregateMemory:
                 yield arm, row, self._row_factor(user, row)
 
     def _row_factor(self, user_id: str, row: _Row) -> float:
-        return 0.5 ** ((self._seqs.get(user_id, 0) - row[SEQ]) / self.half_life)
+        return decay_factor(self._seqs.get(user_id, 0) - row[SEQ], self.half_life)

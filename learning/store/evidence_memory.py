@@ -1,9 +1,16 @@
-"""An in-memory evidence store with the same read methods as the DuckDB store.
+"""A stand-in for the store's evidence reads, in memory and without DuckDB, for bench/bench_policies.py and tests.
 
-The bench and tests feed it simulated reviews; the app's tests can use it in place of the store.
-Decay follows the store's rule: evidence from a review `age` reviews ago weighs
-0.5 ** (age / half_life). Each accumulator is decayed lazily (value plus the review it was last
-brought up to date at), so recording and reading stay O(arms × keywords).
+It is not the store's in-memory copy of the aggregates (that is `aggregates_memory`): it is fed
+whole reviews (`record_review`: a batch's done images with their final states), and answers
+`arm_stats`, `base_rate` and `total_reviews` like the store would for that history. It models the
+store where each batch is reviewed once, in one go, and never clicked on again; it has no later
+clicks, late images, imports or global view. tests/learning/test_store_agreement.py holds it to
+the store's numbers on such histories.
+
+Decay follows the store's rule (`learning.store.decay.decay_factor`): evidence from a review
+`age` reviews ago weighs 0.5 ** (age / half_life). Each accumulator is decayed lazily (value
+plus the review it was last brought up to date at), so recording and reading stay
+O(arms × keywords).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from learning.models import DEFAULT_USER, ArmKind, ArmStat
+from learning.store.decay import decay_factor
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,8 @@ class InMemoryEvidence:
         now = self._reviews[user_id] = self.total_reviews(user_id) + 1
         stems = list(dict.fromkeys(keywords))
         for image in images:
-            for kind, arm in [("checkpoint", image.checkpoint), *(("lora", lora) for lora in image.loras)]:
+            loras = dict.fromkeys(image.loras)  # a LoRA named twice counts once, as in the store
+            for kind, arm in [("checkpoint", image.checkpoint), *(("lora", lora) for lora in loras)]:
                 self._add(self._totals[(user_id, kind)], image, now)
                 for stem in stems:
                     self._add(self._stats[(user_id, kind, stem, arm)], image, now)
@@ -72,7 +81,7 @@ class InMemoryEvidence:
         return self._reviews.get(user_id, 0)
 
     def _weight(self, age: int) -> float:
-        return 1.0 if self.half_life_reviews is None else 0.5 ** (age / self.half_life_reviews)
+        return 1.0 if self.half_life_reviews is None else decay_factor(age, self.half_life_reviews)
 
     def _read(self, cell: _Decayed, now: int) -> ArmStat:
         w = self._weight(now - cell.as_of)

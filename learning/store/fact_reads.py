@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import duckdb
 import pandas
 
-from learning.store.counting_rules import FeedbackFact, ImageFacts, fold_states
+from learning.store.counting_write_path import FeedbackFact, ImageFacts, fold_states
 from learning.models import BatchRecord, ImageRecord
 
 _BATCH_COLUMNS = """batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,

@@ -17,7 +17,7 @@ import duckdb
 
 from learning.store.aggregates_memory import AggregateChanges
 from learning.store.aggregates import add_changes, bump_review_seq
-from learning.store.counting_rules import (
+from learning.store.counting_write_path import (
     ALL_KEYWORDS,
     BATCH_ACTIONS,
     CLICK_ACTIONS,
@@ -30,7 +30,7 @@ from learning.store.counting_rules import (
 )
 from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus
 from learning.store.recent_batches import BatchChanges
-from learning.store.errors import UnknownBatchError, UnknownImageError
+from learning.store.errors import StoreError, UnknownBatchError, UnknownImageError
 from learning.store.fact_reads import BatchFacts
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,10 @@ def _record_finish(
              image_id, batch_id)
 
 
+# One step of a review: an action and the images it names (none for reject_all / viewed).
+ReviewStep = tuple[FeedbackAction, Sequence[str]]
+
+
 def record_feedback(
     cur: duckdb.DuckDBPyConnection,
     user_id: str,
@@ -210,20 +214,40 @@ def record_feedback(
     image_ids: Sequence[str],
     ctx: WriteContext,
 ) -> FeedbackResult:
-    """Append one feedback action; the first reviewing action counts the batch, later ones
-    apply only the transitions they cause (a repeated click changes nothing)."""
-    ids = list(dict.fromkeys(image_ids))
-    _check_action_arguments(action, ids)
+    """Append one feedback action: a review of one step."""
+    return record_review(cur, user_id, batch_id, [(action, image_ids)], ctx)
+
+
+def record_review(
+    cur: duckdb.DuckDBPyConnection,
+    user_id: str,
+    batch_id: str,
+    steps: Sequence[ReviewStep],
+    ctx: WriteContext,
+) -> FeedbackResult:
+    """Append a review's feedback actions, in order, as one write: the first reviewing action
+    counts the batch, the rest apply only the transitions they cause (a repeated click changes
+    nothing). Every step is checked before anything is written. The aggregates change by the
+    net effect of all steps, which equals the sum of their effects applied one by one: before
+    the batch is reviewed nothing counts, and after that every change is stamped with the same
+    review_seq."""
+    planned = [(action, list(dict.fromkeys(ids))) for action, ids in steps]
+    if not planned:
+        raise ValueError("a review needs at least one step")
+    for action, ids in planned:
+        _check_action_arguments(action, ids)
     facts = ctx.batches.load(cur, batch_id)
     if facts is None or facts.user_id != user_id:
         raise UnknownBatchError(batch_id)
     known = {image.image_id for image in facts.images}
-    for image_id in ids:
-        if image_id not in known:
-            raise UnknownImageError(image_id, batch_id)
-    new_facts = _insert_feedback(cur, user_id, batch_id, action, ids, ctx.now)
-    before, after = facts.states(), facts.states(new_facts)
-    reviews_now = not facts.reviewed and action in REVIEW_ACTIONS
+    for _, ids in planned:
+        for image_id in ids:
+            if image_id not in known:
+                raise UnknownImageError(image_id, batch_id)
+    new_facts = _insert_feedback(cur, user_id, batch_id, planned, ctx.now)
+    before = facts.states()
+    step_changed, after = _states_step_by_step(facts, before, planned, new_facts)
+    reviews_now = not facts.reviewed and any(action in REVIEW_ACTIONS for action, _ in planned)
     review_seq = ctx.aggregates.review_seq(user_id)
     if reviews_now:
         cur.execute("UPDATE batches SET reviewed_at = ? WHERE batch_id = ?", [ctx.now, batch_id])
@@ -237,10 +261,11 @@ def record_feedback(
     )
     add_changes(cur, ctx.aggregates, user_id, review_seq, changes, ctx.now)
     ctx.batches.put(facts.with_feedback(new_facts, reviewed))
-    changed = reviews_now or after != before
-    log.info("feedback %s on batch %s (%d images): %s%s, %d aggregate rows", action, batch_id,
-             len(ids), "reviewed now, " if reviews_now else "",
-             "changed" if changed else "no change", len(changes))
+    changed = reviews_now or step_changed
+    log.info("review of batch %s (%s): %s%s, %d aggregate rows", batch_id,
+             ", ".join(f"{action} {len(ids)}" if ids else action for action, ids in planned),
+             "reviewed now, " if reviews_now else "", "changed" if changed else "no change",
+             len(changes))
     return FeedbackResult(
         batch_id=batch_id,
         selected=frozenset(i for i, s in after.items() if s == "selected"),
@@ -248,6 +273,23 @@ def record_feedback(
         reviewed=reviewed,
         changed=changed,
     )
+
+
+def _states_step_by_step(
+    facts: BatchFacts,
+    before: dict[str, str],
+    planned: list[tuple[str, list[str]]],
+    new_facts: list[FeedbackFact],
+) -> tuple[bool, dict[str, str]]:
+    """Whether some step changed some image's state (as `changed` of that step applied alone
+    would say), and the states after the last step."""
+    states, changed, done = before, False, 0
+    for _, ids in planned:
+        done += max(1, len(ids))
+        after = facts.states(new_facts[:done])
+        changed = changed or after != states
+        states = after
+    return changed, states
 
 
 def view_batches(
@@ -282,22 +324,27 @@ def _insert_feedback(
     cur: duckdb.DuckDBPyConnection,
     user_id: str,
     batch_id: str,
-    action: FeedbackAction,
-    image_ids: list[str],
+    steps: list[tuple[str, list[str]]],
     now: datetime,
 ) -> list[FeedbackFact]:
-    """Append the feedback rows (one per image, or one batch-level row) in order."""
-    targets: list[str | None] = list(image_ids) or [None]
+    """Append the feedback rows of every step (one per image, or one batch-level row) in one
+    statement; they take their `fact_seq` numbers in the order given."""
+    targets: list[tuple[str | None, str]] = [
+        (image_id, action) for action, ids in steps for image_id in (ids or [None])]
     values = ", ".join(["(?, ?, ?, ?, ?)"] * len(targets))
     params: list[object] = []
-    for image_id in targets:
+    for image_id, action in targets:
         params += [user_id, batch_id, image_id, action, now]
-    rows = cur.execute(
+    rows = sorted(cur.execute(
         "INSERT INTO feedback (user_id, batch_id, image_id, action, created_at) "
-        f"VALUES {values} RETURNING feedback_id, image_id",
+        f"VALUES {values} RETURNING feedback_id, image_id, action",
         params,
-    ).fetchall()
-    return [FeedbackFact(int(ord_), image_id, action) for ord_, image_id in rows]
+    ).fetchall())
+    if [(image_id, action) for _, image_id, action in rows] != targets:
+        # The rules replay feedback by fact_seq: rows numbered out of order would count a
+        # different review than the one asked for (DuckDB numbers VALUES rows in order).
+        raise StoreError(f"feedback rows of batch {batch_id} were numbered out of order")
+    return [FeedbackFact(int(ord_), image_id, action) for ord_, image_id, action in rows]
 
 
 def _check_action_arguments(action: str, image_ids: list[str]) -> None:

@@ -18,7 +18,10 @@ from typing import Callable, Literal, Sequence, TypeVar
 import duckdb
 import pandas
 
-from learning.store import aggregate_reads_sql, aggregates, fact_reads, fact_writes, retention_sql, transfer
+from learning.store import (
+    aggregates, aggregates_reference_sql, fact_reads, fact_writes, retention_sql, stats_tables_sql,
+    transfer,
+)
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
 from learning.models import (
@@ -151,7 +154,8 @@ class PreferenceStore:
         error: str | None = None,
         seconds: float | None = None,
     ) -> None:
-        """Record an image's lifecycle step (queued → running → done | failed)."""
+        """One image's lifecycle step (queued → running → done | failed) in its own write. The app
+        uses `update_images`; this stays for bench/bench_store.py's one-write-per-image baseline."""
         self.update_images([ImageStatus(image_id, status, server, path, error, seconds)])
 
     def update_images(self, steps: Sequence[ImageStatus]) -> None:
@@ -161,6 +165,26 @@ class PreferenceStore:
         if steps:
             self._write(lambda cur, ctx: fact_writes.set_image_statuses(cur, steps, ctx))
 
+    def apply_review(
+        self,
+        user_id: str,
+        batch_id: str,
+        steps: Sequence[tuple[FeedbackAction, Sequence[str]]],
+    ) -> FeedbackResult:
+        """Record one review request: its steps (action, image ids) in order, in ONE transaction.
+
+        All or nothing: every step is checked first (UnknownBatchError, UnknownImageError, or
+        ValueError for an unknown action, a click without image ids, a batch action with image
+        ids, no steps at all), and a failure anywhere writes nothing of any step. The result is
+        what applying the steps one by one with `apply_feedback` would end with (the selection
+        after the last step, reviewed), with `changed` true when any step changed something.
+        The aggregates end exactly where the steps one by one would leave them."""
+        steps = [(action, list(ids)) for action, ids in steps]
+        return self._write(
+            lambda cur, ctx: fact_writes.record_review(cur, user_id, batch_id, steps, ctx),
+            priority=URGENT,  # a person is waiting on this click
+        )
+
     def apply_feedback(
         self,
         user_id: str,
@@ -168,12 +192,8 @@ class PreferenceStore:
         action: FeedbackAction,
         image_ids: Sequence[str] = (),
     ) -> FeedbackResult:
-        """Record a click / Reject all / viewed; raises UnknownBatchError or UnknownImageError
-        before writing anything."""
-        return self._write(
-            lambda cur, ctx: fact_writes.record_feedback(cur, user_id, batch_id, action, image_ids, ctx),
-            priority=URGENT,  # a person is waiting on this click
-        )
+        """A review of one step: `apply_review(user_id, batch_id, [(action, image_ids)])`."""
+        return self.apply_review(user_id, batch_id, [(action, image_ids)])
 
     # reads ------------------------------------------------------------------------------
 
@@ -208,7 +228,7 @@ class PreferenceStore:
     def keyword_table(
         self, user_id: str | None, kind: ArmKind = "checkpoint", keyword_filter: str | None = None
     ) -> pandas.DataFrame:
-        return aggregate_reads_sql.keyword_table(self._cursor(), user_id, kind, keyword_filter)
+        return stats_tables_sql.keyword_table(self._cursor(), user_id, kind, keyword_filter)
 
     def confidence_history(self, user_id: str | None) -> pandas.DataFrame:
         return fact_reads.confidence_history(self._cursor(), user_id)
@@ -219,10 +239,10 @@ class PreferenceStore:
     def lineage(self, image_id: str) -> list[ImageRecord]:
         return fact_reads.lineage(self._cursor(), image_id)
 
-    def sql_aggregates(self) -> aggregate_reads_sql.SqlAggregates:
+    def sql_aggregates(self) -> aggregates_reference_sql.SqlAggregates:
         """The same evidence reads answered by DuckDB instead of the in-memory copy, on this
         thread's cursor: the reference the copy is checked against, and the bench's baseline."""
-        return aggregate_reads_sql.SqlAggregates(self._cursor(), self.half_life)
+        return aggregates_reference_sql.SqlAggregates(self._cursor(), self.half_life)
 
     def read_sql(self, query: str, params: Sequence[object] | dict[str, object] = ()) -> pandas.DataFrame:
         """Run a read-only query (e.g. on the `generation_logs` view) on this thread's cursor.

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import duckdb
 
+from learning.store.decay import DECAYED_MACRO, decayed_to_now_sql
 from learning.store.errors import SchemaTooNewError, StoreError
 from learning.store.timestamps import utc_now
 
@@ -119,21 +120,18 @@ _FACTS_AND_AGGREGATES = (
     f"CREATE TABLE preference_stats_pending ({_AGGREGATE_COLUMNS})",
     "CREATE INDEX preference_stats_pending_keyword_idx ON preference_stats_pending (keyword)",
     "CREATE TABLE user_state (user_id VARCHAR PRIMARY KEY, review_seq BIGINT NOT NULL)",
-    # Decayed counts are stored as of a review_seq; this brings them to a later one.
-    """CREATE MACRO decayed(w, elapsed_reviews, half_life) AS
-        w * pow(0.5, elapsed_reviews / half_life)""",
+    # Decayed counts are stored as of a review_seq; this brings them to a later one. The SQL
+    # twin of decay_factor(), both in learning.store.decay.
+    DECAYED_MACRO,
     # The aggregates as seen now: kept and pending rows summed, every decayed count brought to
-    # its user's current review_seq. Every read of the aggregates goes through this.
-    """CREATE MACRO preference_stats_now(half_life) AS TABLE
+    # its user's current review_seq. The SQL reads of the aggregates (loading the in-memory
+    # copy, exports, the stats tables, the checks) go through this; the reference reader's
+    # arm_stats spells the same decay out per branch (learning.store.aggregates_reference_sql).
+    f"""CREATE MACRO preference_stats_now(half_life) AS TABLE
         SELECT a.user_id, a.keyword, a.arm_kind, a.arm,
                sum(a.shown)::BIGINT AS shown, sum(a.selected)::BIGINT AS selected,
                sum(a.rejected)::BIGINT AS rejected,
-               sum(decayed(a.w_shown, coalesce(u.review_seq, 0) - a.review_seq, half_life))
-                   AS w_shown,
-               sum(decayed(a.w_selected, coalesce(u.review_seq, 0) - a.review_seq, half_life))
-                   AS w_selected,
-               sum(decayed(a.w_rejected, coalesce(u.review_seq, 0) - a.review_seq, half_life))
-                   AS w_rejected
+               {decayed_to_now_sql("a", "half_life", aggregate="sum")}
         FROM (SELECT user_id, keyword, arm_kind, arm, shown, selected, rejected,
                      w_shown, w_selected, w_rejected, review_seq FROM preference_stats
               UNION ALL
@@ -141,9 +139,11 @@ _FACTS_AND_AGGREGATES = (
                      w_shown, w_selected, w_rejected, review_seq FROM preference_stats_pending) a
         LEFT JOIN user_state u USING (user_id)
         GROUP BY a.user_id, a.keyword, a.arm_kind, a.arm""",
-    # The selection rule, defined once in the database so every query derives it the same way:
-    # the last click decides, except that a Reject-all after the last click rejects an image
-    # that was not selected.
+    # The selection rule in SQL, shared by every query here (image_current_state, hence
+    # generation_logs) and the rebuild: the last click decides, except that a Reject-all after
+    # the last click rejects an image that was not selected. The write path and batch snapshots
+    # apply the same rule in Python (learning.store.counting_write_path.fold_states); the
+    # hypothesis test in tests/learning/test_store_agreement.py holds the two equal.
     """CREATE MACRO feedback_state(last_click, last_click_ord, last_reject_all_ord) AS
         CASE
             WHEN last_click = 'select' THEN 'selected'

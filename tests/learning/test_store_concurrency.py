@@ -9,7 +9,7 @@ import pytest
 
 from learning.store.preference_store import PreferenceStore
 from learning.store.writer import WriterClosedError
-from tests.learning.test_store_helpers import add_simple_batch, counts
+from tests.learning.store_builders import add_simple_batch, counts
 
 
 def test_parallel_reviews_lose_no_update(tmp_path: Path) -> None:

@@ -1,18 +1,25 @@
-"""The counting rules: reviews, transitions, idempotence, late images, keyword/arm expansion."""
+"""The counting rules: reviews, transitions, idempotence, late images, keyword/arm expansion;
+a review request of several steps as one transaction (`apply_review`)."""
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
 
-from learning.models import ImageStatus
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from learning.models import FeedbackResult, ImageStatus
+from learning.store import fact_writes
 from learning.store.preference_store import PreferenceStore, UnknownBatchError, UnknownImageError
-from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
+from learning.store.writer import SerialWriter
+from tests.learning.store_builders import (
     add_simple_batch,
     counts,
+    evidence_snapshot,
     make_batch,
     make_image,
     select_then_move_on,
-    store,
     table_rows,
 )
 
@@ -84,9 +91,9 @@ def test_late_image_counts_once_when_it_finishes(store: PreferenceStore) -> None
     ids = add_simple_batch(store, "b1", ["ckA", "ckB"], statuses=["done", "queued"])
     store.apply_feedback("alice", "b1", "viewed")
     assert counts(store, "alice", "*", "ckB") == (0, 0, 0)
-    store.update_image(ids[1], status="running", server="gpu0")
-    store.update_image(ids[1], status="done", server="gpu0", path="/img/b1-1.png", seconds=1.5)
-    store.update_image(ids[1], status="done", path="/img/b1-1.png")
+    store.update_images([ImageStatus(ids[1], "running", server="gpu0")])
+    store.update_images([ImageStatus(ids[1], "done", "gpu0", "/img/b1-1.png", seconds=1.5)])
+    store.update_images([ImageStatus(ids[1], "done", path="/img/b1-1.png")])
     assert counts(store, "alice", "*", "ckB") == (1, 0, 0)
     image = store.get_image(ids[1], "alice")
     assert (image.status, image.server, image.path, image.seconds) == (
@@ -97,7 +104,7 @@ def test_late_image_counts_once_when_it_finishes(store: PreferenceStore) -> None
 def test_image_that_finishes_after_reject_all_is_not_rejected(store: PreferenceStore) -> None:
     ids = add_simple_batch(store, "b1", ["ckA", "ckB"], statuses=["done", "queued"])
     store.apply_feedback("alice", "b1", "reject_all")
-    store.update_image(ids[1], status="done")
+    store.update_images([ImageStatus(ids[1], "done")])
     assert store.batch_snapshot("b1").facts.states() == {ids[0]: "rejected", ids[1]: "none"}
     assert counts(store, "alice", "*", "ckB") == (1, 0, 0)
 
@@ -105,10 +112,10 @@ def test_image_that_finishes_after_reject_all_is_not_rejected(store: PreferenceS
 def test_done_image_cannot_go_back(store: PreferenceStore) -> None:
     ids = add_simple_batch(store, "b1", ["ckA"])
     with pytest.raises(ValueError, match="cannot change"):
-        store.update_image(ids[0], status="failed", error="late error")
+        store.update_images([ImageStatus(ids[0], "failed", error="late error")])
     assert store.get_image(ids[0], None).status == "done"
     with pytest.raises(UnknownImageError):
-        store.update_image("nope", status="done")
+        store.update_images([ImageStatus("nope", "done")])
 
 
 def test_each_keyword_star_checkpoint_and_lora_counted(store: PreferenceStore) -> None:
@@ -208,3 +215,130 @@ def test_update_images_checks_every_step_before_writing(store: PreferenceStore) 
     store.update_images([ImageStatus(ids[1], "done"), ImageStatus(ids[0], "done")])
     seqs = store.read_sql("SELECT finished_seq FROM images WHERE batch_id = 'b1'")["finished_seq"]
     assert seqs.notna().all() and seqs.nunique() == 2 and store.aggregates_equal_rebuild()
+
+
+# --- apply_review: one review request, one transaction ------------------------------------------
+
+REVIEW = [("select", ["b1-0", "b1-1"]), ("reject", ["b1-2"]), ("unselect", ["b1-1"]),
+          ("reject_all", [])]
+
+
+def _count_transactions(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every write the store's writer runs (one transaction each) appends to the list."""
+    runs: list[object] = []
+    real_execute = SerialWriter._execute
+
+    def counted(self: SerialWriter, *args: object) -> None:
+        runs.append(args[0])
+        real_execute(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SerialWriter, "_execute", counted)
+    return runs
+
+
+def test_a_review_is_one_transaction(store: PreferenceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckA", "ckB", "ckB"])
+    runs = _count_transactions(monkeypatch)
+    result = store.apply_review("alice", "b1", REVIEW)
+    assert len(runs) == 1
+    assert result == FeedbackResult("b1", frozenset({ids[0]}), frozenset(ids[1:]), True, True)
+    created = store.read_sql("SELECT DISTINCT created_at FROM feedback")
+    assert len(created) == 1 and table_rows(store, "feedback") == 5  # one write's rows
+    assert counts(store, "alice", "*", "ckA") == (2, 1, 1)
+    assert counts(store, "alice", "*", "ckB") == (2, 0, 2)
+    assert store.total_reviews("alice") == 1 and store.aggregates_equal_rebuild()
+
+
+@pytest.mark.parametrize("bad_step, error, user", [
+    (("select", ["nope"]), UnknownImageError, "alice"),
+    (("select", ["bob-batch-0"]), UnknownImageError, "alice"),
+    (("reject", []), ValueError, "alice"),
+    (("viewed", ["b1-0"]), ValueError, "alice"),
+    (("like", ["b1-0"]), ValueError, "alice"),
+    (("select", ["b1-0"]), UnknownBatchError, "bob"),
+])
+def test_a_refused_step_3_writes_nothing_of_steps_1_and_2(
+    store: PreferenceStore, bad_step: tuple[str, list[str]], error: type[Exception], user: str
+) -> None:
+    ids = add_simple_batch(store, "b1", ["ckA", "ckB", "ckB"])
+    add_simple_batch(store, "bob-batch", ["ckA"], user_id="bob")
+    with pytest.raises(error):
+        store.apply_review(user, "b1", [("select", [ids[0]]), ("reject", [ids[1]]), bad_step])
+    assert table_rows(store, "feedback") == 0
+    assert store.get_batch("b1", "alice").reviewed_at is None
+    assert store.total_reviews(None) == 0 and counts(store, "alice", "*", "ckA") == (0, 0, 0)
+    assert store.batch_snapshot("b1").facts.states() == {i: "none" for i in ids}
+    with pytest.raises(ValueError, match="at least one step"):
+        store.apply_review("alice", "b1", [])
+
+
+def test_a_failure_mid_review_rolls_back_every_step(
+    store: PreferenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's feedback rows, reviewed_at and review_seq are written, then the aggregate
+    changes fail: the transaction rolls back, the in-memory copies stay as they were."""
+    ids = add_simple_batch(store, "b1", ["ckA", "ckA", "ckB", "ckB"])
+    add_simple_batch(store, "b0", ["ckA"])
+    store.apply_feedback("alice", "b0", "select", ["b0-0"])
+    before = evidence_snapshot(store, ("alice", None), ("cat", "*"), ("ckA", "ckB"))
+    real_add_changes = fact_writes.add_changes
+
+    def add_then_fail(*args: object) -> None:
+        real_add_changes(*args)  # type: ignore[arg-type]
+        raise RuntimeError("disk full, say")
+
+    monkeypatch.setattr(fact_writes, "add_changes", add_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.apply_review("alice", "b1", REVIEW)
+    monkeypatch.undo()
+    assert table_rows(store, "feedback") == 1  # b0's select only
+    assert store.get_batch("b1", "alice").reviewed_at is None
+    assert evidence_snapshot(store, ("alice", None), ("cat", "*"), ("ckA", "ckB")) == before
+    assert store.batch_snapshot("b1").facts.states() == {i: "none" for i in ids}
+    assert store.aggregates_equal_rebuild()
+    assert store.apply_review("alice", "b1", REVIEW).selected == {ids[0]}  # the writer carries on
+    assert store.total_reviews("alice") == 2 and store.aggregates_equal_rebuild()
+
+
+def _steps(ids: list[str]) -> st.SearchStrategy[list[tuple[str, list[str]]]]:
+    click = st.tuples(st.sampled_from(["select", "unselect", "reject"]),
+                      st.lists(st.sampled_from(ids), min_size=1, max_size=3))
+    batch_action = st.tuples(st.sampled_from(["reject_all", "viewed"]), st.just([]))
+    return st.lists(st.one_of(click, batch_action), min_size=1, max_size=5)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_review_equals_its_steps_applied_one_by_one(data: st.DataObject) -> None:
+    """Two stores with the same history; one takes a review in one call, the other step by step.
+    Same result (`changed`: some step changed something), same facts, same numbers."""
+    stores = [PreferenceStore.open(":memory:", half_life=2.0) for _ in range(2)]
+    try:
+        earlier = data.draw(st.lists(st.sampled_from(["select", "viewed", "none"]), max_size=3))
+        statuses = data.draw(st.lists(st.sampled_from(["done", "done", "queued"]),
+                                      min_size=1, max_size=4))
+        for store in stores:
+            for n, action in enumerate(earlier):
+                ids = add_simple_batch(store, f"a{n}", ["ckA", "ckB"], keywords=("cat",))
+                if action != "none":
+                    store.apply_feedback("alice", f"a{n}", action, ids[:1] if action == "select" else [])
+            ids = add_simple_batch(store, "b1", ["ckA", "ckB", "ckC", "ckA"][:len(statuses)],
+                                   statuses=statuses, loras=(("detail", 0.5),))
+        rounds = data.draw(st.lists(_steps(ids), min_size=1, max_size=3))
+        for steps in rounds:  # a first review, then maybe later ones on the reviewed batch
+            together = stores[0].apply_review("alice", "b1", steps)
+            one_by_one = [stores[1].apply_feedback("alice", "b1", a, i) for a, i in steps]
+            assert together == replace(one_by_one[-1],
+                                       changed=any(r.changed for r in one_by_one))
+        users, keywords, arms = ("alice", None), ("cat", "portrait", "*"), ("ckA", "detail")
+        assert evidence_snapshot(stores[0], users, keywords, arms) == pytest.approx(
+            evidence_snapshot(stores[1], users, keywords, arms), rel=1e-12, abs=1e-12)
+        facts = [s.read_sql("SELECT image_id, action FROM feedback ORDER BY feedback_id")
+                 .to_dict("records") for s in stores]
+        assert facts[0] == facts[1]
+        assert stores[0].batch_snapshot("b1").facts.states() == \
+            stores[1].batch_snapshot("b1").facts.states()
+        assert all(s.aggregates_equal_rebuild() for s in stores)
+    finally:
+        for store in stores:
+            store.close()

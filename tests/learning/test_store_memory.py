@@ -1,6 +1,6 @@
 """The in-memory copies: the aggregates the evidence reads use, and the writer's recent batches.
-Both must always equal what the database holds (the hypothesis test in test_store_rebuild.py
-checks the aggregates after random histories; these tests cover reopening and rollbacks)."""
+Both must always equal what the database holds (the hypothesis tests in test_store_agreement.py
+check the aggregates after random histories; these tests cover reopening and rollbacks)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from learning.models import ImageStatus
 from learning.store import fact_writes
 from learning.store.recent_batches import RecentBatches
 from learning.store.preference_store import PreferenceStore
 from learning.store.fact_reads import BatchFacts
-from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
+from tests.learning.store_builders import (
     add_simple_batch,
     assert_memory_equals_sql,
     evidence_snapshot,
-    store,
 )
 
 USERS = ("alice", "bob", None)
@@ -29,7 +29,7 @@ def _history(store: PreferenceStore) -> None:
     a = add_simple_batch(store, "a1", ["ckA", "ckB", "ckA"], statuses=["done", "done", "queued"],
                          loras=(("detail", 0.6),))
     store.apply_feedback("alice", "a1", "select", [a[0]])
-    store.update_image(a[2], status="done")
+    store.update_images([ImageStatus(a[2], "done")])
     store.compact_aggregates()
     for n in range(3):
         ids = add_simple_batch(store, f"a{n + 2}", ["ckB", "ckC"], keywords=("sea",))

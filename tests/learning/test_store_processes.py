@@ -1,4 +1,5 @@
-"""Behaviour across real processes: the file lock, and durability of acknowledged writes."""
+"""Behaviour across real processes: the file lock, durability of acknowledged writes, and a
+review killed halfway leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ _HOLDER = textwrap.dedent("""
 _WRITER = textwrap.dedent("""
     import sys
     from learning.store.preference_store import PreferenceStore
-    from tests.learning.test_store_helpers import add_simple_batch
+    from tests.learning.store_builders import add_simple_batch
     store = PreferenceStore.open(sys.argv[1])
     n = 0
     while True:
@@ -35,6 +36,24 @@ _WRITER = textwrap.dedent("""
         store.apply_feedback("alice", f"b{n}", "select", [ids[n % 3]])
         print(f"ack b{n}", flush=True)
         n += 1
+""")
+
+# Acknowledges one review, then dies by SIGKILL in the middle of the next one: after its
+# feedback rows, reviewed_at and review_seq were written, before its aggregate changes.
+_CRASHER = textwrap.dedent("""
+    import os, signal, sys
+    from learning.store import fact_writes
+    from learning.store.preference_store import PreferenceStore
+    from tests.learning.store_builders import add_simple_batch
+    store = PreferenceStore.open(sys.argv[1])
+    ids = add_simple_batch(store, "b0", ["ckA", "ckB"])
+    store.apply_review("alice", "b0", [("select", [ids[0]]), ("reject", [ids[1]])])
+    ids = add_simple_batch(store, "b1", ["ckA", "ckB"])
+    print("ack b0", flush=True)
+    fact_writes.add_changes = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+    store.apply_review("alice", "b1", [("unselect", [ids[1]]), ("select", [ids[0]]),
+                                       ("reject_all", [])])
+    print("survived", flush=True)
 """)
 
 
@@ -79,6 +98,28 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
             assert store.get_batch(batch_id, "alice") is not None
             assert list(store.batch_snapshot(batch_id).facts.states().values()).count("selected") == 1
         assert store.total_reviews("alice") >= len(acked)
+        assert store.aggregates_equal_rebuild()
+    finally:
+        store.close()
+
+
+def test_a_review_killed_halfway_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "prefs.duckdb"
+    crasher = _spawn(_CRASHER, path)
+    try:
+        out, _ = crasher.communicate(timeout=60)
+    finally:
+        crasher.kill()
+    assert crasher.returncode == -signal.SIGKILL and out.split("\n")[0] == "ack b0"
+    store = PreferenceStore.open(path)
+    try:
+        assert store.batch_snapshot("b0").facts.states() == {"b0-0": "selected", "b0-1": "rejected"}
+        assert store.batch_snapshot("b1").facts.feedback == ()
+        assert store.get_batch("b1", "alice").reviewed_at is None
+        assert store.total_reviews("alice") == 1
+        assert store.arm_totals("alice", "checkpoint") == {
+            "ckA": {"selected": 1, "total": 1, "selection_rate": 1.0},
+            "ckB": {"selected": 0, "total": 1, "selection_rate": 0.0}}
         assert store.aggregates_equal_rebuild()
     finally:
         store.close()

@@ -9,7 +9,7 @@ import pytest
 
 from learning.store.schema import LATEST_VERSION, MIGRATIONS, Migration, migrate, schema_version
 from learning.store.preference_store import PreferenceStore, SchemaTooNewError, StoreError
-from tests.learning.test_store_helpers import add_simple_batch
+from tests.learning.store_builders import add_simple_batch
 
 
 def test_new_file_is_at_the_latest_version(tmp_path: Path) -> None:

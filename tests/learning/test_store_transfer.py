@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from learning.store.preference_store import PreferenceStore
-from tests.learning.test_store_helpers import (  # noqa: F401 - fixtures
+from tests.learning.store_builders import (
     add_simple_batch,
     counts,
     select_then_move_on,
-    store,
     table_rows,
 )
 

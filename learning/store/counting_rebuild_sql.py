@@ -1,7 +1,9 @@
-"""The counting rules as SQL, for the rebuild: which (keyword, arm) counts change at which fact.
+"""The counting rules as SQL, for the rebuild; twin: `counting_write_path` (the write path).
 
-The write path applies the same rules in Python (`learning.store.counting_rules`), one batch at a
-time; this is their set-based form, which replays millions of facts in seconds:
+Which (keyword, arm) counts change at which fact, for the whole history at once: the write path
+applies the same rules in Python (`learning.store.counting_write_path`), one batch at a time;
+this is their set-based form, which replays millions of facts in seconds (run by
+`aggregates.rebuild` and checked against the live tables by `aggregates.count_mismatches`):
 
 * an image contributes once its batch is reviewed AND it is done: shown 1, selected 1 if its
   current state is selected, rejected 1 if rejected (the state comes from the `feedback_state`
@@ -19,7 +21,8 @@ Facts are ordered by `ord` (the shared `fact_seq` sequence).
 
 from __future__ import annotations
 
-from learning.store.counting_rules import ALL_KEYWORDS, CLICK_ACTIONS, REVIEW_ACTIONS
+from learning.store.counting_write_path import ALL_KEYWORDS, CLICK_ACTIONS, REVIEW_ACTIONS
+from learning.store.decay import decayed_counts_sql
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -108,9 +111,8 @@ image_totals AS (
     -- history here, before the keyword x arm expansion multiplies the rows, keeps that cheap.
     SELECT image_id, batch_id, user_id, now_seq,
            sum(d_shown) AS shown, sum(d_selected) AS selected, sum(d_rejected) AS rejected,
-           sum(decayed(d_shown, now_seq - seq, $half_life)) AS w_shown,
-           sum(decayed(d_selected, now_seq - seq, $half_life)) AS w_selected,
-           sum(decayed(d_rejected, now_seq - seq, $half_life)) AS w_rejected
+           {decayed_counts_sql(("d_shown", "d_selected", "d_rejected"), "now_seq - seq",
+                               "$half_life", aggregate="sum")}
     FROM image_changes
     GROUP BY image_id, batch_id, user_id, now_seq
 ),
@@ -132,12 +134,8 @@ imported_totals AS (
     -- An import counts from the seq it happened at, like any other change.
     SELECT m.user_id, m.keyword, coalesce(u.review_seq, 0) AS now_seq,
            m.shown, m.selected, m.rejected,
-           decayed(m.w_shown, coalesce(u.review_seq, 0) - coalesce(r.seq, 0), $half_life)
-               AS w_shown,
-           decayed(m.w_selected, coalesce(u.review_seq, 0) - coalesce(r.seq, 0), $half_life)
-               AS w_selected,
-           decayed(m.w_rejected, coalesce(u.review_seq, 0) - coalesce(r.seq, 0), $half_life)
-               AS w_rejected,
+           {decayed_counts_sql(("m.w_shown", "m.w_selected", "m.w_rejected"),
+                               "coalesce(u.review_seq, 0) - coalesce(r.seq, 0)", "$half_life")},
            m.arm_kind, m.arm
     FROM imported_stats m
     ASOF LEFT JOIN review_seqs r ON m.user_id = r.user_id AND m.import_id >= r.ord

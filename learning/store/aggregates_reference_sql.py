@@ -1,7 +1,13 @@
-"""Reads of the preference aggregates in SQL (never the facts), so they stay fast at any history.
+"""The SQL reference reader of the aggregates: the oracle of the in-memory copy, and the bench baseline.
+
+`SqlAggregates` answers the store's evidence reads (`arm_stats`, `base_rate`, `total_reviews`,
+`arm_totals`) straight from the aggregate tables in DuckDB. The app never reads through it: the
+store answers those reads from memory (`learning.store.aggregates_memory`), and this is what that
+copy must equal (`PreferenceStore.sql_aggregates()`, used by the agreement tests in
+tests/learning/ and as bench/bench_store.py's baseline).
 
 `user_id` None means every user (the global view); decayed counts are brought to each user's
-current review_seq before they are summed.
+current review_seq (the rule of `learning.store.decay`) before they are summed.
 """
 
 from __future__ import annotations
@@ -10,16 +16,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import duckdb
-import pandas
 
-from learning.store.aggregates_memory import sum_stats
 from learning.models import ArmKind, ArmStat
-from learning.store.counting_sql import ALL_KEYWORDS
-
-
-def _user_filter(user_id: str | None) -> str:
-    """A trusted SQL fragment: no filter for the global view (keeps the plan simple)."""
-    return "" if user_id is None else "AND user_id = $user_id"
+from learning.store.aggregates_memory import sum_stats
+from learning.store.counting_write_path import ALL_KEYWORDS
+from learning.store.decay import decayed_to_now_sql
+from learning.store.stats_tables_sql import rate_table, user_filter
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class SqlAggregates:
         params = {} if user_id is None else {"user_id": user_id}
         row = self.cur.execute(
             "SELECT coalesce(sum(review_seq), 0) FROM user_state "
-            f"WHERE true {_user_filter(user_id)}",
+            f"WHERE true {user_filter(user_id)}",
             params,
         ).fetchone()
         assert row is not None
@@ -60,7 +62,7 @@ class SqlAggregates:
         self, user_id: str | None, kind: ArmKind
     ) -> dict[str, dict[str, float | int]]:
         """{arm: {"selected", "total", "selection_rate"}} over all prompts, plain counts."""
-        table = _rate_table(self.cur, user_id, kind, "keyword = $all", {"all": ALL_KEYWORDS})
+        table = rate_table(self.cur, user_id, kind, "keyword = $all", {"all": ALL_KEYWORDS})
         return {
             row.arm: {"selected": int(row.selected), "total": int(row.total),
                       "selection_rate": float(row.selection_rate)}
@@ -76,8 +78,9 @@ def _decayed_sums(
     arms: Sequence[str] | None,
     half_life: float,
 ) -> dict[tuple[str, str], ArmStat]:
-    """Kept and pending rows, filtered inside each branch (DuckDB does not push these filters
-    through the grouped `preference_stats_now` macro: 3x slower), summed here."""
+    """What `preference_stats_now` answers for these rows, spelled out: kept and pending rows,
+    filtered inside each branch (DuckDB does not push these filters through the grouped macro:
+    3x slower), decayed with the same SQL fragment, summed here."""
     if not keywords or (arms is not None and not arms):
         return {}
     where = "keyword = ANY($keywords) AND arm_kind = $kind" + (
@@ -91,10 +94,7 @@ def _decayed_sums(
     if arms is not None:
         params["arms"] = list(arms)
     rows = cur.execute(
-        f"""SELECT a.keyword, a.arm,
-                   decayed(a.w_shown, coalesce(u.review_seq, 0) - a.review_seq, $half_life),
-                   decayed(a.w_selected, coalesce(u.review_seq, 0) - a.review_seq, $half_life),
-                   decayed(a.w_rejected, coalesce(u.review_seq, 0) - a.review_seq, $half_life)
+        f"""SELECT a.keyword, a.arm, {decayed_to_now_sql("a", "$half_life")}
             FROM (SELECT {columns} FROM preference_stats WHERE {where}
                   UNION ALL
                   SELECT {columns} FROM preference_stats_pending WHERE {where}) a
@@ -109,43 +109,3 @@ def _decayed_sums(
         total[2] += rejected
     return {key: ArmStat(*total) for key, total in sums.items()}
 
-
-def keyword_table(
-    cur: duckdb.DuckDBPyConnection,
-    user_id: str | None,
-    kind: ArmKind,
-    keyword_filter: str | None,
-) -> pandas.DataFrame:
-    """keyword, arm, selected, total, selection_rate per keyword (the '*' totals left out)."""
-    condition = "keyword <> $all"
-    params: dict[str, object] = {"all": ALL_KEYWORDS}
-    if keyword_filter:
-        condition += " AND contains(lower(keyword), lower($filter))"
-        params["filter"] = keyword_filter
-    return _rate_table(cur, user_id, kind, condition, params, by_keyword=True)
-
-
-def _rate_table(
-    cur: duckdb.DuckDBPyConnection,
-    user_id: str | None,
-    kind: ArmKind,
-    condition: str,
-    params: dict[str, object],
-    by_keyword: bool = False,
-) -> pandas.DataFrame:
-    """Plain counts summed over users, with the selection rate; best arms first. Plain counts
-    do not decay, so the half-life given to preference_stats_now does not matter here."""
-    keyword = "keyword, " if by_keyword else ""
-    params = {**params, "kind": kind}
-    if user_id is not None:
-        params["user_id"] = user_id
-    return cur.execute(
-        f"""SELECT {keyword}arm, sum(selected)::BIGINT AS selected, sum(shown)::BIGINT AS total,
-                   sum(selected) / sum(shown) AS selection_rate
-            FROM preference_stats_now(1.0)
-            WHERE arm_kind = $kind AND {condition} {_user_filter(user_id)}
-            GROUP BY {keyword}arm
-            HAVING sum(shown) > 0
-            ORDER BY {keyword}selection_rate DESC, arm""",
-        params,
-    ).df()

@@ -1,11 +1,11 @@
-"""Builders shared by the preference-store tests (no tests here)."""
+"""Builders and readers shared by the preference-store tests (not a test module: pytest does not
+collect it). The `store` fixture is in conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Protocol
-from pathlib import Path
 
 import pytest
 
@@ -130,16 +130,3 @@ def assert_memory_equals_sql(store: PreferenceStore, users: Sequence[str | None]
 def table_rows(store: PreferenceStore, table: str) -> int:
     return int(store.read_sql(f"SELECT count(*) AS n FROM {table}")["n"].iloc[0])
 
-
-@pytest.fixture
-def store() -> Iterator[PreferenceStore]:
-    opened = PreferenceStore.open(":memory:")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def file_store(tmp_path: Path) -> Iterator[PreferenceStore]:
-    opened = PreferenceStore.open(tmp_path / "prefs.duckdb")
-    yield opened
-    opened.close()

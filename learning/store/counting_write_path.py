@@ -1,8 +1,10 @@
-"""The counting rules in plain Python, for the write path (one batch at a time, in microseconds).
+"""The counting rules in Python, for the write path; twin: `counting_rebuild_sql` (the rebuild).
 
-The same rules exist as SQL in `learning.store.counting_sql` for the bulk rebuild over millions of facts;
-DuckDB needs ~10 ms just to plan that windowed query, too slow for a click. The hypothesis test
-in tests/learning/test_store_rebuild.py holds the two to the same answers.
+The write path applies them one batch at a time, in microseconds (`fact_writes`); batch
+snapshots use `fold_states` for the selection states they show. The same rules exist as SQL in
+`learning.store.counting_rebuild_sql` for the bulk rebuild over millions of facts; DuckDB needs
+~10 ms just to plan that windowed query, too slow for a click. The hypothesis tests in
+tests/learning/test_store_agreement.py hold the two to the same answers.
 
 * A batch is reviewed by its first select, reject, reject_all or viewed.
 * An image's state: select → selected, reject → rejected, unselect → none; reject_all rejects
