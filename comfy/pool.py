@@ -155,8 +155,9 @@ class ServerPool:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
-        for batch in list(self._batches.values()):
-            await self._stop_workers(batch)
+        # end every running batch (its consumer sees the stream end) and stop its prompts on the
+        # servers: nobody is left to watch them
+        await asyncio.gather(*(self.cancel(key) for key in list(self._batches)))
         await asyncio.gather(*(m.client.close() for m in self._members.values()))
 
     async def __aenter__(self) -> ServerPool:

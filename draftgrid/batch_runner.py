@@ -8,6 +8,7 @@ State is written through `BatchState` (store first, then the live board).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
@@ -91,6 +92,8 @@ class BatchRunner:
         self._pool = pool
         self._runner = runner
         self._files = files
+        self._running: set[concurrent.futures.Future[None]] = set()
+        self._stopping = False
         self._after_batch = after_batch  # on the loop once a batch ended (the retention policy's cue)
 
     def start(self, planned: PlannedBatch) -> BatchTicket:
@@ -101,7 +104,9 @@ class BatchRunner:
         gpu_distribution = self._pool.plan(list(plan.jobs))
         steps = sum(job.spec.steps * (2 if job.spec.hires_scale else 1) for job in plan.jobs)
         self._state.open(record, images, steps)
-        self._runner.submit(self._run(record.batch_id, plan.images, list(plan.jobs)))
+        running = self._runner.submit(self._run(record.batch_id, plan.images, list(plan.jobs)))
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
         log.info("Batch %s for %s: %d images, checkpoints %s, servers %s", record.batch_id, record.user_id,
                  len(images), plan.checkpoint_distribution(), gpu_distribution)
         loras = {spec.name: spec.strength for job in plan.jobs for spec in job.spec.loras}
@@ -153,7 +158,8 @@ class BatchRunner:
         finally:
             lost = [p.image_id for job in by_job.values() for p in job.planned if p.image_id not in ended]
             if lost:
-                await asyncio.to_thread(self._state.images_failed, batch_id, lost, CANCELLED)
+                reason = INTERRUPTED if self._stopping else CANCELLED
+                await asyncio.to_thread(self._state.images_failed, batch_id, lost, reason)
             self._state.finish(batch_id)
             if self._after_batch is not None:
                 self._after_batch()
@@ -175,6 +181,13 @@ class BatchRunner:
 
     def cancel(self, batch_id: str) -> None:
         self._runner.run(self._pool.cancel(batch_id))
+
+    def stop(self, timeout: float) -> None:
+        """App shutdown: end every running batch on the servers and wait until each has recorded
+        its end (unfinished images failed as interrupted), so none is left half-written."""
+        self._stopping = True
+        self._runner.run(self._pool.close(), timeout=timeout)
+        concurrent.futures.wait(list(self._running), timeout=timeout)
 
     def recover_interrupted(self) -> int:
         """Images left queued/running by a previous process can never finish: mark them failed."""

@@ -30,7 +30,7 @@ class Backend:
     def stop(self) -> None:
         try:
             self.service.close()
-            self.runner.run(self.pool.close(), timeout=10)
+            self.service.stop(timeout=10)
         finally:
             self.runner.stop()
             if self.simulator is not None:

@@ -103,6 +103,10 @@ class DraftGridService:
     def recover_interrupted(self) -> int:
         return self._runner.recover_interrupted()
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """End running batches and close the server pool (app shutdown)."""
+        self._runner.stop(timeout)
+
     # ------------------------------------------------------------------ image retention
     def request_pruning(self) -> None:
         """Let the retention policy look at the disk soon (on the runner's loop; it also does after
