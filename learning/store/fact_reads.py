@@ -59,7 +59,7 @@ class BatchSnapshot:
 def load_batch_snapshot(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchSnapshot | None:
     """The batch with its images and feedback in one query, or None when it is unknown: a view of
     a running batch is rebuilt each time an image finishes, so this is a hot read."""
-    row = cur.execute(
+    row = _first_row(cur.execute(
         f"""SELECT {_BATCH_COLUMNS},
                    (SELECT list(({_IMAGE_COLUMNS}, finished_seq) ORDER BY batch_index, image_id)
                     FROM images WHERE batch_id = $batch_id),
@@ -67,7 +67,7 @@ def load_batch_snapshot(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchS
                     FROM feedback WHERE batch_id = $batch_id)
             FROM batches WHERE batch_id = $batch_id""",
         {"batch_id": batch_id},
-    ).fetchone()
+    ))
     if row is None:
         return None
     batch = _batch(row[:-2])
@@ -95,10 +95,10 @@ def get_batch(
     cur: duckdb.DuckDBPyConnection, batch_id: str, user_id: str | None
 ) -> BatchRecord | None:
     """The batch, or None when missing or another user's (`user_id` None: anyone's)."""
-    row = cur.execute(
+    row = _first_row(cur.execute(
         _BATCH_SELECT + " WHERE batch_id = $batch_id AND ($user_id IS NULL OR user_id = $user_id)",
         {"batch_id": batch_id, "user_id": user_id},
-    ).fetchone()
+    ))
     return _batch(row) if row else None
 
 
@@ -115,10 +115,10 @@ def get_image(
     cur: duckdb.DuckDBPyConnection, image_id: str, user_id: str | None
 ) -> ImageRecord | None:
     """The image, or None when missing or another user's (`user_id` None: anyone's)."""
-    row = cur.execute(
+    row = _first_row(cur.execute(
         _IMAGE_SELECT + " WHERE image_id = $image_id AND ($user_id IS NULL OR user_id = $user_id)",
         {"image_id": image_id, "user_id": user_id},
-    ).fetchone()
+    ))
     return _image(row) if row else None
 
 
@@ -147,6 +147,16 @@ def confidence_history(cur: duckdb.DuckDBPyConnection, user_id: str | None) -> p
            ORDER BY created_at, batch_id""",
         {"user_id": user_id},
     ).df()
+
+
+def _first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of a query that gives at most one. `fetchall`, not `fetchone`: a result not
+    read to its end keeps its transaction open (on a thread's read cursor, until that thread's next
+    query; for good if the thread ends), and while it is open DuckDB keeps the undo data of every
+    later commit in memory and skips its automatic checkpoints — ~30 KB of RSS per image in the
+    soak (docs/RELIABILITY.md)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
 
 
 def _batch(row: Sequence[Any]) -> BatchRecord:

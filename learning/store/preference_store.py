@@ -80,7 +80,7 @@ class PreferenceStore:
         self._writer = None if read_only else SerialWriter(con)
         self._writes_since_compaction = 0
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []  # (owner, cursor)
         self._cursors_lock = threading.Lock()
 
     @classmethod
@@ -115,7 +115,7 @@ class PreferenceStore:
         if self._writer is not None:
             self._writer.close()
         with self._cursors_lock:
-            for cursor in self._cursors:
+            for _, cursor in self._cursors:
                 cursor.close()
             self._cursors.clear()
         self._con.close()
@@ -343,7 +343,13 @@ class PreferenceStore:
             cursor = self._con.cursor()
             self._local.cursor = cursor
             with self._cursors_lock:
-                self._cursors.append(cursor)
+                # server thread pools retire idle threads and start new ones: close the cursors of
+                # threads that ended, or they pile up (a connection each, with its last result)
+                ended = [c for thread, c in self._cursors if not thread.is_alive()]
+                self._cursors = [(t, c) for t, c in self._cursors if t.is_alive()]
+                self._cursors.append((threading.current_thread(), cursor))
+            for old in ended:
+                old.close()
         return cursor
 
 

@@ -118,11 +118,12 @@ def parse_preferences(
                 raise ValueError(f"the file lacks the column(s) {', '.join(missing)}; "
                                  f"expected {', '.join(COLUMNS)}")
             typed = _TYPED.format(reader=_READERS[fmt])
-            problem = cur.execute(
+            problems = cur.execute(  # fetchall: a result left unread holds its transaction open
                 f"WITH typed AS ({typed}) SELECT * FROM ({_PROBLEMS}) "
                 "WHERE problem IS NOT NULL ORDER BY line LIMIT 1",
                 params,
-            ).fetchone()
+            ).fetchall()
+            problem = problems[0] if problems else None
             if problem:
                 raise ValueError(f"row {problem[0]} of the file: {problem[1]}")
             rows = cur.execute(
