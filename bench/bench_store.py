@@ -50,7 +50,7 @@ SELECT 'b' || b || '-' || i, 'b' || b, '{USER}', 'ck' || (hash(b, i) % {CHECKPOI
        END,
        hash(b, i) % 1000000, i, 512, 512, 8, 5.0, 'euler', 'normal', 1.0, NULL, NULL, 'done',
        'gpu0', NULL, NULL, 1.0, TIMESTAMP '2025-01-01' + to_seconds(b),
-       TIMESTAMP '2025-01-01' + to_seconds(b), b * {ORDS_PER_BATCH} + i + 1
+       TIMESTAMP '2025-01-01' + to_seconds(b), b * {ORDS_PER_BATCH} + i + 1, NULL
 FROM range($batches) t(b), range({IMAGES_PER_BATCH}) s(i);
 
 INSERT INTO feedback
@@ -219,7 +219,7 @@ def _measure_bookkeeping(store: PreferenceStore, rng: random.Random, samples: in
         grouped.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
         for i in ids[4:8]:
-            store.update_image(i, status="done", server="gpu0", path=f"/x/{i}.png", seconds=1.0)
+            store.update_images([ImageStatus(i, "done", "gpu0", f"/x/{i}.png", seconds=1.0)])
         baseline.append((time.perf_counter() - start) * 1000)
     one, each = Timing("a finished job's 4 images, one write", grouped), \
         Timing("baseline: 4 images, one write each", baseline)

@@ -144,20 +144,6 @@ class PreferenceStore:
 
         return self._write(write, priority=PROMPT)  # someone waits for the batch to start
 
-    def update_image(
-        self,
-        image_id: str,
-        *,
-        status: str,
-        server: str | None = None,
-        path: str | None = None,
-        error: str | None = None,
-        seconds: float | None = None,
-    ) -> None:
-        """One image's lifecycle step (queued → running → done | failed) in its own write. The app
-        uses `update_images`; this stays for bench/bench_store.py's one-write-per-image baseline."""
-        self.update_images([ImageStatus(image_id, status, server, path, error, seconds)])
-
     def update_images(self, steps: Sequence[ImageStatus]) -> None:
         """Several lifecycle steps in one transaction: a finished ComfyUI job's images land together,
         so one commit (the costly part of a write) serves the whole job."""
