@@ -103,10 +103,15 @@ class LiveBoard:
                 self._update(batch_id, steps=(min(done + 1, expected), expected))
 
     def preview(self, batch_id: str, image: bytes) -> None:
-        self._update(batch_id, preview=image)
+        with self._lock:
+            cur = self._batches.get(batch_id)
+            if cur is not None and not cur.finished:  # a late frame must not bring one back
+                self._update(batch_id, preview=image)
 
     def finish(self, batch_id: str) -> None:
-        self._update(batch_id, images=True, finished=True, running=frozenset())
+        """The batch ended; its preview goes (the UI shows none for an ended batch), so the board's
+        `capacity` finished batches hold no image bytes."""
+        self._update(batch_id, images=True, finished=True, running=frozenset(), preview=None)
 
     def wait(self, batch_id: str, after_version: int, timeout: float, images_only: bool = False) -> LiveBatch | None:
         """Block until the batch changes past `after_version` (its `images_version` with `images_only`),
