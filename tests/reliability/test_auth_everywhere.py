@@ -40,7 +40,7 @@ def ann_batch(app: RunningApp) -> dict[str, Any]:
     """A finished batch of ann's with one selected image, and the thumbnail the UI would serve."""
     with api(app, ANN) as c:
         ticket = c.post("/api/generate/batch", json={"prompt": "secret garden of ann", "count": 2}).json()
-        wait_settled(app, ticket["batch_id"])
+        wait_settled(app, ticket["batch_id"], user=ANN[0])
         batch = c.get(f"/api/batches/{ticket['batch_id']}").json()
         image_id = batch["images"][0]["image_id"]
         assert c.post("/api/feedback", json={"batch_id": batch["batch_id"], "selected": [image_id]}).status_code == 200

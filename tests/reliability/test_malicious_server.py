@@ -114,9 +114,9 @@ def bring_back(setup: Setup) -> dict[str, dict]:
         return {g["name"]: g for g in c.get("/api/gpus").json()}
 
 
-def wait_settled(app: RunningApp, batch_id: str, timeout: float = 60.0) -> None:
+def wait_settled(app: RunningApp, batch_id: str, timeout: float = 60.0, user: str = DEFAULT_USER) -> None:
     """Block on the batch's stream (woken by the live board, not polling) until it has finished."""
-    views = list(app.backend.service.stream(DEFAULT_USER, batch_id, timeout=timeout))
+    views = list(app.backend.service.stream(user, batch_id, timeout=timeout))
     assert views[-1].status not in ("queued", "running"), f"batch {batch_id} still {views[-1].status} after {timeout}s"
 
 
