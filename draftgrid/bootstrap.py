@@ -29,7 +29,6 @@ class Backend:
 
     def stop(self) -> None:
         try:
-            self.service.close()
             self.service.stop(timeout=10)
         finally:
             self.runner.stop()

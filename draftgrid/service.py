@@ -104,7 +104,9 @@ class DraftGridService:
         return self._runner.recover_interrupted()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """End running batches and close the server pool (app shutdown)."""
+        """App shutdown (before the store closes): no more retention passes, running batches
+        ended, the server pool closed."""
+        self._retention.close()
         self._runner.stop(timeout)
 
     # ------------------------------------------------------------------ image retention
@@ -121,10 +123,6 @@ class DraftGridService:
         """Bytes the images use, the budget, and images pruned by this process."""
         return {"used_bytes": self._files.used_bytes(), "max_bytes": self._retention.policy.max_bytes,
                 "pruned": self._retention.pruned_count}
-
-    def close(self) -> None:
-        """Stop the retention passes (before the store closes)."""
-        self._retention.close()
 
     # ------------------------------------------------------------------ read
     def batch_view(self, user_id: str, batch_id: str) -> BatchView:
