@@ -195,4 +195,9 @@ def start_stack(work: Path, *, users: int, sim_speed: float, gpus: int = 2, extr
     comfy = [a for sim in sims for a in ("--comfy", sim.url)]
     app = AppProcess(work / "app.duckdb", extra=(*comfy, *auth, "--data-dir", str(work / "data"), *extra),
                      cpus=app_cpus).start()
+    if not app.url:  # it exited before serving: no users against an empty URL
+        for sim in sims:
+            sim.kill()
+        code = app.proc.poll() if app.proc else None
+        raise RuntimeError(f"the app exited before serving (code {code}): {app.stderr()[-2000:]}")
     return Stack(app, sims, credentials)
