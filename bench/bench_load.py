@@ -92,6 +92,21 @@ def on_cpus(cpus: frozenset[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds a live process has used (all its threads, exited ones included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def reaped_children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 @dataclass
 class CpuUse:
     """The app's CPU time (exited threads included), its live threads' time runnable but waiting
@@ -104,9 +119,7 @@ class CpuUse:
 
     @classmethod
     def read(cls, pid: int) -> CpuUse:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        app_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        app_cpu = process_cpu(pid)
         waiting = {}
         for tid in os.listdir(f"/proc/{pid}/task"):
             try:
@@ -144,6 +157,7 @@ def _affinities(pids: list[int]) -> str:
 def run_once(args: argparse.Namespace, layout: str, run: int, work: Path) -> RunResult:
     app_cpus, rest = cpu_plan(layout)
     rec, spy, cpu0 = Recorder(), None, None
+    rest0: dict[str, float] = {}
     work.mkdir(parents=True, exist_ok=True)
     print(f"\n=== layout {layout}, run {run}: " + (
         f"app on cpu {cpu_list(app_cpus)}, GPUs + users + bench on cpu {cpu_list(rest)}" if app_cpus and rest
@@ -156,6 +170,9 @@ def run_once(args: argparse.Namespace, layout: str, run: int, work: Path) -> Run
         def started(user_pids: list[int]) -> None:
             nonlocal spy, cpu0
             cpu0 = CpuUse.read(app.pid)
+            # the users' CPU counts from here (not their imports) and is read once they are reaped
+            rest0.update(gpus=sum(process_cpu(sim.pid) for sim in stack.sims),
+                         users=reaped_children_cpu() + sum(process_cpu(pid) for pid in user_pids))
             print(f"  affinity: app pid {app.pid}: {thread_affinity(app.pid)}", flush=True)
             for sim in stack.sims:
                 print(f"  affinity: GPU {sim.url} pid {sim.pid}: {thread_affinity(sim.pid)}")
@@ -173,6 +190,10 @@ def run_once(args: argparse.Namespace, layout: str, run: int, work: Path) -> Run
             print(f"  affinity after the run: app pid {app.pid}: {thread_affinity(app.pid)}")
             if cpu0 is not None:
                 print(f"  CPU during the run: {CpuUse.read(app.pid).since(cpu0, wall, app_cpus)}")
+                gpus = sum(process_cpu(sim.pid) for sim in stack.sims) - rest0["gpus"]
+                users = reaped_children_cpu() - rest0["users"]
+                print(f"  CPU of the rest: GPU processes {gpus:.1f} s ({gpus / wall:.2f} of a core), "
+                      f"user processes {users:.1f} s ({users / wall:.2f} of a core)")
         finally:
             stop_py_spy(spy)
             stack.stop()
