@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -97,7 +97,7 @@ class ServiceErrorRoute(APIRoute):
         return guarded
 
 
-def build_router(service: DraftGridService, current_user: Callable[[Request], str]) -> APIRouter:
+def build_router(service: DraftGridService, current_user: Callable[[Request], Awaitable[str]]) -> APIRouter:
     """All REST routes; each resolves the caller's user first (401 without credentials under --auth)."""
     router = APIRouter(prefix="/api", dependencies=[Depends(current_user)], route_class=ServiceErrorRoute)
     User = Depends(current_user)
@@ -110,7 +110,9 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], st
 
     @router.get("/batches/{batch_id}")
     async def batch(batch_id: str, user: str = User) -> Any:
-        return (await call(service.batch_view, user, batch_id)).as_json()
+        # most polls find a current cached view: answer on the loop, the thread pool only for a read
+        view = service.current_batch_view(user, batch_id) or await call(service.batch_view, user, batch_id)
+        return view.as_json()
 
     @router.post("/batches/{batch_id}/cancel")
     async def cancel(batch_id: str, user: str = User) -> Any:
@@ -180,6 +182,6 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], st
     return router
 
 
-def install_api(app: FastAPI, service: DraftGridService, current_user: Callable[[Request], str]) -> None:
+def install_api(app: FastAPI, service: DraftGridService, current_user: Callable[[Request], Awaitable[str]]) -> None:
     """Add the REST routes to a running Gradio app; none of Gradio's own routes lives under /api/."""
     app.include_router(build_router(service, current_user))

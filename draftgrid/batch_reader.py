@@ -66,6 +66,11 @@ class BatchReader:
         """The batch as it is now (cached until an image ends or a review changes it)."""
         return mine(self._state.view(batch_id, lambda live, snap: build_view(batch_id, live, snap)), user_id)
 
+    def current_view(self, user_id: str, batch_id: str) -> BatchView | None:
+        """The batch's view if a current one is cached (never reads the store), else None."""
+        view = self._state.current_view(batch_id)
+        return mine(view, user_id) if view is not None else None
+
     def known_view(self, user_id: str, batch_id: str) -> BatchView:
         """Any view of the batch, however stale: a batch's owner and image ids never change."""
         cached = self._state.cached_view(batch_id)

@@ -87,6 +87,10 @@ class BatchState:
         live = self._board.get(batch_id)
         return self._views.get(batch_id, live, lambda: build(live, self._store.batch_snapshot(batch_id)))
 
+    def current_view(self, batch_id: str) -> BatchView | None:
+        """The cached view if it is still current (one board read, no store read), else None."""
+        return self._views.current(batch_id, self._board.get(batch_id))
+
     def cached_view(self, batch_id: str) -> BatchView | None:
         """The last view built, however stale: enough for what never changes (owner, image ids)."""
         return self._views.peek(batch_id)

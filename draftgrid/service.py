@@ -128,6 +128,11 @@ class DraftGridService:
     def batch_view(self, user_id: str, batch_id: str) -> BatchView:
         return self._reader.view(user_id, batch_id)
 
+    def current_batch_view(self, user_id: str, batch_id: str) -> BatchView | None:
+        """`batch_view` if it needs no database read (a current cached view), else None — cheap
+        enough for an event loop."""
+        return self._reader.current_view(user_id, batch_id)
+
     def stream(self, user_id: str, batch_id: str, timeout: float = 600.0) -> Iterator[BatchView]:
         return self._reader.stream(user_id, batch_id, timeout)
 

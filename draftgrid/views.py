@@ -116,13 +116,26 @@ class ViewCache:
             hit = self._views.get(batch_id)
         return hit[1] if hit else None
 
+    def _key(self, batch_id: str, live: LiveBatch | None) -> ViewKey:
+        return (live.images_version if live else -1, self._generation.get(batch_id, 0), self._removals)
+
+    def current(self, batch_id: str, live: LiveBatch | None) -> BatchView | None:
+        """The cached view if nothing it shows changed since, with `live`'s progress; else None.
+        Never builds: cheap enough to call on an event loop."""
+        with self._lock:
+            key = self._key(batch_id, live)
+            hit = self._views.get(batch_id)
+        if hit is None or hit[0] != key:
+            return None
+        return hit[1] if hit[1].live is live else replace(hit[1], live=live)
+
     def get(self, batch_id: str, live: LiveBatch | None, build: Callable[[], BatchView]) -> BatchView:
         """The cached view if nothing it shows changed since, with `live`'s progress; else `build()`."""
-        with self._lock:
-            key = (live.images_version if live else -1, self._generation.get(batch_id, 0), self._removals)
-            hit = self._views.get(batch_id)
-        if hit is not None and hit[0] == key:
-            return hit[1] if hit[1].live is live else replace(hit[1], live=live)
+        cached = self.current(batch_id, live)
+        if cached is not None:
+            return cached
+        with self._lock:  # taken before the build: a change during it makes the next read rebuild
+            key = self._key(batch_id, live)
         view = build()
         with self._lock:
             self._views[batch_id] = (key, view)

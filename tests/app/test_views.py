@@ -43,3 +43,18 @@ def test_capacity_bounds_memory() -> None:
     builds = []
     cache.get("a", None, lambda: builds.append(1) or _view(1))
     assert builds == [1]
+
+
+def test_current_answers_only_what_needs_no_build() -> None:
+    cache, board = ViewCache(), LiveBoard()
+    board.open("b", total=2, expected_steps=4)
+    assert cache.current("b", board.get("b")) is None  # nothing built yet
+    built = cache.get("b", board.get("b"), lambda: _view(1, board.get("b")))
+    board.step("b")
+    stepped = cache.current("b", board.get("b"))
+    assert stepped is not None and stepped.status == built.status and stepped.live == board.get("b")
+    board.images_done("b", ["i1"])
+    assert cache.current("b", board.get("b")) is None  # an image finished: a read is needed
+    cache.get("b", board.get("b"), lambda: _view(2, board.get("b")))
+    cache.reviewed("b")
+    assert cache.current("b", board.get("b")) is None  # a review: a read is needed
