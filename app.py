@@ -7,6 +7,7 @@ the same code. A bad flag or environment value exits with status 2 and one line 
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseLockedError as exc:
         print(f"DraftGrid cannot start: {exc}", file=sys.stderr)
         return 2
+    # what start-up made (Gradio, FastAPI, the models, the catalog) lives as long as the app: keep
+    # it out of every later full collection, which otherwise walks it all and stalls each thread
+    gc.collect()
+    gc.freeze()
     print(f"DraftGrid is running at {running.local_url}" + (f" (public: {running.share_url})" if running.share_url else ""),
           flush=True)
     try:
