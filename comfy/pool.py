@@ -55,6 +55,10 @@ SERVER_FAULTS = (ComfyConnectionError, ComfyDisconnected, ComfyTimeout, ComfyPro
 UPLOAD_SUBFOLDER = "draftgrid"
 METADATA_FOLDERS = ("checkpoints", "loras")  # ComfyUI model folders whose file lists the inventory holds
 _END = object()
+# A busy server (ComfyUI loading a checkpoint, a machine under load) can miss one health check's
+# time-out and be fine; a refused connection counts at once, a slow answer only this many times in a
+# row. A server that hangs while running a prompt is caught sooner, by the prompt's own time-outs.
+HUNG_AFTER_CHECKS = 2
 
 
 @dataclass
@@ -70,6 +74,7 @@ class _Member:
     uploads: dict[str, str] = field(default_factory=dict)  # png sha256 -> LoadImage name
     metadata: dict[tuple[str, str], dict[str, str] | None] = field(default_factory=dict)  # (folder, name)
     quarantined_until: float = 0.0  # loop time; a server that sent malformed data sits out until then
+    slow_checks: int = 0  # health checks in a row that timed out while it was online
 
     @property
     def name(self) -> str:
@@ -187,8 +192,14 @@ class ServerPool:
                 stats, queue, inventory = await asyncio.gather(client.system_stats(), client.queue(), client.inventory())
         except (ComfyError, TimeoutError) as exc:
             error = exc if isinstance(exc, ComfyError) else ComfyTimeout(f"{member.name}: health check timed out")
+            if isinstance(error, ComfyTimeout) and member.status.online and member.slow_checks + 1 < HUNG_AFTER_CHECKS:
+                member.slow_checks += 1  # busy (loading a model, a loaded machine), not yet hung
+                log.warning("%s: %s (%d of %d in a row before it counts as hung)", member.name, error,
+                            member.slow_checks, HUNG_AFTER_CHECKS)
+                return
             self._server_lost(member, error)
             return
+        member.slow_checks = 0
         status = member.status
         if not status.online:
             log.info("%s is online (%s, %d checkpoints)", member.name, stats.device, len(inventory.checkpoints))

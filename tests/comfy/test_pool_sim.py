@@ -354,3 +354,29 @@ async def test_a_consumer_that_raises_leaves_no_worker_batch_or_prompt(pool: Ser
             await asyncio.sleep(0.01)
     finished = {sim.name: [e["status"]["status_str"] for e in sim.history.entries.values()] for sim in two_sims}
     assert finished == {"sim-gpu-0": ["error"], "sim-gpu-1": []}, finished
+
+
+async def test_one_slow_health_check_is_busy_two_in_a_row_are_hung(two_sims: list) -> None:
+    """A refused connection counts at once; a health check that times out only counts the second
+    time in a row (a busy server, e.g. loading a checkpoint, answers late and is fine)."""
+    async with ServerPool([s.url for s in two_sims], names=[s.name for s in two_sims], health_interval=60,
+                          timeout=0.3) as pool:
+        slow, dead = two_sims
+        slow.faults.hang = True
+        await pool.refresh()
+        state = {s.name: s for s in pool.statuses()}
+        assert state[slow.name].online, "one slow health check must not take a server out"
+        slow.faults.hang = False
+        await pool.refresh()  # answered again: the count starts over
+        slow.faults.hang = True
+        await pool.refresh()
+        assert {s.name: s for s in pool.statuses()}[slow.name].online
+        await pool.refresh()
+        hung = {s.name: s for s in pool.statuses()}[slow.name]
+        assert not hung.online and "timed out" in (hung.last_error or "")
+        slow.faults.hang = False
+
+        dead.faults.refuse_connections = True
+        await pool.refresh()
+        assert not {s.name: s for s in pool.statuses()}[dead.name].online  # refused: at once
+        dead.faults.refuse_connections = False
