@@ -130,3 +130,16 @@ def assert_memory_equals_sql(store: PreferenceStore, users: Sequence[str | None]
 def table_rows(store: PreferenceStore, table: str) -> int:
     return int(store.read_sql(f"SELECT count(*) AS n FROM {table}")["n"].iloc[0])
 
+
+def fail_after_aggregate_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every later write fail right after it changed the aggregates, inside its transaction
+    (a crash mid-write, say a full disk): nothing of it may stay."""
+    from learning.store import fact_writes
+
+    real_add_changes = fact_writes.add_changes
+
+    def add_then_fail(*args: object) -> None:
+        real_add_changes(*args)  # type: ignore[arg-type]
+        raise RuntimeError("disk full, say")
+
+    monkeypatch.setattr(fact_writes, "add_changes", add_then_fail)

@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learning.models import FeedbackResult, ImageStatus
-from learning.store import fact_writes
 from learning.store.preference_store import PreferenceStore, UnknownBatchError, UnknownImageError
 from learning.store.writer import SerialWriter
 from tests.learning.store_builders import (
     add_simple_batch,
+    fail_after_aggregate_changes,
     counts,
     evidence_snapshot,
     make_batch,
@@ -281,13 +281,7 @@ def test_a_failure_mid_review_rolls_back_every_step(
     add_simple_batch(store, "b0", ["ckA"])
     store.apply_feedback("alice", "b0", "select", ["b0-0"])
     before = evidence_snapshot(store, ("alice", None), ("cat", "*"), ("ckA", "ckB"))
-    real_add_changes = fact_writes.add_changes
-
-    def add_then_fail(*args: object) -> None:
-        real_add_changes(*args)  # type: ignore[arg-type]
-        raise RuntimeError("disk full, say")
-
-    monkeypatch.setattr(fact_writes, "add_changes", add_then_fail)
+    fail_after_aggregate_changes(monkeypatch)
     with pytest.raises(RuntimeError, match="disk full"):
         store.apply_review("alice", "b1", REVIEW)
     monkeypatch.undo()

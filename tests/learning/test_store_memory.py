@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from learning.models import ImageStatus
-from learning.store import fact_writes
 from learning.store.recent_batches import RecentBatches
 from learning.store.preference_store import PreferenceStore
 from learning.store.fact_reads import BatchFacts
 from tests.learning.store_builders import (
     add_simple_batch,
+    fail_after_aggregate_changes,
     assert_memory_equals_sql,
     evidence_snapshot,
 )
@@ -73,13 +73,7 @@ def test_a_rolled_back_write_changes_neither_copy(
     ids = add_simple_batch(store, "b1", ["ckA", "ckB"])
     store.apply_feedback("alice", "b1", "select", [ids[0]])
     before = evidence_snapshot(store, USERS, KEYWORDS, ARMS)
-    real_add_changes = fact_writes.add_changes
-
-    def add_then_fail(*args: object) -> None:
-        real_add_changes(*args)  # type: ignore[arg-type]
-        raise RuntimeError("disk full, say")
-
-    monkeypatch.setattr(fact_writes, "add_changes", add_then_fail)
+    fail_after_aggregate_changes(monkeypatch)
     with pytest.raises(RuntimeError, match="disk full"):
         store.apply_feedback("alice", "b1", "select", [ids[1]])
     monkeypatch.undo()
