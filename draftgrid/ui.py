@@ -43,6 +43,9 @@ CSS = """
 GENERATE_CONCURRENCY = "generate"
 MAX_PREVIEW_PIXELS = 2048 * 2048  # ComfyUI's previews are at most the latent size × 8
 StreamOut = tuple[Any, ...]
+# every 10 minutes, Gradio deletes the files it cached for this app (live previews, exports) that
+# are over an hour old; without it every preview of every batch stays in its cache folder
+CACHE_SWEEP = (600, 3600)
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -122,15 +125,13 @@ class DraftGridUI:
         """(batch id, strategy, status, gallery, preview, selection, picker) on every change of the batch."""
         strategy = strategy_line(ticket)
         picker: Any = self._picker(user, ticket.batch_id)
-        shown: tuple[tuple[str, str, bool], ...] | None = None
         for view in self.service.stream(user, ticket.batch_id):
-            # the gallery is re-sent only when an image, a mark or a removal changed: Gradio
-            # re-processes every file of a gallery value, and most updates are sampler progress
-            marks = tuple((v.record.image_id, v.state, v.pruned) for v in view.images if v.status == "done")
-            gallery = self.service.gallery_of(view) if marks != shown else gr.skip()
-            shown = marks
-            yield (ticket.batch_id, strategy, progress_html(view), gallery, _preview(view), selection_line(view),
-                   picker)
+            # the gallery is a value on every yield, never gr.skip(): Gradio 6.31 keeps a copy of the
+            # component in the session for each skip followed by a value (a session grew by one
+            # gallery per sampler update); an unchanged value costs little (the thumbnails are static
+            # files) and Gradio sends a streamed output as a diff, so the browser gets nothing new
+            yield (ticket.batch_id, strategy, progress_html(view), self.service.gallery_of(view), _preview(view),
+                   selection_line(view), picker)
             picker = gr.skip()
 
     def _picker(self, user: str, current: str) -> Any:
@@ -260,7 +261,7 @@ class DraftGridUI:
     def build(self) -> gr.Blocks:
         svc = self.service
         samplers = svc.samplers()
-        with gr.Blocks(title="DraftGrid") as demo:
+        with gr.Blocks(title="DraftGrid", delete_cache=CACHE_SWEEP) as demo:
             if svc.simulated:
                 gr.HTML("<div class='dg-banner' id='dg-sim-banner'>⚠ Simulated GPUs — the built-in ComfyUI "
                         "simulator is serving placeholder images, not real Stable Diffusion. Start the app with "

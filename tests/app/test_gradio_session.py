@@ -1,0 +1,62 @@
+"""What a Gradio session keeps while batches stream: nothing that grows with the number of updates.
+
+Gradio 6.31 keeps one more copy of a component in the session each time an output gets
+`gr.skip()` and then a value; the stream once skipped the gallery on every sampler update, so a
+browser tab's session grew by a gallery per update (the soak's remaining leak). Thumbnails are
+also served from their own folder, not copied into Gradio's cache for every gallery value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio
+import pytest
+from gradio_client import Client
+
+from draftgrid.launch import RunningApp
+from tests.app.conftest import start_app
+
+
+@pytest.fixture(scope="module")
+def streaming_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    # a little sampler time, so that every batch streams progress updates between its images
+    running = start_app(tmp_path_factory.mktemp("session"), sim_speed=50.0)
+    yield running
+    running.close()
+
+
+def _generate(ui: Client, count: int) -> list[dict]:
+    job = ui.submit("a lighthouse at dusk", "", "1:1", True, "Explore", "sd15", count, None, None, "", None,
+                    api_name="/generate")
+    outputs = list(job)
+    job.result()
+    return outputs
+
+
+def test_streaming_batches_do_not_grow_the_session(streaming_app: RunningApp) -> None:
+    ui = Client(streaming_app.local_url, verbose=False, download_files=False)
+    _generate(ui, 6)
+    session = streaming_app.demo.state_holder.session_data[ui.session_hash]
+    after_one = len(session.blocks_config.blocks), len(session.config_values)
+    for _ in range(3):
+        _generate(ui, 6)
+    ui.predict("Me", "", api_name="/stats")
+    assert (len(session.blocks_config.blocks), len(session.config_values)) == after_one
+    assert set(session.blocks_config.blocks) <= set(streaming_app.demo.blocks)
+
+
+def test_gallery_files_are_served_from_the_thumbnails_folder(streaming_app: RunningApp) -> None:
+    ui = Client(streaming_app.local_url, verbose=False, download_files=False)
+    _generate(ui, 4)
+    gallery_id, = (k for k, b in streaming_app.demo.blocks.items() if getattr(b, "elem_id", None) == "dg-grid")
+    session = streaming_app.demo.state_holder.session_data[ui.session_hash]
+    items = session.config_values[gallery_id]["props"]["value"]  # what Gradio sent for the gallery
+    assert len(items) == 4
+    thumbs = Path(streaming_app.backend.service.thumbnails_dir).resolve()
+    cache = Path(gradio.utils.get_upload_folder()).resolve()
+    for item in items:
+        path = Path(item["image"]["path"]).resolve()
+        assert path.is_relative_to(thumbs), path
+        assert not path.is_relative_to(cache), path
