@@ -16,6 +16,11 @@ from learning.store.preference_store import PreferenceStore
 
 log = logging.getLogger(__name__)
 
+# the built-in simulator keeps its newest saved images only: the app copies each one as it
+# finishes, and a demo running for weeks would otherwise fill its disk with the simulator's copies
+# (far more than the images in flight at once, so none is removed before the app has it)
+SIM_KEEP_IMAGES = 1000
+
 
 @dataclass
 class Backend:
@@ -40,7 +45,7 @@ class Backend:
 def start_simulator(config: AppConfig) -> SimulatorThread:
     sim = SimulatorThread(count=config.sim_gpus, speed=config.sim_speed, previews=config.sim_previews,
                           inventory=load_inventory(config.sim_inventory),
-                          output_dir=config.data_dir / "simulator")
+                          output_dir=config.data_dir / "simulator", keep_images=SIM_KEEP_IMAGES)
     urls = sim.start()
     log.info("No ComfyUI URL given: started the built-in simulator with %d simulated GPUs at %s",
              config.sim_gpus, ", ".join(urls))

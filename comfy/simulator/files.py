@@ -3,12 +3,18 @@
 Saved images are named `{prefix}_{counter:05}_.png`, the counter continuing from the highest one
 already in the folder; uploads keep their name unless a different file already has it
 (`name (1).png`); every client-supplied path is kept inside its folder.
+
+Real ComfyUI keeps every image it saves. A simulator built into a long-running app (a demo Space)
+would then fill its disk with placeholder pictures the app has long downloaded, so `keep_images`
+bounds the saved images to the newest N (the oldest file is deleted as a new one is named); None
+keeps them all, as ComfyUI does.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -27,11 +33,15 @@ def _inside(base: Path, candidate: Path) -> bool:
 class FileStore:
     """Folders under one root directory; `output_dir` of the simulator."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep_images: int | None = None) -> None:
+        if keep_images is not None and keep_images < 1:
+            raise ValueError(f"keep_images must be at least 1 (or None: keep all), not {keep_images}")
         self.root = root
         for folder in FOLDER_TYPES:
             (root / folder).mkdir(parents=True, exist_ok=True)
         self._counters: dict[tuple[Path, str], int] = {}
+        self._keep = keep_images
+        self._saved: deque[Path] = deque()
 
     def folder(self, folder_type: str) -> Path | None:
         return self.root / folder_type if folder_type in FOLDER_TYPES else None
@@ -54,7 +64,16 @@ class FileStore:
         self._counters[key] = counter + 1
         filename = f"{name}_{counter:05}_.png"
         subfolder = "" if str(prefix_path.parent) == "." else prefix_path.parent.as_posix()
+        self._forget_oldest(directory / filename)
         return directory / filename, filename, subfolder
+
+    def _forget_oldest(self, new: Path) -> None:
+        """Count `new` among the saved images; past `keep_images`, delete the oldest."""
+        if self._keep is None:
+            return
+        self._saved.append(new)
+        while len(self._saved) > self._keep:
+            self._saved.popleft().unlink(missing_ok=True)
 
     def view_path(self, filename: str, subfolder: str, folder_type: str) -> Path | int:
         """The file `/view` serves, or the HTTP status ComfyUI answers instead (400/403/404)."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import shutil
 import socket
 import tempfile
 import time
@@ -52,19 +53,21 @@ class SimulatedComfy:
     """One simulated ComfyUI server speaking the real HTTP + WebSocket protocol.
 
     `speed` is how many times faster than the time model's realistic pace it runs (0 or inf:
-    instant); `previews` turns on binary preview frames like `--preview-method latent2rgb`.
+    instant); `previews` turns on binary preview frames like `--preview-method latent2rgb`;
+    `keep_images` keeps only the newest N saved images (None: all, as ComfyUI does).
     """
 
     def __init__(self, inventory: Inventory | None = None, *, name: str = "sim-gpu-0", speed: float = 1.0,
                  time_model: TimeModel | None = None, previews: bool = False, output_dir: Path | None = None,
-                 device_index: int = 0) -> None:
+                 device_index: int = 0, keep_images: int | None = None) -> None:
         self.name = name
         self.device_index = device_index
         self.device_name = f"Simulated GPU {device_index} (DraftGrid simulator)"
         self.inventory = (inventory or load_inventory()).copy()
         time_model = (time_model or TimeModel()).scaled(0.0 if speed == 0 or math.isinf(speed) else 1.0 / speed)
         self.faults = Faults()
-        self.files = FileStore(output_dir or Path(tempfile.mkdtemp(prefix="draftgrid-sim-")))
+        self._own_dir = output_dir is None  # a temporary folder of its own, removed by close()
+        self.files = FileStore(output_dir or Path(tempfile.mkdtemp(prefix="draftgrid-sim-")), keep_images)
         self.hub = Hub()
         self.queue = PromptQueue()
         self.history = History()
@@ -179,6 +182,12 @@ class SimulatedComfy:
     async def stop(self) -> None:
         """Graceful stop: close frames to websockets, drop the listener and connections."""
         await self._shutdown(graceful=True)
+
+    async def close(self) -> None:
+        """Stop for good: as `stop`, then remove the temporary output folder if the server made it."""
+        await self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.files.root, ignore_errors=True)
 
     async def _shutdown(self, graceful: bool) -> None:
         """Stop serving; a kill has already `_sever`ed every connection, synchronously."""

@@ -54,9 +54,9 @@ class SimulatorThread:
         return urls
 
     def stop(self) -> None:
-        """Stop every server, then the loop and the thread."""
+        """Close every server (a temporary output folder goes with it), then the loop and the thread."""
         for server in self.servers:
-            self.call(server.stop())
+            self.call(server.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
