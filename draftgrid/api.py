@@ -112,7 +112,7 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
     async def batch(batch_id: str, user: str = User) -> Any:
         # most polls find a current cached view: answer on the loop, the thread pool only for a read
         view = service.current_batch_view(user, batch_id) or await call(service.batch_view, user, batch_id)
-        return view.as_json()
+        return Response(view.json_bytes(), media_type="application/json")
 
     @router.post("/batches/{batch_id}/cancel")
     async def cancel(batch_id: str, user: str = User) -> Any:

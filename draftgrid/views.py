@@ -9,10 +9,11 @@ fresh to the cached view.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from draftgrid.live import LiveBatch
 from learning.models import BatchRecord, ImageRecord
@@ -53,6 +54,16 @@ class BatchView:
     status: str
     images: tuple[ImageView, ...]
     live: LiveBatch | None
+    # the encoded JSON, made once; `replace(view, live=...)` passes this same dict on, so the
+    # progress-attached copies of a cached view share it (the JSON holds no progress)
+    _encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    def json_bytes(self) -> bytes:
+        """`as_json()` encoded: a cached view answers many polls, each with the same bytes."""
+        encoded = self._encoded.get("json")
+        if encoded is None:
+            encoded = self._encoded["json"] = json.dumps(self.as_json(), separators=(",", ":")).encode()
+        return encoded
 
     def as_json(self) -> dict[str, object]:
         b = self.batch

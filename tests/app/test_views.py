@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from draftgrid.live import LiveBatch, LiveBoard
 from draftgrid.views import BatchView, ViewCache
 from learning.models import BatchRecord
@@ -58,3 +60,17 @@ def test_current_answers_only_what_needs_no_build() -> None:
     cache.get("b", board.get("b"), lambda: _view(2, board.get("b")))
     cache.reviewed("b")
     assert cache.current("b", board.get("b")) is None  # a review: a read is needed
+
+
+def test_a_cached_view_is_encoded_once_for_all_its_polls() -> None:
+    cache, board = ViewCache(), LiveBoard()
+    board.open("b", total=2, expected_steps=4)
+    built = cache.get("b", board.get("b"), lambda: _view(1, board.get("b")))
+    encoded = built.json_bytes()
+    assert json.loads(encoded) == built.as_json()
+    board.step("b")  # a progress-attached copy: the same bytes object, not a second encoding
+    stepped = cache.current("b", board.get("b"))
+    assert stepped is not None and stepped is not built and stepped.json_bytes() is encoded
+    board.images_done("b", ["i1"])
+    rebuilt = cache.get("b", board.get("b"), lambda: _view(2, board.get("b")))
+    assert rebuilt.json_bytes() is not encoded and json.loads(rebuilt.json_bytes())["status"] == "v2"
