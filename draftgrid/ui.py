@@ -125,14 +125,22 @@ class DraftGridUI:
         """(batch id, strategy, status, gallery, preview, selection, picker) on every change of the batch."""
         strategy = strategy_line(ticket)
         picker: Any = self._picker(user, ticket.batch_id)
+        shown: tuple[tuple[str, str, bool], ...] | None = None
         for view in self.service.stream(user, ticket.batch_id):
-            # the gallery is a value on every yield, never gr.skip(): Gradio 6.31 keeps a copy of the
-            # component in the session for each skip followed by a value (a session grew by one
-            # gallery per sampler update); an unchanged value costs little (the thumbnails are static
-            # files) and Gradio sends a streamed output as a diff, so the browser gets nothing new
-            yield (ticket.batch_id, strategy, progress_html(view), self.service.gallery_of(view), _preview(view),
-                   selection_line(view), picker)
+            # the gallery is re-sent only when an image, a mark or a removal changed: Gradio spends
+            # ~0.5 ms per thumbnail on a gallery value, and most updates are sampler progress
+            marks = tuple((v.record.image_id, v.state, v.pruned) for v in view.images if v.status == "done")
+            gallery = self._gallery(view) if marks != shown else gr.skip()
+            shown = marks
+            yield (ticket.batch_id, strategy, progress_html(view), gallery, _preview(view), selection_line(view),
+                   picker)
             picker = gr.skip()
+
+    def _gallery(self, view: BatchView) -> dict[str, Any]:
+        """The gallery's new value, always as an update (never a plain value): Gradio 6.31 keeps one
+        more copy of a component in the session each time it gets `gr.skip()` and then a plain
+        value, so a session grew by a gallery per streamed update; updates replace the copy."""
+        return gr.update(value=self.service.gallery_of(view))
 
     def _picker(self, user: str, current: str) -> Any:
         """The recent-batches dropdown, so earlier grids can be reopened (and refined)."""
@@ -150,7 +158,7 @@ class DraftGridUI:
             return gr.skip(), gr.skip(), error_html(str(exc)), gr.skip(), None, gr.skip(), gr.skip()
         b = view.batch
         strategy = f"**{b.strategy} · {b.recommended.removesuffix('.safetensors')} ({b.confidence:.2f})** · {b.tier}"
-        return (batch_id, strategy, progress_html(view), self.service.gallery_of(view), None,
+        return (batch_id, strategy, progress_html(view), self._gallery(view), None,
                 selection_line(view), gr.skip())
 
     def _start(self, request_fields: dict[str, Any], request: gr.Request | None) -> Iterator[StreamOut]:
@@ -189,7 +197,7 @@ class DraftGridUI:
     # ---------------------------------------------------------------- review
     def _review(self, user: str, batch_id: str) -> tuple[Any, str]:
         view = self.service.batch_view(user, batch_id)
-        return self.service.gallery_of(view), selection_line(view)
+        return self._gallery(view), selection_line(view)
 
     def review(self, batch_id: str | None, request: gr.Request) -> tuple[Any, str]:
         """The grid and selection line as the server has them now."""
