@@ -283,12 +283,8 @@ class ComfyClient:
             if self._ws is not None and self._reader is not None and not self._reader.done():
                 return
             try:
-                # no permessage-deflate: ComfyUI's frames are small JSON and already-compressed
-                # previews, and inflating every one cost the app's event loop more than it saved
-                # (real ComfyUI compresses only when the client asks)
                 ws = await connect(
-                    self._ws_url(), open_timeout=self.connect_timeout, max_size=_WS_MAX_FRAME, proxy=None,
-                    compression=None,
+                    self._ws_url(), open_timeout=self.connect_timeout, max_size=_WS_MAX_FRAME, proxy=None
                 )
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
                 raise ComfyConnectionError(f"{self.name}: cannot open event socket ({exc!r})") from exc

@@ -169,15 +169,3 @@ async def test_missing_and_oversize_images(client: ComfyClient) -> None:
     client.max_image_bytes = 100
     with pytest.raises(ComfyProtocolError, match="byte limit"):
         await client.view(image.filename, image.subfolder)
-
-
-async def test_event_socket_asks_for_no_compression(client: ComfyClient, sim) -> None:  # noqa: ANN001
-    """Frames arrive as sent: inflating every small JSON frame and every (already compressed)
-    preview cost the app's loop more than it saved; ComfyUI compresses only when asked."""
-    await client.connect_ws()
-    for _ in range(100):
-        if sim.hub.clients:
-            break
-        await asyncio.sleep(0.01)
-    socket = next(iter(sim.hub.clients.values())).socket
-    assert socket.compress == 0
