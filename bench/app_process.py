@@ -185,10 +185,18 @@ class Stack:
                 sim.kill()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def start_stack(work: Path, *, users: int, sim_speed: float, gpus: int = 2, extra: tuple[str, ...] = (),
                 app_cpus: frozenset[int] | None = None, sim_cpus: frozenset[int] | None = None) -> Stack:
     """GPU processes first, then the app on them, each user with its own login; `app_cpus` /
-    `sim_cpus` pin the app / the GPU processes (None: not pinned)."""
+    `sim_cpus` pin the app / the GPU processes (None: not pinned). From here a SIGTERM ends the
+    bench as Ctrl-C would, through its `finally` (stopping the stack) and the exit that ends the
+    daemon user processes: by default it killed the bench alone and left them all running."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sims = [SimProcess(sim_speed, work / f"sim{n}", cpus=sim_cpus).start() for n in range(gpus)]
     credentials = [(f"user{n:02d}", f"pass{n:02d}") for n in range(users)]
     auth = [a for user, password in credentials for a in ("--auth", f"{user}:{password}")]
