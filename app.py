@@ -7,12 +7,12 @@ the same code. A bad flag or environment value exits with status 2 and one line 
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 import threading
 
 from draftgrid.config import ConfigError, parse_config
+from draftgrid.process_tuning import freeze_startup_objects, tune_for_serving
 from learning.store.errors import DatabaseLockedError
 
 
@@ -22,23 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2
+    tune_for_serving()  # before Gradio's import starts any thread
     from draftgrid.launch import launch  # Gradio loads only once the configuration is good: bad input fails fast
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpcore", "aiohttp.access"):  # one line per request drowns the decisions
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    # a click's thread waits at most ~1 ms (not 5) for the GIL while image downloads and Gradio's
-    # streaming keep other threads busy: latency over throughput, as a request server wants
-    sys.setswitchinterval(0.001)
     try:
         running = launch(config)
     except DatabaseLockedError as exc:
         print(f"DraftGrid cannot start: {exc}", file=sys.stderr)
         return 2
-    # what start-up made (Gradio, FastAPI, the models, the catalog) lives as long as the app: keep
-    # it out of every later full collection, which otherwise walks it all and stalls each thread
-    gc.collect()
-    gc.freeze()
+    freeze_startup_objects()
     print(f"DraftGrid is running at {running.local_url}" + (f" (public: {running.share_url})" if running.share_url else ""),
           flush=True)
     try:
