@@ -7,8 +7,10 @@ Each one was measured under the load and soak benches (docs/RELIABILITY.md):
   full passes, which otherwise walk it all and stall every thread (200-500 ms under load);
 - glibc's allocator keeps at most two arenas and hands every block of 256 KiB or more (a
   downloaded PNG, an encoded thumbnail) straight back to the system when it is freed. By default
-  each busy thread gets an arena of its own and the threshold rises after the first large frees,
-  so the PNGs landed in the heaps, whose holes the process kept: RSS crept up with every image.
+  each busy thread gets an arena of its own (16 here) and the threshold rises after the first
+  large frees, so the PNGs land in the heaps and their holes stay with the process. Measured in
+  two soaks of the same build (120 s warm-up, ~13,000 images each): the free memory glibc held
+  fell from ~30 MB to ~3 MB and the RSS growth per image from 2.7 to 2.4 KB — a small part of it.
 """
 
 from __future__ import annotations
