@@ -74,6 +74,14 @@ def combined_posterior(
     return Posterior(tuple(arms), mean * concentration, (1.0 - mean) * concentration)
 
 
+def evidence_images(posterior: Posterior, prior_strength: float) -> np.ndarray:
+    """Per arm, the reviewed images behind its posterior (its concentration beyond the prior's):
+    for one keyword exactly its decayed shown count, for several the best-informed keyword's.
+    Zero (to rounding) without evidence."""
+    images = posterior.alpha + posterior.beta - prior_strength
+    return np.where(images > 1e-9, images, 0.0)
+
+
 def posterior_draws(posterior: Posterior, draws: int, rng: np.random.Generator) -> np.ndarray:
     """`draws` × arms samples of the arms' selection rates."""
     return rng.beta(posterior.alpha, posterior.beta, size=(draws, len(posterior.arms)))

