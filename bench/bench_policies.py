@@ -25,7 +25,9 @@ import numpy as np
 from bench.simulated_users import SCENARIOS, Scenario, prompt_keywords, review
 from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
 from learning.models import DEFAULT_USER, Tier
-from learning.recommend.planner import POLICIES, PolicyConfig, RecommendRequest, default_config, recommend
+from learning.recommend.planner import (
+    FOLLOWS_TASTE_CHANGES, POLICIES, PolicyConfig, RecommendRequest, default_config, recommend,
+)
 
 BATCH = 20
 WARM_UP = 10
@@ -63,7 +65,8 @@ def run_session(
             allocation = {best: BATCH}
         else:
             req = RecommendRequest(keywords, scenario.pool, tier_at(b, batches), BATCH)
-            stats = evidence.arm_stats(DEFAULT_USER, "checkpoint", keywords, scenario.pool)
+            read = evidence.arm_evidence if policy in FOLLOWS_TASTE_CHANGES else evidence.arm_stats
+            stats = read(DEFAULT_USER, "checkpoint", keywords, scenario.pool)
             base = evidence.base_rate(DEFAULT_USER, "checkpoint")
             allocation = recommend(req, stats, base, policy=policy, rng=policy_rng, config=config).allocation
         got += sum(n * style.rate(c) for c, n in allocation.items())

@@ -19,12 +19,15 @@ from learning.recommend.policies.uniform import plan_uniform
 from learning.recommend.posterior import combined_posterior
 from learning.recommend.types import SEED_CONFIG, Plan, PolicyConfig, PolicyInput, RecommendRequest
 
-__all__ = ["POLICIES", "PolicyConfig", "RecommendRequest", "default_config", "lora_preferences", "recommend"]
+__all__ = ["FOLLOWS_TASTE_CHANGES", "POLICIES", "PolicyConfig", "RecommendRequest", "default_config", "lora_preferences", "recommend"]
 
 log = logging.getLogger(__name__)
 
 _POLICY_FNS: dict[str, Callable[[PolicyInput], Plan]] = {"seed": plan_seed, "adaptive": plan_adaptive, "uniform": plan_uniform}
 POLICIES = tuple(_POLICY_FNS)
+# Policies that read evidence with changes of taste followed (the evidence holders' `arm_evidence`,
+# learning.store.taste_changes); the others read the plain decayed aggregates (`arm_stats`).
+FOLLOWS_TASTE_CHANGES = frozenset({"adaptive"})
 
 
 def default_config(policy: str) -> PolicyConfig:
