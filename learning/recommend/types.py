@@ -46,7 +46,6 @@ class PolicyConfig:
     prior_strength: float = 4.0  # pseudo-observations behind the user's own base rate
     single_threshold: float = 0.5  # confidence above which a non-draft batch uses one checkpoint
     backup_threshold: float = 0.3  # confidence above which a non-draft batch uses two
-    mc_draws: int = 2000  # posterior draws behind confidence and the Thompson allocation
     min_explore: int = 3  # distinct checkpoints in an explore batch (or the pool size)
     min_draft_checkpoints: int = 2  # distinct checkpoints in every draft batch
     min_backup_share: float = 0.05  # least share of the second checkpoint where there is one

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from learning.recommend.allocation import even_split, order_by, raise_to_floors
-from learning.recommend.posterior import combined_posterior, evidence_images, posterior_draws, win_probabilities
+from learning.recommend.posterior import best_probabilities, combined_posterior, evidence_images, posterior_draws
 from learning.recommend.types import Plan, PolicyConfig, PolicyInput, RecommendRequest
 
 
@@ -25,8 +25,8 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     req, config = inp.req, inp.config
     posterior = combined_posterior(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength)
     numpy_rng = np.random.default_rng(inp.rng.getrandbits(64))
-    samples = posterior_draws(posterior, max(config.mc_draws, req.count), numpy_rng)
-    wins = win_probabilities(samples)
+    samples = posterior_draws(posterior, req.count, numpy_rng)  # one per image slot (Thompson)
+    wins = best_probabilities(posterior)
     means = posterior.mean
     best_index = int(means.argmax())
     best = req.pool[best_index]
@@ -47,7 +47,7 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
         return Plan("recommended_backup", best, confidence, _with_backup(req.count, ranked, wins, req.pool, config), scores)
     if not images.any():  # a cold start: nothing to sample from yet
         return Plan("explore", best, confidence, even_split(req.count, req.pool), scores)
-    thompson = _thompson_counts(samples[: req.count], req.pool)
+    thompson = _thompson_counts(samples, req.pool)
     floors = _explore_floors(req, ranked, confidence, config)
     return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores)
 
