@@ -149,7 +149,7 @@ def _p_best_replaced(p_best: Callable[[Posterior], np.ndarray] | None) -> Iterat
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--half-life", type=float, default=PolicyConfig().half_life_reviews,
                         help="evidence half-life in reviews for adaptive (the store's setting)")

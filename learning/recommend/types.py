@@ -46,6 +46,7 @@ class PolicyConfig:
     prior_strength: float = 4.0  # pseudo-observations behind the user's own base rate
     single_threshold: float = 0.5  # confidence above which a non-draft batch uses one checkpoint
     backup_threshold: float = 0.3  # confidence above which a non-draft batch uses two
+    thompson_sharpening: float = 2.0  # Thompson draws from the posterior with concentration × this
     min_explore: int = 3  # distinct checkpoints in an explore batch (or the pool size)
     min_draft_checkpoints: int = 2  # distinct checkpoints in every draft batch
     min_backup_share: float = 0.05  # least share of the second checkpoint where there is one
@@ -61,6 +62,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.prior_strength <= 0:
             raise ValueError("prior_strength must be positive: the posterior needs a proper prior")
+        if self.thompson_sharpening <= 0:
+            raise ValueError("thompson_sharpening must be positive")
         if self.evidence_scale < 0:
             raise ValueError("evidence_scale must be >= 0")
         if not 0 <= self.backup_threshold <= self.single_threshold <= 1:
