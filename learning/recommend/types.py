@@ -25,6 +25,7 @@ class RecommendRequest:
     count: int  # images in the batch (1..64)
     quick: bool = False  # Quick mode: the single best
     prompt: str = ""  # for the log line only
+    changed_keywords: tuple[str, ...] = ()  # keywords whose picks changed lately (said in the message)
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
@@ -82,6 +83,7 @@ class Plan:
     confidence: float
     allocation: dict[str, int]  # order = priority, recommended first when it gets images
     scores: dict[str, float]
+    next_stage: str = ""  # what it would take to reach the next stage, readable by a user
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,12 @@ class AggregateMemory:
             return stats
         return self.taste_changes.evidence(user_id, kind, keywords, arms, stats, self.review_seq(user_id))
 
+    def recent_taste_changes(self, user_id: str | None, kind: ArmKind, keywords: Sequence[str]) -> tuple[str, ...]:
+        """Those of `keywords` whose evidence restarted lately after a change of taste."""
+        if user_id is None:
+            return ()
+        return self.taste_changes.recently_restarted(user_id, kind, keywords, self.review_seq(user_id))
+
     def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat:
         """Decayed totals over every arm of the kind, from the all-prompts ('*') rows."""
         return sum_stats(self.arm_stats(user_id, kind, [ALL_KEYWORDS]).values())

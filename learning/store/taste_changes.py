@@ -101,10 +101,12 @@ class TasteChanges:
                 out.update(self._adjusted((user_id, kind, kw), kw, arms, long_run, now))
         return out
 
-    def restarts(self, user_id: str, kind: str) -> dict[str, int]:
-        """keyword → the review seq of its last restart, for this user and kind."""
+    def recently_restarted(self, user_id: str, kind: str, keywords: Sequence[str], now: int) -> tuple[str, ...]:
+        """Those of `keywords` restarted within the last `COOLDOWN_REVIEWS` reviews (exploring again)."""
         with self._lock:
-            return {kw: seq for (user, k, kw), (seq, _) in self._restarts.items() if (user, k) == (user_id, kind)}
+            return tuple(kw for kw in dict.fromkeys(keywords)
+                         if (restart := self._restarts.get((user_id, kind, kw))) is not None
+                         and now - restart[0] < COOLDOWN_REVIEWS)
 
     # ------------------------------------------------------------------ under the lock
     def _restart(self, key: tuple[str, str, str], keyword: str, arms: Sequence[str],

@@ -20,6 +20,7 @@ from tests.app.conftest import start_app, wait_done
 STANDARD_USER = ("standard8", "pw-standard8")
 DRAFT_USER = ("drafts20", "pw-drafts20")
 COLD_USER = ("cold", "pw-cold")
+FICKLE_USER = ("fickle", "pw-fickle")
 # the pools file's order (assets/pools.toml)
 SDXL_DRAFT = ("epicrealismXL_pureFix", "realvisxlV40", "juggernautXL_v9")
 SDXL_STANDARD = ("juggernautXL_v9", "realvisxlV40", "epicrealismXL_pureFix")
@@ -31,7 +32,8 @@ LANDSCAPE = "photorealistic landscape with mountains"
 
 @pytest.fixture(scope="module")
 def learning_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(tmp_path_factory.mktemp("learning"), auth=(STANDARD_USER, DRAFT_USER, COLD_USER))
+    running = start_app(tmp_path_factory.mktemp("learning"), auth=(STANDARD_USER, DRAFT_USER, COLD_USER,
+                                                                                FICKLE_USER))
     yield running
     running.close()
 
@@ -66,10 +68,14 @@ def review_favourite(client: httpx.Client, ticket: dict, favourite: str = FAVOUR
     assert r.status_code == 200, r.text
 
 
-def standard_recommendation(client: httpx.Client, prompt: str) -> dict:
+def standard_recommendation_body(client: httpx.Client, prompt: str) -> dict:
     r = client.get("/api/recommendation", params={"prompt": prompt, "model_family": "sdxl", "tier": "standard"})
     assert r.status_code == 200, r.text
-    body = r.json()
+    return r.json()
+
+
+def standard_recommendation(client: httpx.Client, prompt: str) -> dict:
+    body = standard_recommendation_body(client, prompt)
     return {"mode": body["strategy"]["mode"], "confidence": body["confidence"], "recommended": short(body["recommended"]),
             "allocation": [(short(c), n) for c, n in body["allocation"].items()]}
 
@@ -174,3 +180,30 @@ def test_a_cold_start_splits_evenly_and_sampling_starts_with_evidence(learning_a
         # a prompt type with no evidence of its own still starts even
         assert distribution(generate(client, "pencil sketch of a cat", "draft", 20, session="e")) == \
             list(zip(SDXL_DRAFT, (7, 7, 6)))
+
+
+def test_a_change_of_taste_is_detected_said_and_explored(learning_app: RunningApp) -> None:
+    """The favourite alone for a while, then the user rejects it: within two batches the plan
+    explores again and says why; the recommendation shows the evidence and the way to the next stage."""
+    with _client(learning_app, FICKLE_USER) as client:
+        for _ in range(6):
+            review_favourite(client, generate(client, PORTRAIT, "standard", 8))
+        body = standard_recommendation_body(client, PORTRAIT)
+        assert body["strategy"]["mode"] == "single" and short(body["recommended"]) == FAVOURITE
+        evidence = {kw: {short(c): v for c, v in row.items()} for kw, row in body["evidence"].items()}
+        assert set(evidence) == {"photorealist", "portrait", "woman"}
+        assert evidence["portrait"][FAVOURITE]["selected"] == evidence["portrait"][FAVOURITE]["shown"] > 20
+        assert body["next_stage"] == ""  # already the last stage
+
+        stages = []
+        for _ in range(3):  # the favourite no longer pleases: every image rejected
+            ticket = generate(client, PORTRAIT, "standard", 8)
+            stages.append(strategy(ticket) | {"message": ticket["strategy"]["message"]})
+            review_favourite(client, ticket, favourite="none of them")
+        changed = [s for s in stages if "changed: exploring again" in s["message"]]
+        assert changed, stages
+        assert changed[0]["mode"] == "explore" and len(changed[0]["allocation"]) >= 3, changed[0]
+        assert stages[0]["mode"] == "single"  # one disappointing batch is not yet a change
+        hint = standard_recommendation_body(client, PORTRAIT)["next_stage"]
+        assert "recommended + backup" in hint or "favourite alone" in hint, hint
+

@@ -200,3 +200,43 @@ def test_a_cold_start_splits_evenly_over_the_pool_in_pool_order(size: int, count
     for seed in range(5):  # not a matter of luck
         rec = plan(InMemoryEvidence(), "adaptive", PORTRAIT, tier, pool, count=count, seed=seed)
         assert list(rec.allocation.items()) == list(zip(pool, expected)) and rec.mode == "explore"
+
+
+@pytest.mark.parametrize("images, target", [(3.0, 0.3), (20.0, 0.5), (25.0, 0.5)])
+def test_the_next_stage_hint_names_exactly_the_evidence_it_takes(images: float, target: float) -> None:
+    """'after about N more reviewed images': N more would get there, N - 1 more would not."""
+    import re
+
+    from learning.recommend.policies.adaptive import evidence_weight, next_stage
+    from learning.recommend.planner import PolicyConfig
+
+    config, clear = PolicyConfig(), 0.95
+    req = RecommendRequest(PORTRAIT, POOL, "standard", 20)
+    confidence = clear * evidence_weight(images, 20, config.evidence_scale)
+    hint = next_stage("epicrealism", clear, images, confidence, req, config)
+    more = int(re.search(r"about (\d+) more reviewed images of epicrealism", hint).group(1))  # type: ignore[union-attr]
+    assert clear * evidence_weight(images + more, 20, config.evidence_scale) > target
+    assert clear * evidence_weight(images + more - 1, 20, config.evidence_scale) <= target
+    assert ("favourite alone" in hint) == (target == 0.5)
+
+
+def test_the_hint_asks_for_a_clearer_favourite_when_evidence_alone_would_not_do() -> None:
+    evidence = InMemoryEvidence()
+    evidence.record_review(PORTRAIT, [ReviewedImage(ckpt, i % 2 == 0) for ckpt in POOL[:3] for i in range(6)])
+    rec = plan(evidence, "adaptive", PORTRAIT, "standard")
+    assert rec.mode == "explore" and "needs a clearer favourite" in rec.next_stage
+
+
+def test_the_message_says_when_picks_changed() -> None:
+    rec = plan(InMemoryEvidence(), "adaptive", PORTRAIT, "standard", changed_keywords=("portrait",))
+    assert rec.message.endswith("; your picks for 'portrait' changed: exploring again")
+    assert "\n" not in rec.message
+
+
+def test_the_evidence_behind_a_plan_is_returned() -> None:
+    evidence = InMemoryEvidence()
+    evidence.record_review(PORTRAIT, [ReviewedImage("realvis", True), ReviewedImage("realvis", False),
+                                      ReviewedImage("dreamshaper", False)])
+    rec = plan(evidence, "adaptive", PORTRAIT, "standard")
+    assert rec.evidence == {kw: {"realvis": {"selected": 1.0, "shown": 2.0}, "dreamshaper": {"selected": 0.0, "shown": 1.0}}
+                            for kw in PORTRAIT}

@@ -13,6 +13,8 @@ checkpoint late in the pool gets tried and a clearly worse one fades out on its 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from learning.recommend.allocation import even_split, order_by, raise_to_floors
@@ -31,8 +33,9 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     best_index = int(means.argmax())
     best = req.pool[best_index]
     images = evidence_images(posterior, config.prior_strength)
-    confidence = beyond_chance(float(wins[best_index]), len(req.pool)) * evidence_weight(
-        float(images[best_index]), req.count, config.evidence_scale)
+    clear = beyond_chance(float(wins[best_index]), len(req.pool))
+    confidence = clear * evidence_weight(float(images[best_index]), req.count, config.evidence_scale)
+    hint = next_stage(best, clear, float(images[best_index]), confidence, req, config)
     scores = dict(zip(req.pool, means.round(4).tolist()))
     # priority: the recommended first, then by chance of being best, then by expected rate
     ranked = [req.pool[i] for i in np.lexsort((-means, -wins))]
@@ -40,16 +43,17 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     ranked.insert(0, best)
 
     if req.quick:
-        return Plan("quick", best, confidence, {best: req.count}, scores)
+        return Plan("quick", best, confidence, {best: req.count}, scores, hint)
     if req.tier != "draft" and confidence > config.single_threshold:
-        return Plan("single", best, confidence, {best: req.count}, scores)
+        return Plan("single", best, confidence, {best: req.count}, scores, hint)
     if req.tier != "draft" and confidence > config.backup_threshold and len(ranked) > 1:
-        return Plan("recommended_backup", best, confidence, _with_backup(req.count, ranked, wins, req.pool, config), scores)
+        return Plan("recommended_backup", best, confidence, _with_backup(req.count, ranked, wins, req.pool, config),
+                    scores, hint)
     if not images.any():  # a cold start: nothing to sample from yet
-        return Plan("explore", best, confidence, even_split(req.count, req.pool), scores)
+        return Plan("explore", best, confidence, even_split(req.count, req.pool), scores, hint)
     thompson = _thompson_counts(_slot_draws(posterior, req.count, config.thompson_sharpening, inp), req.pool)
     floors = _explore_floors(req, ranked, confidence, config)
-    return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores)
+    return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores, hint)
 
 
 def beyond_chance(p_best: float, arms: int) -> float:
@@ -62,6 +66,27 @@ def beyond_chance(p_best: float, arms: int) -> float:
         return 1.0
     chance = 1.0 / arms
     return max(0.0, (p_best - chance) / (1.0 - chance))
+
+
+def next_stage(best: str, clear: float, images: float, confidence: float, req: RecommendRequest,
+               config: PolicyConfig) -> str:
+    """What would move the plan to the next stage: more evidence for `best` (how many more reviewed
+    images like these), or a clearer winner (when even endless evidence would not do)."""
+    if req.quick or len(req.pool) == 1:
+        return ""
+    if confidence > config.single_threshold:
+        return "" if req.tier != "draft" else "drafts always compare several checkpoints"
+    stage, target = (("recommended + backup", config.backup_threshold) if confidence <= config.backup_threshold
+                     else ("the favourite alone", config.single_threshold))
+    if req.tier == "draft":
+        stage += " at the standard tier"
+    if clear <= target:
+        return (f"{stage} needs a clearer favourite: {best} is ahead by a chance of being best "
+                f"{clear:.0%} beyond chance, more than {target:.0%} is needed")
+    # confidence = clear × n / (n + s·count) > target  ⇔  n > target·s·count / (clear − target)
+    needed = target * config.evidence_scale * req.count / (clear - target)
+    more = max(1, math.floor(needed - images) + 1)
+    return f"{stage} after about {more} more reviewed images of {best} like these"
 
 
 def evidence_weight(images: float, count: int, scale: float) -> float:
