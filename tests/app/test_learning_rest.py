@@ -157,7 +157,10 @@ def test_seed_cases_with_20_image_drafts(learning_app: RunningApp) -> None:
         for draft in drafts[1:]:  # once learnt, the favourite leads every draft
             assert draft["allocation"][0][0] == FAVOURITE, draft
             assert draft["allocation"][0][1] == max(n for _, n in draft["allocation"]), draft
-        assert_low_explore(standard_recommendation(client, "anime girl with a sword"))
+        landscape = standard_recommendation(client, LANDSCAPE)  # Test Case 3
+        assert landscape["mode"] == "single" and landscape["confidence"] > 0.5, landscape
+        assert landscape["allocation"] == [(FAVOURITE, 20)]
+        assert_low_explore(standard_recommendation(client, "anime girl with a sword"))  # Test Case 4
 
 
 def test_a_cold_start_splits_evenly_and_sampling_starts_with_evidence(learning_app: RunningApp) -> None:
