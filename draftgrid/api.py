@@ -153,7 +153,8 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         rec = await call(service.recommendation, user, q.prompt, q.model_family, q.tier)
         return {"recommended": rec.recommended, "confidence": rec.confidence, "scores": rec.scores,
                 "checkpoints_to_test": rec.checkpoints_to_test, "allocation": rec.allocation,
-                "strategy": {"mode": rec.mode, "message": rec.message, "policy": rec.policy}}
+                "strategy": {"mode": rec.mode, "message": rec.message, "policy": rec.policy},
+                "next_stage": rec.next_stage, "evidence": rec.evidence}
 
     @router.get("/gpus")
     async def gpus() -> Any:

@@ -24,7 +24,7 @@ from learning.keywords import parse_prompt
 from learning.lora import apply_triggers, choose_loras, vary_loras
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
 from learning.pools import PoolConfig
-from learning.recommend.planner import RecommendRequest, lora_preferences, recommend
+from learning.recommend.planner import FOLLOWS_TASTE_CHANGES, RecommendRequest, lora_preferences, recommend
 from learning.store.preference_store import PreferenceStore
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,13 @@ class BatchPlanner:
     def _recommend(self, user_id: str, parsed: ParsedPrompt, pool: list[str], tier: str, count: int,
                    *, quick: bool) -> Recommendation:
         stems = tuple(k.stem for k in parsed.keywords)
-        evidence = self._store.arm_stats(user_id, "checkpoint", stems, pool)
+        follows = self._policy in FOLLOWS_TASTE_CHANGES
+        evidence = (self._store.arm_evidence if follows else self._store.arm_stats)(user_id, "checkpoint", stems, pool)
+        changed = self._store.recent_taste_changes(user_id, "checkpoint", stems) if follows else ()
+        display = {k.stem: k.display for k in parsed.keywords}
         base = self._store.base_rate(user_id, "checkpoint")
         req = RecommendRequest(keywords=stems, pool=tuple(pool), tier=tier, count=count, quick=quick,
-                               prompt=parsed.text[:120])
+                               prompt=parsed.text[:120], changed_keywords=tuple(display[k] for k in changed))
         return recommend(req, evidence, base, policy=self._policy, rng=random.Random())
 
     def _lora_choices(self, user_id: str, parsed: ParsedPrompt, catalog: Catalog, family: str,

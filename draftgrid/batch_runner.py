@@ -115,7 +115,7 @@ class BatchRunner:
             checkpoint_distribution=plan.checkpoint_distribution(),
             loras=[{"name": n, "strength": s} for n, s in loras.items()],
             strategy={"mode": rec.mode, "recommended": rec.recommended, "confidence": round(rec.confidence, 4),
-                      "message": rec.message, "policy": rec.policy},
+                      "message": rec.message, "policy": rec.policy, "next_stage": rec.next_stage},
             keywords=list(record.keywords),
             parent_image_ids=[p.parent_image_id for p in plan.images if p.parent_image_id],
         )

@@ -6,7 +6,7 @@ No HTTP, no Gradio, no ComfyUI types here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -67,6 +67,9 @@ class Recommendation:
     checkpoints_to_test: list[str]
     message: str  # the one-line decision, e.g. "Low confidence (0.15), exploring 3 checkpoints: [...]"
     policy: str = "adaptive"
+    next_stage: str = ""  # what it would take to reach the next stage ("" when there is none)
+    # the evidence behind it: keyword → checkpoint → {"selected", "shown"} (decayed counts)
+    evidence: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

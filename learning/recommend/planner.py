@@ -19,12 +19,15 @@ from learning.recommend.policies.uniform import plan_uniform
 from learning.recommend.posterior import combined_posterior
 from learning.recommend.types import SEED_CONFIG, Plan, PolicyConfig, PolicyInput, RecommendRequest
 
-__all__ = ["POLICIES", "PolicyConfig", "RecommendRequest", "default_config", "lora_preferences", "recommend"]
+__all__ = ["FOLLOWS_TASTE_CHANGES", "POLICIES", "PolicyConfig", "RecommendRequest", "default_config", "lora_preferences", "recommend"]
 
 log = logging.getLogger(__name__)
 
 _POLICY_FNS: dict[str, Callable[[PolicyInput], Plan]] = {"seed": plan_seed, "adaptive": plan_adaptive, "uniform": plan_uniform}
 POLICIES = tuple(_POLICY_FNS)
+# Policies that read evidence with changes of taste followed (the evidence holders' `arm_evidence`,
+# learning.store.taste_changes); the others read the plain decayed aggregates (`arm_stats`).
+FOLLOWS_TASTE_CHANGES = frozenset({"adaptive"})
 
 
 def default_config(policy: str) -> PolicyConfig:
@@ -49,7 +52,7 @@ def recommend(
     if policy not in _POLICY_FNS:
         raise ValueError(f"unknown policy {policy!r}; choose one of {POLICIES}")
     plan = _POLICY_FNS[policy](PolicyInput(req, evidence, base, rng or random.Random(), config or default_config(policy)))
-    message = describe(plan)
+    message = describe(plan, req.changed_keywords)
     log.info("recommend policy=%s prompt=%r: %s", policy, req.prompt, message)
     return Recommendation(
         mode=plan.mode,
@@ -60,7 +63,19 @@ def recommend(
         checkpoints_to_test=list(plan.allocation),
         message=message,
         policy=policy,
+        next_stage=plan.next_stage,
+        evidence=evidence_table(req, evidence),
     )
+
+
+def evidence_table(req: RecommendRequest, evidence: Mapping[tuple[str, str], ArmStat]) -> dict[str, dict[str, dict[str, float]]]:
+    """keyword → checkpoint → {"selected", "shown"}: the evidence a plan was made from (pool order)."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for keyword in dict.fromkeys(req.keywords):
+        row = {arm: {"selected": round(stat.selected, 2), "shown": round(stat.shown, 2)}
+               for arm in req.pool if (stat := evidence.get((keyword, arm))) is not None}
+        table[keyword] = row
+    return table
 
 
 def lora_preferences(
@@ -81,13 +96,18 @@ def lora_preferences(
     return dict(zip(loras, posterior.mean.round(4).tolist()))
 
 
-def describe(plan: Plan) -> str:
-    """The one-line decision, e.g. "High confidence (0.83): epicrealismXL only"."""
+def describe(plan: Plan, changed_keywords: Sequence[str] = ()) -> str:
+    """The one-line decision, e.g. "High confidence (0.83): epicrealismXL only"; when the user's
+    picks for some keywords changed lately, it says so."""
     level = "High" if plan.confidence > 0.5 else "Medium" if plan.confidence > 0.3 else "Low"
     head = f"{level} confidence ({plan.confidence:.2f})"
     if plan.mode in ("single", "quick"):
-        return f"{head}{', quick' if plan.mode == 'quick' else ''}: {plan.recommended} only"
-    if plan.mode == "recommended_backup":
-        return head + ": " + " + backup ".join(f"{arm} ×{n}" for arm, n in plan.allocation.items())
-    spread = ", ".join(f"{arm} ×{n}" for arm, n in plan.allocation.items())
-    return f"{head}, exploring {len(plan.allocation)} checkpoints: [{spread}]"
+        line = f"{head}{', quick' if plan.mode == 'quick' else ''}: {plan.recommended} only"
+    elif plan.mode == "recommended_backup":
+        line = head + ": " + " + backup ".join(f"{arm} ×{n}" for arm, n in plan.allocation.items())
+    else:
+        spread = ", ".join(f"{arm} ×{n}" for arm, n in plan.allocation.items())
+        line = f"{head}, exploring {len(plan.allocation)} checkpoints: [{spread}]"
+    if changed_keywords:
+        line += f"; your picks for {', '.join(repr(k) for k in changed_keywords)} changed: exploring again"
+    return line

@@ -13,6 +13,7 @@ Chosen over the plain mean of posteriors and over pooled counts by `bench/bench_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ import numpy as np
 from learning.models import ArmStat
 
 _RATE_BOUNDS = (0.01, 0.99)
+GRID_POINTS = 512  # quadrature points for P(best), over where the arms' posteriors have mass
+_GRID_SPREAD = 8.0  # ... that is, within this many standard deviations of some arm's mean
 
 
 @dataclass(frozen=True)
@@ -51,16 +54,13 @@ def combined_posterior(
 ) -> Posterior:
     """One Beta per arm for this prompt, combined over keywords as the module doc explains."""
     stems = list(dict.fromkeys(keywords)) or [""]  # no keywords: the prior alone
-    shown = np.zeros((len(stems), len(arms)))
-    selected = np.zeros_like(shown)
-    for i, stem in enumerate(stems):
-        for j, arm in enumerate(arms):
-            stat = evidence.get((stem, arm))
-            if stat is not None:
-                # decayed counts can dip a hair below 0 after an undo (unselect subtracts at today's
-                # weight what a select added at an older one): clamp into 0 <= selected <= shown
-                shown[i, j] = max(stat.shown, 0.0)
-                selected[i, j] = min(max(stat.selected, 0.0), shown[i, j])
+    found = [[evidence.get((stem, arm)) for arm in arms] for stem in stems]
+    shown = np.array([[stat.shown if stat else 0.0 for stat in row] for row in found], dtype=float)
+    selected = np.array([[stat.selected if stat else 0.0 for stat in row] for row in found], dtype=float)
+    # decayed counts can dip a hair below 0 after an undo (unselect subtracts at today's weight
+    # what a select added at an older one): clamp into 0 <= selected <= shown
+    shown = np.maximum(shown, 0.0)
+    selected = np.minimum(np.maximum(selected, 0.0), shown)
     p0 = prior_rate(base)
     a = prior_strength * p0 + selected
     b = prior_strength * (1.0 - p0) + (shown - selected)
@@ -74,12 +74,50 @@ def combined_posterior(
     return Posterior(tuple(arms), mean * concentration, (1.0 - mean) * concentration)
 
 
+def evidence_images(posterior: Posterior, prior_strength: float) -> np.ndarray:
+    """Per arm, the reviewed images behind its posterior (its concentration beyond the prior's):
+    for one keyword exactly its decayed shown count, for several the best-informed keyword's.
+    Zero (to rounding) without evidence."""
+    images = posterior.alpha + posterior.beta - prior_strength
+    return np.where(images > 1e-9, images, 0.0)
+
+
 def posterior_draws(posterior: Posterior, draws: int, rng: np.random.Generator) -> np.ndarray:
     """`draws` × arms samples of the arms' selection rates."""
     return rng.beta(posterior.alpha, posterior.beta, size=(draws, len(posterior.arms)))
 
 
 def win_probabilities(samples: np.ndarray) -> np.ndarray:
-    """Per arm, the share of posterior draws in which it is the best."""
+    """Per arm, the share of posterior draws in which it is the best (the Monte Carlo estimate
+    that `best_probabilities` computes exactly; kept as the tests' reference)."""
     winners = samples.argmax(axis=1)
     return np.bincount(winners, minlength=samples.shape[1]) / samples.shape[0]
+
+
+def best_probabilities(posterior: Posterior) -> np.ndarray:
+    """Per arm, the posterior probability that it has the highest rate: ∫ f_i(x) Π_{j≠i} F_j(x) dx.
+
+    Computed by quadrature (midpoint rule on `GRID_POINTS` points spanning every arm's mass, each
+    density normalised on the grid), so it is deterministic, equal arms get equal shares, and a
+    call costs tens of microseconds where 2,000 Monte Carlo draws × 12 arms cost ~1 ms.
+    """
+    a, b = posterior.alpha, posterior.beta
+    k = len(a)
+    if k == 1:
+        return np.ones(1)
+    mean = a / (a + b)
+    sd = np.sqrt(mean * (1.0 - mean) / (a + b + 1.0))
+    lo = max(float((mean - _GRID_SPREAD * sd).min()), 0.0)
+    hi = min(float((mean + _GRID_SPREAD * sd).max()), 1.0)
+    x = lo + (np.arange(GRID_POINTS) + 0.5) * ((hi - lo) / GRID_POINTS)
+    log_norm = np.array([math.lgamma(ai + bi) - math.lgamma(ai) - math.lgamma(bi) for ai, bi in zip(a, b)])
+    log_pdf = (a - 1.0)[:, None] * np.log(x) + (b - 1.0)[:, None] * np.log1p(-x) + log_norm[:, None]
+    pdf = np.exp(log_pdf - log_pdf.max(axis=1, keepdims=True))
+    pdf /= pdf.sum(axis=1, keepdims=True)  # each arm's mass on the grid, summing to 1
+    cdf = np.cumsum(pdf, axis=1) - 0.5 * pdf  # P(X_j < x) at each midpoint
+    # Π_{j≠i} F_j in logs (a sum less one's own term; F clipped away from 0 on both sides of that)
+    log_cdf = np.log(np.maximum(cdf, 1e-300))
+    others = np.exp(log_cdf.sum(axis=0, keepdims=True) - log_cdf)
+    p = (pdf * others).sum(axis=1)
+    total = p.sum()
+    return p / total if total > 0 else np.full(k, 1.0 / k)

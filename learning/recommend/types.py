@@ -25,6 +25,7 @@ class RecommendRequest:
     count: int  # images in the batch (1..64)
     quick: bool = False  # Quick mode: the single best
     prompt: str = ""  # for the log line only
+    changed_keywords: tuple[str, ...] = ()  # keywords whose picks changed lately (said in the message)
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
@@ -46,15 +47,26 @@ class PolicyConfig:
     prior_strength: float = 4.0  # pseudo-observations behind the user's own base rate
     single_threshold: float = 0.5  # confidence above which a non-draft batch uses one checkpoint
     backup_threshold: float = 0.3  # confidence above which a non-draft batch uses two
-    mc_draws: int = 2000  # posterior draws behind confidence and the Thompson allocation
+    thompson_sharpening: float = 2.0  # Thompson draws from the posterior with concentration × this
     min_explore: int = 3  # distinct checkpoints in an explore batch (or the pool size)
     min_draft_checkpoints: int = 2  # distinct checkpoints in every draft batch
     min_backup_share: float = 0.05  # least share of the second checkpoint where there is one
+    # Confidence also weighs how much evidence the recommended checkpoint has, in images relative
+    # to the batch being planned: n / (n + evidence_scale × count). One reviewed batch (at most
+    # half of it on one checkpoint when it explores) weighs < 0.3, so a single-checkpoint batch
+    # needs more than one; evidence worth a whole batch weighs 0.43 (recommended + backup at
+    # most), about two batches' worth 0.6. Tuned on the seed's test cases through REST (8-image
+    # standard batches and 20-image drafts, tests/app/test_learning_rest.py).
+    evidence_scale: float = 1.3
     half_life_reviews: float | None = 100.0
 
     def __post_init__(self) -> None:
         if self.prior_strength <= 0:
             raise ValueError("prior_strength must be positive: the posterior needs a proper prior")
+        if self.thompson_sharpening <= 0:
+            raise ValueError("thompson_sharpening must be positive")
+        if self.evidence_scale < 0:
+            raise ValueError("evidence_scale must be >= 0")
         if not 0 <= self.backup_threshold <= self.single_threshold <= 1:
             raise ValueError("thresholds must satisfy 0 <= backup_threshold <= single_threshold <= 1")
 
@@ -71,6 +83,7 @@ class Plan:
     confidence: float
     allocation: dict[str, int]  # order = priority, recommended first when it gets images
     scores: dict[str, float]
+    next_stage: str = ""  # what it would take to reach the next stage, readable by a user
 
 
 @dataclass(frozen=True)

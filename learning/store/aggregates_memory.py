@@ -25,6 +25,7 @@ import duckdb
 from learning.models import ArmKind, ArmStat
 from learning.store.counting_write_path import ALL_KEYWORDS, ArmKey, Counts
 from learning.store.decay import decay_factor
+from learning.store.taste_changes import TasteChanges
 
 Weights = tuple[float, float, float]  # decayed (shown, selected, rejected) at the change's seq
 # (user_id, keyword, arm_kind, arm, shown, selected, rejected, w_shown, w_selected, w_rejected)
@@ -93,6 +94,8 @@ class AggregateMemory:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], dict[str, dict[str, _Row]]] = {}
         self._seqs: dict[str, int] = {}
+        # recent counts and restarts after changes of taste: derived, in memory only, fed here
+        self.taste_changes = TasteChanges(half_life)
 
     def load(self, cur: duckdb.DuckDBPyConnection) -> int:
         """Replace the copy by the database's current aggregates; return the row count."""
@@ -130,6 +133,10 @@ class AggregateMemory:
                     w_shown * factor + weights[0], w_selected * factor + weights[1],
                     w_rejected * factor + weights[2], seq,
                 )
+        for user_id, (keyword, kind, arm), seq, counts, weights in changes.rows:
+            if keyword != ALL_KEYWORDS and weights == (float(counts[0]), float(counts[1]), float(counts[2])):
+                # feedback (an import's decayed counts are old evidence, not recent)
+                self.taste_changes.add(user_id, kind, keyword, arm, seq, weights[0], weights[1])
 
     # reads ------------------------------------------------------------------------------
 
@@ -166,6 +173,22 @@ class AggregateMemory:
                     total[1] += row[W_SELECTED] * factor
                     total[2] += row[W_REJECTED] * factor
         return {key: ArmStat(*total) for key, total in sums.items()}
+
+    def arm_evidence(
+        self, user_id: str | None, kind: ArmKind, keywords: Sequence[str], arms: Sequence[str]
+    ) -> dict[tuple[str, str], ArmStat]:
+        """`arm_stats` with changes of taste followed (`learning.store.taste_changes`); the view
+        across users (None) is the plain one."""
+        stats = self.arm_stats(user_id, kind, keywords, arms)
+        if user_id is None:
+            return stats
+        return self.taste_changes.evidence(user_id, kind, keywords, arms, stats, self.review_seq(user_id))
+
+    def recent_taste_changes(self, user_id: str | None, kind: ArmKind, keywords: Sequence[str]) -> tuple[str, ...]:
+        """Those of `keywords` whose evidence restarted lately after a change of taste."""
+        if user_id is None:
+            return ()
+        return self.taste_changes.recently_restarted(user_id, kind, keywords, self.review_seq(user_id))
 
     def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat:
         """Decayed totals over every arm of the kind, from the all-prompts ('*') rows."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from learning.models import DEFAULT_USER, ArmKind, ArmStat
 from learning.store.decay import decay_factor
+from learning.store.taste_changes import TasteChanges
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class InMemoryEvidence:
         self._stats: dict[tuple[str, ArmKind, str, str], _Decayed] = defaultdict(_Decayed)
         self._totals: dict[tuple[str, ArmKind], _Decayed] = defaultdict(_Decayed)
         self._reviews: dict[str, int] = {}
+        self.taste_changes = TasteChanges(half_life_reviews)
 
     def record_review(self, keywords: Sequence[str], images: Iterable[ReviewedImage], user_id: str = DEFAULT_USER) -> None:
         """Count one reviewed batch: every image once per keyword (keyword × image pairs)."""
@@ -60,6 +62,7 @@ class InMemoryEvidence:
                 self._add(self._totals[(user_id, kind)], image, now)
                 for stem in stems:
                     self._add(self._stats[(user_id, kind, stem, arm)], image, now)
+                    self.taste_changes.add(user_id, kind, stem, arm, now, 1.0, float(image.selected))
 
     def arm_stats(
         self, user_id: str, kind: ArmKind, keywords: Sequence[str], arms: Sequence[str]
@@ -72,6 +75,13 @@ class InMemoryEvidence:
                 if cell is not None:
                     found[(stem, arm)] = self._read(cell, now)
         return found
+
+    def arm_evidence(
+        self, user_id: str, kind: ArmKind, keywords: Sequence[str], arms: Sequence[str]
+    ) -> dict[tuple[str, str], ArmStat]:
+        """`arm_stats` with changes of taste followed (`learning.store.taste_changes`)."""
+        return self.taste_changes.evidence(user_id, kind, keywords, arms, self.arm_stats(user_id, kind, keywords, arms),
+                                           self.total_reviews(user_id))
 
     def base_rate(self, user_id: str, kind: ArmKind) -> ArmStat:
         cell = self._totals.get((user_id, kind))

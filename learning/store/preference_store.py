@@ -202,6 +202,16 @@ class PreferenceStore:
     ) -> dict[tuple[str, str], ArmStat]:
         return self._aggregates.arm_stats(user_id, kind, keywords, arms)
 
+    def arm_evidence(
+        self, user_id: str | None, kind: ArmKind, keywords: Sequence[str], arms: Sequence[str]
+    ) -> dict[tuple[str, str], ArmStat]:
+        """`arm_stats` with changes of taste followed: what the adaptive policy plans with."""
+        return self._aggregates.arm_evidence(user_id, kind, keywords, arms)
+
+    def recent_taste_changes(self, user_id: str | None, kind: ArmKind, keywords: Sequence[str]) -> tuple[str, ...]:
+        """Those of `keywords` whose evidence `arm_evidence` restarted lately (a change of taste)."""
+        return self._aggregates.recent_taste_changes(user_id, kind, keywords)
+
     def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat:
         return self._aggregates.base_rate(user_id, kind)
 

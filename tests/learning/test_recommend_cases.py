@@ -165,3 +165,78 @@ def test_cold_start_is_low_confidence_with_a_small_pool_too(size: int) -> None:
     rec = plan(InMemoryEvidence(), "adaptive", PORTRAIT, "standard", POOL[:size])
     assert rec.mode == "explore" and rec.confidence <= 0.3
     assert len(rec.checkpoints_to_test) == size
+
+
+@pytest.mark.parametrize("count", [4, 8, 20, 64])
+@pytest.mark.parametrize("tier", ["draft", "standard"])
+def test_one_reviewed_batch_never_makes_a_single_checkpoint_batch(count: int, tier: Tier) -> None:
+    """Issue 11: the favourite picked throughout one batch, the rest rejected: medium at most."""
+    for favourite in POOL:
+        evidence = InMemoryEvidence(100.0)
+        first = plan(evidence, "adaptive", PORTRAIT, tier, count=count)
+        evidence.record_review(PORTRAIT, [ReviewedImage(c, c == favourite, c != favourite)
+                                          for c, n in first.allocation.items() for _ in range(n)])
+        nxt = plan(evidence, "adaptive", PORTRAIT, "standard", count=count)
+        assert nxt.mode != "single" and nxt.confidence <= 0.5, (favourite, first.allocation, nxt)
+
+
+def test_confidence_grows_with_evidence_for_the_same_winner() -> None:
+    """2/2 against 0/3 and 0/3 is as clear a winner as 40/40 against 0/60 and 0/60, with less behind it."""
+    confidences = []
+    for scale in (1, 20):
+        evidence = InMemoryEvidence()
+        evidence.record_review(PORTRAIT, [ReviewedImage("realvis", True)] * 2 * scale
+                               + [ReviewedImage(c, False, True) for c in POOL[1:3] for _ in range(3 * scale)])
+        confidences.append(plan(evidence, "adaptive", PORTRAIT, "standard", POOL[:3]).confidence)
+    assert confidences[0] <= 0.3 < 0.5 < confidences[1]
+
+
+@pytest.mark.parametrize("size, count, expected", [(3, 20, [7, 7, 6]), (5, 20, [4] * 5), (5, 8, [2, 2, 2, 1, 1]),
+                                                    (2, 5, [3, 2]), (12, 20, [2] * 8 + [1] * 4)])
+@pytest.mark.parametrize("tier", ["draft", "standard"])
+def test_a_cold_start_splits_evenly_over_the_pool_in_pool_order(size: int, count: int, expected: list[int],
+                                                                tier: Tier) -> None:
+    pool = tuple(f"ckpt{i}" for i in range(size))
+    for seed in range(5):  # not a matter of luck
+        rec = plan(InMemoryEvidence(), "adaptive", PORTRAIT, tier, pool, count=count, seed=seed)
+        assert list(rec.allocation.items()) == list(zip(pool, expected)) and rec.mode == "explore"
+
+
+@pytest.mark.parametrize("images, target", [(3.0, 0.3), (20.0, 0.5), (25.0, 0.5)])
+def test_the_next_stage_hint_names_exactly_the_evidence_it_takes(images: float, target: float) -> None:
+    """'after about N more reviewed images': N more would get there, N - 1 more would not."""
+    import re
+
+    from learning.recommend.policies.adaptive import evidence_weight, next_stage
+    from learning.recommend.planner import PolicyConfig
+
+    config, clear = PolicyConfig(), 0.95
+    req = RecommendRequest(PORTRAIT, POOL, "standard", 20)
+    confidence = clear * evidence_weight(images, 20, config.evidence_scale)
+    hint = next_stage("epicrealism", clear, images, confidence, req, config)
+    more = int(re.search(r"about (\d+) more reviewed images of epicrealism", hint).group(1))  # type: ignore[union-attr]
+    assert clear * evidence_weight(images + more, 20, config.evidence_scale) > target
+    assert clear * evidence_weight(images + more - 1, 20, config.evidence_scale) <= target
+    assert ("favourite alone" in hint) == (target == 0.5)
+
+
+def test_the_hint_asks_for_a_clearer_favourite_when_evidence_alone_would_not_do() -> None:
+    evidence = InMemoryEvidence()
+    evidence.record_review(PORTRAIT, [ReviewedImage(ckpt, i % 2 == 0) for ckpt in POOL[:3] for i in range(6)])
+    rec = plan(evidence, "adaptive", PORTRAIT, "standard")
+    assert rec.mode == "explore" and "needs a clearer favourite" in rec.next_stage
+
+
+def test_the_message_says_when_picks_changed() -> None:
+    rec = plan(InMemoryEvidence(), "adaptive", PORTRAIT, "standard", changed_keywords=("portrait",))
+    assert rec.message.endswith("; your picks for 'portrait' changed: exploring again")
+    assert "\n" not in rec.message
+
+
+def test_the_evidence_behind_a_plan_is_returned() -> None:
+    evidence = InMemoryEvidence()
+    evidence.record_review(PORTRAIT, [ReviewedImage("realvis", True), ReviewedImage("realvis", False),
+                                      ReviewedImage("dreamshaper", False)])
+    rec = plan(evidence, "adaptive", PORTRAIT, "standard")
+    assert rec.evidence == {kw: {"realvis": {"selected": 1.0, "shown": 2.0}, "dreamshaper": {"selected": 0.0, "shown": 1.0}}
+                            for kw in PORTRAIT}

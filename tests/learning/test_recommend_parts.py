@@ -100,3 +100,33 @@ def test_slightly_negative_decayed_counts_are_clamped() -> None:
     evidence = {("portrait", "a"): ArmStat(shown=3.0, selected=-0.002), ("portrait", "b"): ArmStat(shown=2.0, selected=1.0)}
     post = combined_posterior(("portrait",), ("a", "b"), evidence, ArmStat(shown=5.0, selected=-0.001), 4.0)
     assert (post.mean > 0).all() and (post.mean < 1).all()
+
+
+def test_exact_p_best_agrees_with_monte_carlo() -> None:
+    """best_probabilities (quadrature) against 200,000 posterior draws, on varied pools: from
+    near-ties to one clear winner, broad and sharp posteriors (fixed draws: not a matter of luck)."""
+    import numpy as np
+
+    from learning.recommend.posterior import Posterior, best_probabilities, posterior_draws, win_probabilities
+
+    rng = np.random.default_rng(11)
+    for case in range(40):
+        k = int(rng.integers(2, 13))
+        images, rates = rng.uniform(4, 3000, k), rng.uniform(0.02, 0.9, k)
+        if case % 3 == 0:  # near-ties
+            rates[:] = rates[0] + rng.uniform(-0.01, 0.01, k)
+        post = Posterior(tuple(f"c{i}" for i in range(k)), rates * images, (1 - rates) * images)
+        exact = best_probabilities(post)
+        assert exact.sum() == pytest.approx(1.0) and (exact >= 0).all()
+        sampled = win_probabilities(posterior_draws(post, 200_000, rng))
+        assert np.abs(exact - sampled).max() < 0.006, (case, exact, sampled)
+
+
+def test_exact_p_best_gives_equal_arms_equal_shares() -> None:
+    import numpy as np
+
+    from learning.recommend.posterior import Posterior, best_probabilities
+
+    for k in (1, 2, 3, 12):
+        same = Posterior(tuple(f"c{i}" for i in range(k)), np.full(k, 1.6), np.full(k, 2.4))
+        assert best_probabilities(same) == pytest.approx(np.full(k, 1 / k), abs=1e-9)
