@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,18 +70,48 @@ def single_images(order: str) -> list[GenerationSpec]:
     return [col[i] for i in range(max(map(len, columns))) for col in columns if i < len(col)]
 
 
-def job_gpu_seconds(spec: GenerationSpec, model: TimeModel) -> float:
-    """Sampling + decode of one prompt under the simulator's time model (no load)."""
-    return (spec.steps * model.step_seconds_for(spec.width, spec.height, spec.batch_size)
-            + model.decode_seconds_for(spec.width, spec.height, spec.batch_size))
+def prompt_seconds(job: PoolJob, model: TimeModel, load: bool) -> float:
+    """What one prompt of `job` takes under the simulator's time model, with or without a load."""
+    spec = job.spec
+    return model.txt2img_seconds(job.family, spec.steps, spec.width, spec.height, spec.batch_size, load, False)
 
 
-def lower_bound(jobs: list[PoolJob], model: TimeModel, servers: int) -> float:
-    """Seconds no schedule can beat: max(total work / servers, longest single job)."""
-    load = model.load_seconds("sd15", True, False)
-    loads = load * len({j.spec.checkpoint for j in jobs})
-    longest = max(job_gpu_seconds(j.spec, model) + load for j in jobs)
-    return max((loads + sum(job_gpu_seconds(j.spec, model) for j in jobs)) / servers, longest)
+def lower_bound(jobs: list[PoolJob], models: Sequence[TimeModel], loaded: Sequence[str | None] = ()) -> float:
+    """Seconds no schedule of `jobs` can beat on one or two servers with these time models
+    (`loaded[i]`: the checkpoint server i holds at the start). The larger of:
+    - the fluid bound: the work split freely between the servers, each part at the cost of the
+      server doing it, plus one load per checkpoint no server holds yet on the server cheapest
+      for it... wherever the split puts it (loads are items of the split too);
+    - the longest job on the server where it is cheapest, its load counted unless held there.
+    """
+    if not 1 <= len(models) <= 2:
+        raise ValueError("the exact fluid bound is for one or two servers")
+    held = list(loaded) + [None] * (len(models) - len(loaded))
+    items = [[prompt_seconds(job, m, False) for m in models] for job in jobs]
+    items += [[m.load_seconds(jobs[0].family, True, False) for m in models]
+              for ck in {j.spec.checkpoint for j in jobs} if ck not in held]
+    longest = max(min(prompt_seconds(job, m, job.spec.checkpoint != held[i]) for i, m in enumerate(models))
+                  for job in jobs)
+    if len(models) == 1:
+        return max(sum(c[0] for c in items), longest)
+    # Two servers: given T, the second server takes the items relatively cheapest for it (ascending
+    # c1 / c0) until its T is spent, a fraction of the last one included; T is feasible when the
+    # first server finishes the rest within T. Bisection on T.
+    items.sort(key=lambda c: c[1] / c[0])
+
+    def feasible(t: float) -> bool:
+        left, rest = t, 0.0
+        for c0, c1 in items:
+            share = min(1.0, left / c1) if c1 > 0 else 1.0
+            left -= share * c1
+            rest += (1 - share) * c0
+        return rest <= t
+
+    low, high = 0.0, sum(c[0] for c in items)
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (low, middle) if feasible(middle) else (middle, high)
+    return max(high, longest)
 
 
 @asynccontextmanager
@@ -158,7 +188,7 @@ def scheduler_estimate(scale: float) -> float:
 
 
 async def measure(scale: float) -> None:
-    bound = lower_bound(pool_jobs(), TimeModel(scale=scale), SERVERS)
+    bound = lower_bound(pool_jobs(), [TimeModel(scale=scale)] * SERVERS)
     print(f"workload: 20 images, 3 checkpoints (7/7/6), jobs <= 4, {SERVERS} simulated GPUs (own process), "
           f"time scale {scale}")
     print(f"lower bound              {bound:6.2f} s  (= {bound / scale:.1f} s at real GPU pace)")

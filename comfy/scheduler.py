@@ -7,8 +7,15 @@ that would finish them soonest (load cost counted, so a server that already hold
 wins). Whole groups are too coarse to balance (20 images over 3 checkpoints on 2 servers), so
 single jobs then move from the server that finishes last to another while that lowers the
 estimated makespan, accepting an extra load where it pays. At run time a server that runs dry
-steals jobs from the tail of the most loaded server's queue as long as it would finish them sooner. Servers pull one job at a
-time (`next_for`), so at most one prompt is ever in flight per server.
+steals jobs from the tail of the most loaded server's queue as long as it would finish them sooner,
+and never starves: when the estimates say it would finish nothing sooner but another server has
+more queued than its next job, it takes one anyway (an estimate can be wrong; a server that never
+runs is never measured again). Servers pull one job at a time (`next_for`), so at most one prompt
+is ever in flight per server.
+
+Estimates come from each server's own `CostLearner` (comfy/costs.py): load, per-prompt overhead
+and sampling terms learnt separately from its measured prompts, not one speed factor. The
+`cost` given to the Scheduler is the nominal model; it only orders groups (longest first).
 
 The caller passes `now` (any monotonic clock) so the same code drives the live pool and the
 `simulate` estimate behind `ServerPool.plan`.
@@ -18,61 +25,23 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from comfy.costs import CostLearner, CostModel, GroupKey, Observation, group_key
 from comfy.models import PoolJob
-from comfy.workflow import hires_steps
+
+__all__ = ["CostLearner", "CostModel", "GroupKey", "Scheduler", "ServerSlot", "Simulation", "ewma", "group_key",
+           "simulate"]
 
 log = logging.getLogger(__name__)
 
-GroupKey = tuple[str, tuple[tuple[str, float], ...]]  # checkpoint, LoRAs with strengths
-REFERENCE_PIXELS = 512 * 512
 _MIN_GAIN = 1e-6  # seconds a move must save, so rebalancing always terminates
-
-
-def group_key(job: PoolJob) -> GroupKey:
-    """Jobs with the same key run back to back without reloading anything."""
-    return job.spec.checkpoint, tuple(sorted((lora.name, lora.strength) for lora in job.spec.loras))
 
 
 def ewma(previous: float | None, sample: float, alpha: float = 0.4) -> float:
     """Exponentially weighted moving average; the first sample replaces the seed entirely."""
     return sample if previous is None else (1 - alpha) * previous + alpha * sample
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Estimated GPU seconds of a job on a nominal server (a server's `speed` scales it)."""
-
-    checkpoint_load: Mapping[str, float] = field(default_factory=lambda: {"sd15": 3.0, "sdxl": 6.0})
-    lora_change: float = 0.3
-    step_seconds: float = 0.05  # one sampler step of one 512² image
-    batch_exponent: float = 0.8  # a batch of n costs n**0.8 single images on a GPU
-
-    def switch_seconds(self, job: PoolJob, loaded: GroupKey | None) -> float:
-        """Seconds to get from what is loaded to what the job needs."""
-        key = group_key(job)
-        seconds = 0.0
-        if loaded is None or loaded[0] != key[0]:
-            seconds += self.checkpoint_load.get(job.family, max(self.checkpoint_load.values()))
-        if loaded is None or loaded[1] != key[1]:
-            seconds += self.lora_change if key[1] or loaded else 0.0
-        return seconds
-
-    def sample_seconds(self, job: PoolJob) -> float:
-        """Seconds of sampling for the whole job (both passes when hires is set)."""
-        spec = job.spec
-        batch = max(spec.batch_size, 1) ** self.batch_exponent
-        denoise = spec.refine_from.denoise if spec.refine_from is not None else spec.denoise
-        first = max(1.0, spec.steps * denoise) * spec.width * spec.height / REFERENCE_PIXELS
-        second = 0.0
-        if spec.hires_scale:
-            second = hires_steps(spec.steps) * 0.5 * spec.width * spec.height * spec.hires_scale**2 / REFERENCE_PIXELS
-        return (first + second) * self.step_seconds * batch
-
-    def job_seconds(self, job: PoolJob, loaded: GroupKey | None) -> float:
-        return self.switch_seconds(job, loaded) + self.sample_seconds(job)
 
 
 @dataclass
@@ -83,10 +52,15 @@ class ServerSlot:
     checkpoints: frozenset[str]
     loras: frozenset[str] = frozenset()
     loaded: GroupKey | None = None  # what the server last ran (kept in VRAM by ComfyUI)
-    speed: float = 1.0  # measured seconds / estimated seconds
+    learner: CostLearner = field(default_factory=CostLearner)  # what its prompts cost, as measured
     queue: list[PoolJob] = field(default_factory=list)
     running_until: float = 0.0  # estimated end of the job in flight (0 when idle)
     running_estimate: float = 0.0
+    running: tuple[PoolJob, GroupKey | None] | None = None  # the job in flight and what was loaded before it
+
+    @property
+    def cost(self) -> CostModel:
+        return self.learner.model
 
     def can_run(self, job: PoolJob) -> bool:
         return job.spec.checkpoint in self.checkpoints and all(l.name in self.loras for l in job.spec.loras)
@@ -103,7 +77,7 @@ class Scheduler:
     # -------------------------------------------------------------- estimates
 
     def estimate(self, slot: ServerSlot, job: PoolJob, loaded: GroupKey | None) -> float:
-        return self.cost.job_seconds(job, loaded) * slot.speed
+        return slot.cost.job_seconds(job, loaded)
 
     def backlog(self, slot: ServerSlot, now: float, queue: list[PoolJob] | None = None) -> float:
         """Estimated seconds until `slot` has finished its job in flight and its whole queue (or
@@ -195,17 +169,32 @@ class Scheduler:
         job = slot.queue.pop(0)
         slot.running_estimate = self.estimate(slot, job, slot.loaded)
         slot.running_until = now + slot.running_estimate
+        slot.running = (job, slot.loaded)
         slot.loaded = group_key(job)
         return job
 
-    def job_done(self, name: str, measured_seconds: float | None = None) -> None:
-        """The server finished its job; a measured duration updates its speed (EWMA)."""
+    def job_done(self, name: str, measured_seconds: float | None = None, now: float | None = None) -> Observation | None:
+        """The server finished its job; a measured duration is learnt by its cost model and
+        returned as an Observation (the pool keeps the server's learner across batches). With
+        `now`, queued jobs then move between servers while that lowers the makespan the new
+        estimates give: the plan was made with what was known before this measurement."""
         slot = self.slots.get(name)
         if slot is None:
-            return
-        if measured_seconds is not None and slot.running_estimate > 0:
-            slot.speed = ewma(slot.speed, measured_seconds / (slot.running_estimate / slot.speed))
+            return None
+        observation = None
+        if measured_seconds is not None and slot.running is not None:
+            observation = Observation.of(*slot.running, measured_seconds)
+            slot.learner = slot.learner.observed(observation)
         slot.running_until = slot.running_estimate = 0.0
+        slot.running = None
+        if observation is not None and now is not None:
+            self.learnt(now)
+        return observation
+
+    def learnt(self, now: float) -> None:
+        """A server's estimates changed: move queued jobs while that lowers the makespan."""
+        while self._move_one_job(now):
+            pass
 
     def _steal(self, thief: ServerSlot, now: float) -> None:
         victims = sorted((s for s in self.slots.values() if s is not thief and s.queue),
@@ -226,6 +215,25 @@ class Scheduler:
                 log.info("%s steals %d job(s) of %s from %s (idle; finishes them sooner)",
                          thief.name, len(stolen), stolen[0].spec.checkpoint, victim.name)
                 return
+        self._never_starve(thief, victims)
+
+    def _never_starve(self, thief: ServerSlot, victims: list[ServerSlot]) -> None:
+        """The estimates say the idle `thief` would finish nothing sooner, yet a server has more
+        queued than its next job: take one of them anyway (one its loaded checkpoint fits, else
+        the tail). Estimates can be wrong — that is how a server starved on real GPUs — and an
+        idle server that never runs a job never gets measured again; the cost is one job."""
+        for victim in victims:
+            if len(victim.queue) < 2:
+                continue
+            runnable = [i for i, job in enumerate(victim.queue) if thief.can_run(job)]
+            if not runnable:
+                continue
+            fits = [i for i in runnable if group_key(victim.queue[i]) == thief.loaded]
+            job = victim.queue.pop((fits or runnable)[-1])
+            thief.queue.append(job)
+            log.info("%s takes job %s (%s) from %s (idle while %s has %d more queued; estimates said wait)",
+                     thief.name, job.job_id, job.spec.checkpoint, victim.name, victim.name, len(victim.queue))
+            return
 
     # -------------------------------------------------------------- changes
 
@@ -270,27 +278,44 @@ def _with_job(queue: list[PoolJob], job: PoolJob) -> list[PoolJob]:
 
 @dataclass(frozen=True)
 class Simulation:
-    """Outcome of `simulate`: images per server and the estimated makespan in seconds."""
+    """Outcome of `simulate`: images and busy seconds per server, the makespan in seconds."""
 
     images: dict[str, int]
     makespan: float
     unplaceable: tuple[str, ...] = ()
+    busy: dict[str, float] = field(default_factory=dict)
 
 
-def simulate(jobs: list[PoolJob], servers: list[ServerSlot], cost: CostModel | None = None) -> Simulation:
-    """Run the scheduler against its own cost model (no I/O) — the pool's `plan`."""
+# seconds a job really takes on a server, given what was loaded there before it
+ActualSeconds = Callable[[str, PoolJob, GroupKey | None], float]
+
+
+def simulate(jobs: list[PoolJob], servers: list[ServerSlot], cost: CostModel | None = None,
+             actual: ActualSeconds | None = None) -> Simulation:
+    """Run the scheduler as the pool does, without I/O: each server pulls a job when free, and
+    an idle server asks again whenever another's job ends. Without `actual` jobs take what the
+    scheduler estimates (the pool's `plan`); with it they take `actual(server, job, loaded)`
+    seconds, which each server's learner then learns from, as from a real measurement."""
     scheduler = Scheduler(jobs, servers, cost)
     images = {s.name: 0 for s in servers}
-    events = [(0.0, s.name) for s in servers]
+    busy = {s.name: 0.0 for s in servers}
+    events: list[tuple[float, str, float | None]] = [(0.0, s.name, None) for s in servers]
+    idle: list[str] = []
     makespan = 0.0
     while events:
-        now, name = heapq.heappop(events)
-        scheduler.job_done(name)
-        job = scheduler.next_for(name, now)
-        if job is None:
-            continue
-        end = now + scheduler.slots[name].running_estimate
-        images[name] += job.spec.batch_size
-        makespan = max(makespan, end)
-        heapq.heappush(events, (end, name))
-    return Simulation(images, makespan, tuple(j.job_id for j in scheduler.unplaceable))
+        now, name, measured = heapq.heappop(events)
+        scheduler.job_done(name, measured, now)
+        asking, idle = [name] + [other for other in idle if other != name], []
+        for server in asking:
+            slot = scheduler.slots[server]
+            loaded = slot.loaded
+            job = scheduler.next_for(server, now)
+            if job is None:
+                idle.append(server)
+                continue
+            seconds = slot.running_estimate if actual is None else actual(server, job, loaded)
+            images[server] += job.spec.batch_size
+            busy[server] += seconds
+            makespan = max(makespan, now + seconds)
+            heapq.heappush(events, (now + seconds, server, None if actual is None else seconds))
+    return Simulation(images, makespan, tuple(j.job_id for j in scheduler.unplaceable), busy)

@@ -63,6 +63,13 @@ class TimeModel:
         """The fixed seconds every executed prompt costs on top of its GPU work."""
         return self.prompt_overhead * self.scale
 
+    def txt2img_seconds(self, family: str, steps: int, width: int, height: int, batch_size: int,
+                        checkpoint_changed: bool, loras_changed: bool) -> float:
+        """All a txt2img prompt takes (the executor spends these parts one by one, as it runs)."""
+        return (self.load_seconds(family, checkpoint_changed, loras_changed)
+                + steps * self.step_seconds_for(width, height, batch_size)
+                + self.decode_seconds_for(width, height, batch_size) + self.prompt_seconds())
+
     def _gpu(self) -> float:
         """What one nominal GPU second takes on this server, in real seconds."""
         return self.gpu_factor * self.scale
