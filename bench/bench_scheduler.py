@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import subprocess
@@ -78,40 +79,62 @@ def prompt_seconds(job: PoolJob, model: TimeModel, load: bool) -> float:
 
 def lower_bound(jobs: list[PoolJob], models: Sequence[TimeModel], loaded: Sequence[str | None] = ()) -> float:
     """Seconds no schedule of `jobs` can beat on one or two servers with these time models
-    (`loaded[i]`: the checkpoint server i holds at the start). The larger of:
-    - the fluid bound: the work split freely between the servers, each part at the cost of the
-      server doing it, plus one load per checkpoint no server holds yet on the server cheapest
-      for it... wherever the split puts it (loads are items of the split too);
-    - the longest job on the server where it is cheapest, its load counted unless held there.
+    (`loaded[i]`: the checkpoint server i holds at the start).
+
+    Any schedule has a pattern: which servers run some job of each checkpoint, and each such
+    server loads it once unless it holds it already. For every pattern, the fluid bound: the
+    work split freely (fractions of jobs too) among the servers the pattern allows, each part at
+    the cost of the server doing it, its loads added; the bound is the least of these over all
+    patterns, and at least the longest job where it is cheapest (its load counted unless held).
     """
     if not 1 <= len(models) <= 2:
         raise ValueError("the exact fluid bound is for one or two servers")
     held = list(loaded) + [None] * (len(models) - len(loaded))
-    items = [[prompt_seconds(job, m, False) for m in models] for job in jobs]
-    items += [[m.load_seconds(jobs[0].family, True, False) for m in models]
-              for ck in {j.spec.checkpoint for j in jobs} if ck not in held]
-    longest = max(min(prompt_seconds(job, m, job.spec.checkpoint != held[i]) for i, m in enumerate(models))
+    servers = range(len(models))
+    checkpoints = sorted({j.spec.checkpoint for j in jobs})
+    load = [m.load_seconds(jobs[0].family, True, False) for m in models]
+    longest = max(min(prompt_seconds(job, models[i], job.spec.checkpoint != held[i]) for i in servers)
                   for job in jobs)
-    if len(models) == 1:
-        return max(sum(c[0] for c in items), longest)
-    # Two servers: given T, the second server takes the items relatively cheapest for it (ascending
-    # c1 / c0) until its T is spent, a fraction of the last one included; T is feasible when the
-    # first server finishes the rest within T. Bisection on T.
-    items.sort(key=lambda c: c[1] / c[0])
+    choices = [subset for subset in ((0,), (1,), (0, 1)) if all(i in servers for i in subset)]
+    best = float("inf")
+    for pattern in itertools.product(choices, repeat=len(checkpoints)):
+        touches = dict(zip(checkpoints, pattern))
+        fixed = [sum(load[i] for ck, who in touches.items() if i in who and held[i] != ck) for i in servers]
+        free: list[tuple[float, float]] = []
+        for job in jobs:
+            cost = [prompt_seconds(job, models[i], False) for i in servers]
+            who = touches[job.spec.checkpoint]
+            if len(who) == 1:
+                fixed[who[0]] += cost[who[0]]
+            else:
+                free.append((cost[0], cost[1]))
+        best = min(best, _fluid(fixed, free))
+    return max(best, longest)
+
+
+def _fluid(fixed: list[float], free: list[tuple[float, float]]) -> float:
+    """Least T with each server's fixed seconds plus its share of the `free` items (seconds on
+    server 0, on server 1; split freely) within T. The second server takes the items relatively
+    cheapest for it first (ascending c1 / c0); bisection on T."""
+    if len(fixed) == 1:
+        return fixed[0] + sum(c0 for c0, _ in free)
+    items = sorted(free, key=lambda c: c[1] / c[0])
 
     def feasible(t: float) -> bool:
-        left, rest = t, 0.0
+        left, rest = t - fixed[1], 0.0
+        if left < 0:
+            return False
         for c0, c1 in items:
             share = min(1.0, left / c1) if c1 > 0 else 1.0
             left -= share * c1
             rest += (1 - share) * c0
-        return rest <= t
+        return fixed[0] + rest <= t
 
-    low, high = 0.0, sum(c[0] for c in items)
+    low, high = 0.0, sum(fixed) + sum(c0 + c1 for c0, c1 in items)
     for _ in range(60):
         middle = (low + high) / 2
         low, high = (low, middle) if feasible(middle) else (middle, high)
-    return max(high, longest)
+    return high
 
 
 @asynccontextmanager

@@ -105,6 +105,7 @@ class _Batch:
     running: dict[str, str] = field(default_factory=dict)  # server -> prompt id in flight
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # a worker per server, image downloads
     cancelled: bool = False
+    failures: dict[str, JobFailed] = field(default_factory=dict)  # job id -> first failure of a split job's pieces
 
     def emit(self, event: PoolEvent) -> None:
         self.events.put_nowait(event)
@@ -366,9 +367,20 @@ class ServerPool:
         for job in jobs:
             why = reason or _unplaceable_reason(job, any_online=bool(self._online()))
             log.warning("job %s failed: %s", job.job_id, why)
-            batch.emit(JobFailed(job.job_id, why, server))
-        if jobs:
-            batch.job_ended(len(jobs))
+            self._piece_ended(batch, job, JobFailed(job.job_id, why, server))
+
+    def _piece_ended(self, batch: _Batch, job: PoolJob, failure: JobFailed | None = None) -> None:
+        """One prompt of a job ended. A job the scheduler split runs as several prompts; it ends
+        with its last one, in one JobFailed (the first failure's) if any of them failed, so the
+        `PoolEvent` contract holds: exactly one JobFailed per failed job, as its last event."""
+        if failure is not None:
+            batch.failures.setdefault(job.job_id, failure)
+        if not batch.scheduler.piece_ended(job):
+            return
+        failed = batch.failures.pop(job.job_id, None)
+        if failed is not None:
+            batch.emit(failed)
+        batch.job_ended()
 
     async def _worker(self, batch: _Batch, member: _Member) -> None:
         loop = asyncio.get_running_loop()
@@ -449,13 +461,14 @@ class ServerPool:
             log.exception("images of job %s on %s: unexpected error", job.job_id, member.name)
             self._fail(batch, [job], f"internal error fetching images from {member.name}: {exc!r}", member.name)
             return
+        first = job.spec.first_index  # a piece of a split job: its images are these indexes of the job
         for image in images:
-            batch.emit(ImageResult(job.job_id, image.batch_index, member.name, image.data, image.filename,
+            batch.emit(ImageResult(job.job_id, first + image.batch_index, member.name, image.data, image.filename,
                                    prompt_id, seconds))
         if len(images) < size:
             self._fail(batch, [job], f"server {member.name} returned {len(images)} of {size} images", member.name)
         else:
-            batch.job_ended()
+            self._piece_ended(batch, job)
 
     async def _execute(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str) -> list[ImageRef]:
         init_image = await self._upload_refine_source(member, job) if job.spec.refine_from else None
