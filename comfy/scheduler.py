@@ -24,7 +24,9 @@ The caller passes `now` (any monotonic clock) so the same code drives the live p
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -38,6 +40,7 @@ __all__ = ["CostLearner", "CostModel", "GroupKey", "Scheduler", "ServerSlot", "S
 log = logging.getLogger(__name__)
 
 _MIN_GAIN = 1e-6  # seconds a move must save, so rebalancing always terminates
+MAX_PLANS = 64  # up to this many ways of giving groups to servers are all tried; beyond, greedy
 
 
 def ewma(previous: float | None, sample: float, alpha: float = 0.4) -> float:
@@ -87,7 +90,10 @@ class Scheduler:
         `queue` instead of the one it has)."""
         total = max(0.0, slot.running_until - now)
         loaded = slot.loaded
-        for job in slot.queue if queue is None else queue:
+        queue = slot.queue if queue is None else queue
+        if queue and not slot.started and _splits_first(queue[0]):  # it will start on one image
+            queue = list(_split(queue[0], 1)) + queue[1:]  # type: ignore[arg-type]
+        for job in queue:
             total += self.estimate(slot, job, loaded)
             loaded = group_key(job)
         return total
@@ -98,7 +104,11 @@ class Scheduler:
     # -------------------------------------------------------------- assignment
 
     def assign(self, jobs: list[PoolJob], now: float) -> list[PoolJob]:
-        """Place jobs group by group (largest first); returns the jobs no server can run."""
+        """Place jobs group by group, then move single jobs and pieces while that lowers the
+        estimated makespan; returns the jobs no server can run. With few groups every way of
+        giving each group to a server is tried (each followed by the moves) and the best is
+        kept: the greedy order (most constrained, then longest first) can give two groups to the
+        fast server and leave a load on the slow one that no single move undoes."""
         groups: dict[GroupKey, list[PoolJob]] = {}
         for job in jobs:
             groups.setdefault(group_key(job), []).append(job)
@@ -108,23 +118,107 @@ class Scheduler:
             -sum(self.cost.job_seconds(j, None) for j in g),
         ))
         unplaceable: list[PoolJob] = []
+        placeable: list[tuple[list[PoolJob], list[ServerSlot]]] = []
         for group in order:
             capable = [s for s in self.slots.values() if s.can_run(group[0])]
             if not capable:
                 log.warning("no live server has %s: %d job(s) unplaceable", group[0].spec.checkpoint, len(group))
                 unplaceable.extend(group)
-                continue
-            key = group_key(group[0])
-            best = min(capable, key=lambda s: (self._finish_with(s, group, now), s.loaded != key, s.name))
-            reason = "has it loaded" if self._tail_key(best) == key else "soonest estimated finish"
-            best.queue.extend(group)
-            log.info("assign %d job(s) of %s to %s (%s; backlog %.1fs)",
-                     len(group), group[0].spec.checkpoint, best.name, reason, self.backlog(best, now))
+            else:
+                placeable.append((group, capable))
+        plans = math.prod(len(capable) for _, capable in placeable)
+        if 1 < plans <= MAX_PLANS:
+            plan = min(itertools.product(*(capable for _, capable in placeable)),
+                       key=lambda servers: self._trial(placeable, list(servers), now))
+            why = f"best of {plans} plans"
+        else:
+            plan, why = [], "soonest estimated finish"
+            for group, capable in placeable:
+                plan.append(min(capable, key=lambda s: (self._finish_with(s, group, now), s.loaded != group_key(group[0]),
+                                                       s.name)))
+                plan[-1].queue.extend(group)  # the next group's finish counts this one
+            for group, slot in zip(placeable, plan):
+                del slot.queue[-len(group[0]):]
+        for (group, _), slot in zip(placeable, plan):
+            loaded = " has it loaded;" if self._tail_key(slot) == group_key(group[0]) else ""
+            slot.queue.extend(group)
+            log.info("assign %d job(s) of %s to %s (%s;%s backlog %.1fs)",
+                     len(group), group[0].spec.checkpoint, slot.name, why, loaded, self.backlog(slot, now))
         while self._move_one_job(now):
             pass
         return unplaceable
 
-    def _move_one_job(self, now: float) -> bool:
+    def _trial(self, placeable: list[tuple[list[PoolJob], list[ServerSlot]]], plan: list[ServerSlot],
+               now: float) -> tuple[float, float]:
+        """The estimated makespan and total busy seconds (fewer loads break ties) of giving each
+        group to its server in `plan`, moves included; every queue is as it was afterwards."""
+        queues = {name: list(slot.queue) for name, slot in self.slots.items()}
+        pieces = dict(self.pieces)
+        for (group, _), slot in zip(placeable, plan):
+            slot.queue.extend(group)
+        while self._move_one_job(now, quiet=True):
+            pass
+        finish = [self.backlog(slot, now) for slot in self.slots.values()]
+        for name, slot in self.slots.items():
+            slot.queue = queues[name]
+        self.pieces = pieces
+        return max(finish), sum(finish)
+
+    def _move_one_job(self, now: float, quiet: bool = False) -> bool:
+        """Make the one move off the server that finishes last that most lowers the estimated
+        makespan; False if none does. A move is one queued job, the last images of one (as a
+        piece of its own), or the last jobs of a checkpoint together. Whole jobs of up to 4
+        images are too coarse to balance a fast and a slow server (3 jobs on 2 servers leave one
+        idle for a third of the time); a piece costs one more prompt's overhead, and a load on
+        the target is paid once for several jobs — both of which the estimate counts."""
+        finish = {name: self.backlog(slot, now) for name, slot in self.slots.items()}
+        if not finish:
+            return False
+        source = self.slots[max(finish, key=finish.__getitem__)]
+        best: tuple[float, _Move, ServerSlot] | None = None
+        for move in _moves(source.queue):
+            source_after = self.backlog(source, now, move.rest)
+            for target in self.slots.values():
+                if target is source or not all(target.can_run(job) for job in move.moved):
+                    continue
+                target_queue = target.queue
+                for job in move.moved:
+                    target_queue = _with_job(target_queue, job)
+                target_after = self.backlog(target, now, target_queue)
+                others = (f for name, f in finish.items() if name not in (source.name, target.name))
+                makespan = max(source_after, target_after, *others)
+                if makespan < (best[0] if best else finish[source.name]) - _MIN_GAIN:
+                    best = (makespan, move, target)
+        if best is None:
+            return False
+        makespan, move, target = best
+        source.queue = move.rest
+        if move.split is not None:
+            self.pieces[move.split] = self.pieces.get(move.split, 1) + 1
+        for job in move.moved:
+            target.queue = _with_job(target.queue, job)
+        if not quiet:
+            log.info("move %s (%s) from %s to %s: estimated makespan %.1fs -> %.1fs", move.what,
+                     move.moved[0].spec.checkpoint, source.name, target.name, finish[source.name], makespan)
+        return True
+
+    def _trial(self, placeable: list[tuple[list[PoolJob], list[ServerSlot]]], plan: list[ServerSlot],
+               now: float) -> tuple[float, float]:
+        """The estimated makespan and total busy seconds (fewer loads break ties) of giving each
+        group to its server in `plan`, moves included; every queue is as it was afterwards."""
+        queues = {name: list(slot.queue) for name, slot in self.slots.items()}
+        pieces = dict(self.pieces)
+        for (group, _), slot in zip(placeable, plan):
+            slot.queue.extend(group)
+        while self._move_one_job(now, quiet=True):
+            pass
+        finish = [self.backlog(slot, now) for slot in self.slots.values()]
+        for name, slot in self.slots.items():
+            slot.queue = queues[name]
+        self.pieces = pieces
+        return max(finish), sum(finish)
+
+    def _move_one_job(self, now: float, quiet: bool = False) -> bool:
         """Move the one queued job — or the last images of one, as a piece of its own — whose move
         most lowers the estimated makespan; False if none does. Whole jobs of up to 4 images are
         too coarse to balance a fast and a slow server (3 jobs on 2 servers leave one idle for a
@@ -161,8 +255,9 @@ class Scheduler:
             self.pieces[job.job_id] = self.pieces.get(job.job_id, 1) + 1
             what = f"the last {moved.spec.batch_size} of {job.spec.batch_size} images of job {job.job_id}"
         target.queue = _with_job(target.queue, moved)
-        log.info("move %s (%s) from %s to %s: estimated makespan %.1fs -> %.1fs", what,
-                 job.spec.checkpoint, source.name, target.name, finish[source.name], makespan)
+        if not quiet:
+            log.info("move %s (%s) from %s to %s: estimated makespan %.1fs -> %.1fs", what,
+                     job.spec.checkpoint, source.name, target.name, finish[source.name], makespan)
         return True
 
     def _finish_with(self, slot: ServerSlot, group: list[PoolJob], now: float) -> float:
@@ -200,7 +295,7 @@ class Scheduler:
         and the server's learner sees two job sizes at once (what separates overhead from
         sampling). Only where the pieces make the very same images (`splits_exactly`)."""
         spec = job.spec
-        if spec.batch_size < 2 or not splits_exactly(spec):
+        if not _splits_first(job):
             return job
         head, rest = _split(job, 1)
         assert head is not None
@@ -313,6 +408,39 @@ class Scheduler:
         slot.queue = [job for job in slot.queue if slot.can_run(job)]
         log.info("%s lacks %s: re-placing %d job(s)", name, sorted(missing), len(moved) + len(rerun))
         return self.assign(rerun + moved, now)
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A candidate move off one server: its queue after, the jobs moved, and what it is."""
+
+    rest: list[PoolJob]
+    moved: list[PoolJob]
+    what: str
+    split: str | None = None  # job id split in two by the move
+
+
+def _moves(queue: list[PoolJob]) -> Iterable[_Move]:
+    """Every move `_move_one_job` weighs for a server with this queue."""
+    for index, job in enumerate(queue):
+        yield _Move(queue[:index] + queue[index + 1:], [job], f"job {job.job_id}")
+        if splits_exactly(job.spec):
+            for keep in range(1, job.spec.batch_size):
+                kept, moved = _split(job, keep)
+                yield _Move(queue[:index] + [kept] + queue[index + 1:], [moved],  # type: ignore[list-item]
+                            f"the last {moved.spec.batch_size} of {job.spec.batch_size} images of job {job.job_id}",
+                            job.job_id)
+    for key in dict.fromkeys(group_key(job) for job in queue):
+        indexes = [i for i, job in enumerate(queue) if group_key(job) == key]
+        for count in range(2, len(indexes) + 1):
+            taken = set(indexes[-count:])
+            yield _Move([job for i, job in enumerate(queue) if i not in taken], [queue[i] for i in sorted(taken)],
+                        f"the last {count} jobs of {key[0]}")
+
+
+def _splits_first(job: PoolJob) -> bool:
+    """Whether a server that starts on `job` runs one image of it first (`_first_piece`)."""
+    return job.spec.batch_size > 1 and splits_exactly(job.spec)
 
 
 def _split(job: PoolJob, keep: int) -> tuple[PoolJob | None, PoolJob]:
