@@ -78,7 +78,9 @@ class Scheduler:
         self.cost = cost or CostModel()
         self.slots: dict[str, ServerSlot] = {s.name: s for s in servers}
         self.pieces: dict[str, int] = {}  # job id -> pieces not yet ended, for jobs split in more than one
+        self.first_image: str | None = None  # the server that starts on one image (`_first_piece`)
         self.unplaceable: list[PoolJob] = self.assign(list(jobs), now=0.0)
+        self._choose_first_image(now=0.0)
 
     # -------------------------------------------------------------- estimates
 
@@ -91,7 +93,7 @@ class Scheduler:
         total = max(0.0, slot.running_until - now)
         loaded = slot.loaded
         queue = slot.queue if queue is None else queue
-        if queue and not slot.started and _splits_first(queue[0]):  # it will start on one image
+        if queue and self._starts_small(slot, queue[0]):  # it will start on one image
             queue = list(_split(queue[0], 1)) + queue[1:]  # type: ignore[arg-type]
         for job in queue:
             total += self.estimate(slot, job, loaded)
@@ -280,7 +282,7 @@ class Scheduler:
         if not slot.queue:
             return None
         job = slot.queue.pop(0)
-        if not slot.started:
+        if self._starts_small(slot, job):
             job = self._first_piece(slot, job)
         slot.started = True
         slot.running_estimate = self.estimate(slot, job, slot.loaded)
@@ -289,14 +291,28 @@ class Scheduler:
         slot.loaded = group_key(job)
         return job
 
+    def _choose_first_image(self, now: float) -> None:
+        """The server that would show the batch's first image soonest starts on one image of its
+        first job (`_first_piece`): the first thumbnail then comes after a load and one image,
+        not a whole batch. One server is enough — the first image is the first of all — and each
+        more would pay a prompt's overhead and a lost batch speed-up on the makespan."""
+        def first_image_at(slot: ServerSlot) -> float:
+            first = slot.queue[0]
+            head = _split(first, 1)[0] if _splits_first(first) else first
+            return max(0.0, slot.running_until - now) + self.estimate(slot, head, slot.loaded)  # type: ignore[arg-type]
+
+        candidates = [s for s in self.slots.values() if not s.started and s.queue]
+        if candidates:  # (if its first job cannot split, or is one image already, nobody splits)
+            self.first_image = min(candidates, key=lambda s: (first_image_at(s), s.name)).name
+
+    def _starts_small(self, slot: ServerSlot, job: PoolJob) -> bool:
+        return slot.name == self.first_image and not slot.started and _splits_first(job)
+
     def _first_piece(self, slot: ServerSlot, job: PoolJob) -> PoolJob:
-        """A server's first job of the batch makes one image; the rest of it runs right after as
-        one prompt. The first thumbnail then comes after a load and one image, not a whole batch,
-        and the server's learner sees two job sizes at once (what separates overhead from
-        sampling). Only where the pieces make the very same images (`splits_exactly`)."""
+        """One image of `job` now; the rest of it runs right after as one prompt (its learner then
+        also sees two job sizes at once, what separates overhead from sampling). Only where the
+        pieces make the very same images (`splits_exactly`)."""
         spec = job.spec
-        if not _splits_first(job):
-            return job
         head, rest = _split(job, 1)
         assert head is not None
         slot.queue.insert(0, rest)

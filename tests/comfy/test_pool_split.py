@@ -58,20 +58,22 @@ async def test_pieces_make_the_very_same_images_as_the_whole_job() -> None:
     assert pieces == whole
 
 
-def test_each_server_starts_on_one_image_and_the_rest_follows() -> None:
+def test_the_server_first_to_show_an_image_starts_on_one_and_the_rest_follows() -> None:
+    """s1 holds the checkpoint, so its first image comes soonest: it starts on one image of its
+    first job, then runs the other three as one prompt; s0 (a load away) starts on a whole job."""
     jobs = [PoolJob(f"a{i}", spec(4)) for i in range(4)]
-    scheduler = Scheduler(jobs, [ServerSlot("s0", frozenset(SD15)), ServerSlot("s1", frozenset(SD15))])
-    firsts = {name: scheduler.next_for(name, now=0.0) for name in ("s0", "s1")}
-    assert all(job is not None and job.spec.batch_size == 1 and job.spec.first_index == 0 for job in firsts.values())
-    for name, first in firsts.items():
-        assert first is not None
-        scheduler.job_done(name)
-        rest = scheduler.next_for(name, now=1.0)
-        assert rest is not None and (rest.job_id, rest.spec.first_index, rest.spec.batch_size) == (first.job_id, 1, 3)
-        later = scheduler.next_for(name, now=2.0)  # the rest of the batch runs as whole jobs
-        assert later is None or later.spec.batch_size == 4
-    assert scheduler.piece_ended(firsts["s0"]) is False  # one of two pieces
-    assert scheduler.piece_ended(firsts["s0"]) is True
+    scheduler = Scheduler(jobs, [ServerSlot("s0", frozenset(SD15)),
+                                 ServerSlot("s1", frozenset(SD15), loaded=(ALPHA, ()))])
+    assert scheduler.first_image == "s1"
+    first = scheduler.next_for("s1", now=0.0)
+    assert first is not None and (first.spec.batch_size, first.spec.first_index) == (1, 0)
+    other = scheduler.next_for("s0", now=0.0)
+    assert other is not None and other.spec.batch_size == 4
+    scheduler.job_done("s1")
+    rest = scheduler.next_for("s1", now=1.0)
+    assert rest is not None and (rest.job_id, rest.spec.first_index, rest.spec.batch_size) == (first.job_id, 1, 3)
+    assert scheduler.piece_ended(first) is False  # one of two pieces
+    assert scheduler.piece_ended(rest) is True
 
 
 def test_jobs_whose_pieces_would_differ_are_never_split() -> None:
