@@ -17,7 +17,9 @@ and that server's next estimate (a load, a batch) looks so slow it is never chos
   the split between them stays the prior's (its overhead is what keeps a small job's factor
   bounded: seconds against a prior of 0.3 s, not against milliseconds of sampling).
 - Prompts that loaded something give the load (per family) and the LoRA change: the median of
-  what they took beyond the fitted overhead and sampling.
+  what they took beyond the fitted overhead and sampling. Before any prompt that loaded nothing
+  (a server's very first prompt loads its checkpoint) the prior is scaled as a whole by what they
+  took: a load is seconds nominally, so this ratio cannot explode the way a small job's does.
 
 Medians resist outliers (a GC pause, a machine busy for a moment); only the newest `WINDOW`
 prompts of each kind count, so a server that changes is followed; every term is clamped to a
@@ -104,6 +106,11 @@ class CostModel:
         """What an observed prompt cost besides its loads: overhead and sampling."""
         return self.prompt_overhead + self._sampling(observation.work, observation.batch)
 
+    def observed_seconds(self, observation: Observation) -> float:
+        """What this model says an observed prompt costs, loads included."""
+        return (self.base_seconds(observation) + (self.load_seconds(observation.family) if observation.checkpoint_load else 0.0)
+                + (self.lora_change if observation.lora_change else 0.0))
+
     def scaled(self, factor: float) -> CostModel:
         """Every term × `factor`: a server uniformly that much slower (> 1) or faster."""
         return replace(self, checkpoint_load={k: v * factor for k, v in self.checkpoint_load.items()},
@@ -158,7 +165,13 @@ class CostLearner:
 def fit(prior: CostModel, plain: Iterable[Observation], switching: Iterable[Observation]) -> CostModel:
     """The cost model these observations show, starting from `prior` for what they do not."""
     plain, switching = list(plain), list(switching)
-    model = _fit_sampling(prior, plain) if plain else prior
+    if plain:
+        model = _fit_sampling(prior, plain)
+    elif switching:  # loads only, nothing to tell the terms apart yet: the prior scaled as a whole
+        ratio = statistics.median(o.seconds / max(prior.observed_seconds(o), 1e-9) for o in switching)
+        model = prior.scaled(_clamp(ratio, 1 / STEP_RANGE, STEP_RANGE))
+    else:
+        return prior
     lora_only = [o.seconds - model.base_seconds(o) for o in switching if o.lora_change and not o.checkpoint_load]
     if lora_only:
         model = replace(model, lora_change=_clamp(statistics.median(lora_only), 0.0, MAX_LORA_CHANGE))

@@ -81,6 +81,7 @@ class Scheduler:
         self.first_image: str | None = None  # the server that starts on one image (`_first_piece`)
         self.unplaceable: list[PoolJob] = self.assign(list(jobs), now=0.0)
         self._choose_first_image(now=0.0)
+        self.learnt(now=0.0)  # the moves again, now that one server starts on one image
 
     # -------------------------------------------------------------- estimates
 
