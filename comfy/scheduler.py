@@ -205,64 +205,6 @@ class Scheduler:
                      move.moved[0].spec.checkpoint, source.name, target.name, finish[source.name], makespan)
         return True
 
-    def _trial(self, placeable: list[tuple[list[PoolJob], list[ServerSlot]]], plan: list[ServerSlot],
-               now: float) -> tuple[float, float]:
-        """The estimated makespan and total busy seconds (fewer loads break ties) of giving each
-        group to its server in `plan`, moves included; every queue is as it was afterwards."""
-        queues = {name: list(slot.queue) for name, slot in self.slots.items()}
-        pieces = dict(self.pieces)
-        for (group, _), slot in zip(placeable, plan):
-            slot.queue.extend(group)
-        while self._move_one_job(now, quiet=True):
-            pass
-        finish = [self.backlog(slot, now) for slot in self.slots.values()]
-        for name, slot in self.slots.items():
-            slot.queue = queues[name]
-        self.pieces = pieces
-        return max(finish), sum(finish)
-
-    def _move_one_job(self, now: float, quiet: bool = False) -> bool:
-        """Move the one queued job — or the last images of one, as a piece of its own — whose move
-        most lowers the estimated makespan; False if none does. Whole jobs of up to 4 images are
-        too coarse to balance a fast and a slow server (3 jobs on 2 servers leave one idle for a
-        third of the time); a piece costs one more prompt's overhead, which the estimate counts."""
-        finish = {name: self.backlog(slot, now) for name, slot in self.slots.items()}
-        if not finish:
-            return False
-        source = self.slots[max(finish, key=finish.__getitem__)]
-        best: tuple[float, int, ServerSlot, int] | None = None  # makespan, index, target, images kept
-        for index, job in enumerate(source.queue):
-            keeps = [0] + (list(range(1, job.spec.batch_size)) if splits_exactly(job.spec) else [])
-            for keep in keeps:
-                kept, moved = _split(job, keep)
-                rest = source.queue[:index] + ([kept] if kept else []) + source.queue[index + 1:]
-                source_after = self.backlog(source, now, rest)
-                for target in self.slots.values():
-                    if target is source or not target.can_run(job):
-                        continue
-                    target_after = self.backlog(target, now, _with_job(target.queue, moved))
-                    others = (f for name, f in finish.items() if name not in (source.name, target.name))
-                    makespan = max(source_after, target_after, *others)
-                    if makespan < (best[0] if best else finish[source.name]) - _MIN_GAIN:
-                        best = (makespan, index, target, keep)
-        if best is None:
-            return False
-        makespan, index, target, keep = best
-        job = source.queue[index]
-        kept, moved = _split(job, keep)
-        if kept is None:
-            source.queue.pop(index)
-            what = f"job {job.job_id}"
-        else:
-            source.queue[index] = kept
-            self.pieces[job.job_id] = self.pieces.get(job.job_id, 1) + 1
-            what = f"the last {moved.spec.batch_size} of {job.spec.batch_size} images of job {job.job_id}"
-        target.queue = _with_job(target.queue, moved)
-        if not quiet:
-            log.info("move %s (%s) from %s to %s: estimated makespan %.1fs -> %.1fs", what,
-                     job.spec.checkpoint, source.name, target.name, finish[source.name], makespan)
-        return True
-
     def _finish_with(self, slot: ServerSlot, group: list[PoolJob], now: float) -> float:
         loaded = self._tail_key(slot)
         extra = 0.0
