@@ -120,3 +120,16 @@ async def test_a_failed_piece_ends_its_job_in_one_failure_after_every_image() ->
     assert [e.batch_index for e in got if isinstance(e, ImageResult)] == [1, 2, 3]
     [failed] = [e for e in got if isinstance(e, JobFailed)]
     assert "returned 0 of 1 images" in failed.reason
+
+
+async def test_the_simulator_checks_latent_from_batch_as_comfyui_does() -> None:
+    [sim] = await start_sims([SD15], scale=0.0)
+    try:
+        graph = build_workflow(spec(3, first_index=1))
+        assert sim.validate(graph).ok
+        [node] = [n for n in graph.values() if n["class_type"] == "LatentFromBatch"]
+        node["inputs"]["batch_index"] = 64  # its maximum is 63
+        result = sim.validate(graph)
+        assert not result.ok and "value_bigger_than_max" in str(result)
+    finally:
+        await stop_sims([sim])
