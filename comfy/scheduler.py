@@ -136,12 +136,13 @@ class Scheduler:
             why = f"best of {plans} plans"
         else:
             plan, why = [], "soonest estimated finish"
+            queued = {name: len(slot.queue) for name, slot in self.slots.items()}
             for group, capable in placeable:
                 plan.append(min(capable, key=lambda s: (self._finish_with(s, group, now), s.loaded != group_key(group[0]),
                                                        s.name)))
                 plan[-1].queue.extend(group)  # the next group's finish counts this one
-            for group, slot in zip(placeable, plan):
-                del slot.queue[-len(group[0]):]
+            for name, slot in self.slots.items():  # placed for real (and logged) below
+                del slot.queue[queued[name]:]
         for (group, _), slot in zip(placeable, plan):
             loaded = " has it loaded;" if self._tail_key(slot) == group_key(group[0]) else ""
             slot.queue.extend(group)
