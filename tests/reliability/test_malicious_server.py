@@ -240,10 +240,12 @@ async def evil_pool(misbehaviour: Misbehaviour, object_info: dict) -> AsyncItera
 
 
 async def run_jobs(pool: ServerPool, sizes: dict[str, int]) -> list[PoolEvent]:
-    """Run one job per entry (job id -> batch size) to the end, as a consumer must: aclosing."""
+    """Run one job per entry (job id -> batch size) to the end, as a consumer must: aclosing. An
+    ancestral sampler keeps each job whole (never split into pieces), so one prompt per job."""
     checkpoint = pool.inventory_union().checkpoints[0]
     jobs = [PoolJob(job_id, GenerationSpec(checkpoint=checkpoint, positive="a red fox", negative="", seed=3,
-                                           width=512, height=512, steps=4, cfg=7.0, batch_size=size))
+                                           width=512, height=512, steps=4, cfg=7.0, batch_size=size,
+                                           sampler_name="euler_ancestral"))
             for job_id, size in sizes.items()]
     async with asyncio.timeout(30), contextlib.aclosing(pool.run(jobs, "count")) as events:
         return [event async for event in events]
