@@ -9,10 +9,6 @@ Choices worth knowing:
 - img2img with `batch_size > 1` encodes the source once and repeats the latent
   (RepeatLatentBatch); the sampler's batch noise then differs per index, so image i of the job is
   still reproducible from (seed, batch index).
-- A txt2img spec with `first_index` k > 0 (a piece of a split job) makes an empty latent of
-  k + batch_size and takes the last batch_size with LatentFromBatch, which tells the sampler
-  their batch indexes: ComfyUI draws the noise of index i the same in either graph, so the piece
-  makes exactly images k .. k + batch_size - 1 of the whole job.
 - img2img denoise is `refine_from.denoise` (the spec's own `denoise` applies to txt2img).
 - The hires pass is LatentUpscaleBy (nearest-exact) + a second KSampler with the same seed,
   sampler and scheduler at `HIRES_DENOISE` and `hires_steps(steps)` steps — all derived from the
@@ -100,23 +96,6 @@ def hires_steps(steps: int) -> int:
     return max(1, round(steps / 2))
 
 
-# Samplers whose only randomness is the initial noise. The others (ancestral, SDE, ddpm, lcm, ...)
-# draw fresh noise every step over the prompt's whole batch, so a picture's noise would depend on
-# which other pictures share its prompt.
-DETERMINISTIC_SAMPLERS = frozenset({
-    "euler", "euler_cfg_pp", "heun", "heunpp2", "dpm_2", "lms", "dpmpp_2m", "dpmpp_2m_cfg_pp", "ipndm",
-    "ipndm_v", "deis", "ddim", "uni_pc", "uni_pc_bh2", "res_multistep", "res_multistep_cfg_pp",
-})
-MAX_FIRST_INDEX = 63  # LatentFromBatch's batch_index maximum
-
-
-def splits_exactly(spec: GenerationSpec) -> bool:
-    """Whether the spec's images can be made in several prompts (pieces with `first_index`) and
-    be the very same images: txt2img with a deterministic sampler."""
-    return (spec.refine_from is None and spec.sampler_name in DETERMINISTIC_SAMPLERS
-            and spec.first_index + spec.batch_size - 1 <= MAX_FIRST_INDEX)
-
-
 def output_size(spec: GenerationSpec) -> tuple[int, int]:
     """Pixel size of the saved images (after the hires upscale, which works on 1/8 latents)."""
     if not spec.hires_scale:
@@ -168,12 +147,9 @@ def build_workflow(spec: GenerationSpec, *, init_image_name: str | None = None) 
     if spec.refine_from is None:
         latent: Link = [
             g.add("EmptyLatentImage", "Empty Latent Image", width=spec.width, height=spec.height,
-                  batch_size=spec.first_index + spec.batch_size),
+                  batch_size=spec.batch_size),
             0,
         ]
-        if spec.first_index:
-            latent = [g.add("LatentFromBatch", "Latent From Batch", samples=latent, batch_index=spec.first_index,
-                            length=spec.batch_size), 0]
         denoise = spec.denoise
     else:
         image = g.add("LoadImage", "Load Image", image=init_image_name)
