@@ -22,12 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2
-    tune_for_serving()  # before Gradio's import starts any thread
-    from draftgrid.launch import launch  # Gradio loads only once the configuration is good: bad input fails fast
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpcore", "aiohttp.access"):  # one line per request drowns the decisions
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    tune_for_serving()  # before Gradio's import starts any thread (logged: logging is set up first)
+    from draftgrid.launch import launch  # Gradio loads only once the configuration is good: bad input fails fast
     try:
         running = launch(config)
     except DatabaseLockedError as exc:
