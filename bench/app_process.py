@@ -124,6 +124,16 @@ class AppProcess:
     def stderr(self) -> str:
         return "".join(self._stderr)
 
+    def print_errors(self, failures: list[str], limit: int = 80) -> None:
+        """When users saw failures (5xx, dropped connections), the app's log from its first ERROR line
+        or traceback on (at most `limit` lines), so the cause is in the bench's own output."""
+        if not failures:
+            return
+        lines = self._stderr
+        first = next((n for n, line in enumerate(lines) if " ERROR " in line or line.startswith("Traceback")), None)
+        print("  the app's log from its first error:\n"
+              + ("    (no ERROR line, no traceback)" if first is None else "".join(lines[first:first + limit])))
+
     def wait(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)

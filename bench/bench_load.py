@@ -197,6 +197,7 @@ def run_once(args: argparse.Namespace, layout: str, run: int, work: Path) -> Run
         finally:
             stop_py_spy(spy)
             stack.stop()
+    app.print_errors(rec.failures)
     inv = check_invariants(app.db, rec)
     print_report(f"load [{layout}, run {run}]", wall, rec, inv)
     print_targets(rec)

@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stop.set()
         stack.stop()
+    app.print_errors(rec.failures)
     inv = check_invariants(app.db, rec)
     print_report("soak", wall, rec, inv)
     print(f"  server kills: {len(kills)}")

@@ -25,7 +25,7 @@ import duckdb
 
 from learning.models import BatchRecord, ImageRecord, ImageStatus
 from learning.store.schema import migrate
-from learning.store.preference_store import COMPACT_EVERY_WRITES, DUCKDB_MEMORY_LIMIT, PreferenceStore
+from learning.store.preference_store import COMPACT_EVERY_WRITES, DUCKDB_CONFIG, DUCKDB_MEMORY_LIMIT, PreferenceStore
 
 KEYWORDS, CHECKPOINTS, LORAS = 5000, 12, 50
 IMAGES_PER_BATCH, FEEDBACK_PER_BATCH = 20, 40
@@ -106,7 +106,7 @@ def _peak_rss() -> str:
 def build_facts(path: Path, feedback_rows: int) -> int:
     """Create the file with bulk facts (as if recorded over years); return the batch count."""
     batches = max(1, feedback_rows // FEEDBACK_PER_BATCH)
-    con = duckdb.connect(str(path), config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+    con = duckdb.connect(str(path), config=DUCKDB_CONFIG)
     try:
         migrate(con)
         for statement in _BULK_FACTS.split(";"):
