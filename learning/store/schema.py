@@ -190,10 +190,34 @@ _GENERATION_LOGS = (
 # file is kept). A fact about the file only: the image's row, its feedback and the aggregates stay.
 _PRUNED_AT = ("ALTER TABLE images ADD COLUMN pruned_at TIMESTAMP",)
 
+# A user's reset of what was learnt for one keyword (NULL: everything, the '*' totals included),
+# and its undo. Facts like feedback: `reset_id` takes its number from fact_seq, so the rebuild
+# orders it among the clicks and finishes (the rule: learning.store.counting_write_path).
+_RESETS = (
+    """CREATE TABLE resets (
+        reset_id BIGINT PRIMARY KEY DEFAULT nextval('fact_seq'),
+        user_id VARCHAR NOT NULL,
+        keyword VARCHAR,
+        review_seq BIGINT NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE reset_undos (
+        reset_id BIGINT PRIMARY KEY,
+        user_id VARCHAR NOT NULL,
+        review_seq BIGINT NOT NULL,
+        undone_at TIMESTAMP NOT NULL
+    )""",
+    # The resets that still count: the rebuild's and the write path's only view of them.
+    """CREATE VIEW active_resets AS
+        SELECT reset_id, user_id, keyword FROM resets
+        WHERE reset_id NOT IN (SELECT reset_id FROM reset_undos)""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
     Migration(3, "images.pruned_at (image retention)", _PRUNED_AT),
+    Migration(4, "resets and their undos", _RESETS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
