@@ -19,8 +19,8 @@ import duckdb
 import pandas
 
 from learning.store import (
-    aggregates, aggregates_reference_sql, fact_reads, fact_writes, resets, retention_sql,
-    stats_tables_sql, transfer,
+    aggregates, aggregates_reference_sql, fact_reads, fact_writes, monitoring_sql, resets,
+    retention_sql, snapshot, stats_tables_sql, transfer,
 )
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
@@ -316,6 +316,19 @@ class PreferenceStore:
         A bad file raises ValueError and writes nothing."""
         rows = transfer.parse_preferences(self._cursor(), data, fmt)
         return self._write(lambda cur, ctx: transfer.merge_preferences(cur, user_id, rows, ctx))
+
+    # monitoring while the app runs ------------------------------------------------------
+
+    def monitoring_query(self, sql: str, user_id: str | None, max_rows: int = monitoring_sql.MAX_ROWS,
+                         seconds: float = monitoring_sql.QUERY_SECONDS) -> monitoring_sql.QueryResult:
+        """One SELECT over the monitoring views, in a sandbox holding `user_id`'s rows (None:
+        everyone's); MonitoringQueryError (a ValueError) when refused, failed or too slow."""
+        return monitoring_sql.run_query(self._cursor(), sql, user_id, self.half_life,
+                                        max_rows=max_rows, seconds=seconds)
+
+    def snapshot(self, user_id: str | None) -> bytes:
+        """The facts and monitoring views of `user_id` (None: everyone) as Parquet files in a zip."""
+        return snapshot.snapshot_zip(self._cursor(), user_id, self.half_life)
 
     # plumbing ---------------------------------------------------------------------------
 
