@@ -51,6 +51,7 @@ SANDBOX_MEMORY = "256MB"
 
 # After the views are in: what the query may not change or reach (then locked).
 _LOCKDOWN = (
+    "SET enable_progress_bar = false",
     "SET enable_external_access = false",
     "SET python_enable_replacements = false",
     "SET autoload_known_extensions = false",
