@@ -107,7 +107,7 @@ class ResetMonitorPanel:
                 snapshot_btn = gr.Button("Download snapshot (Parquet)", elem_id="dg-snapshot")
             query_md = gr.HTML(elem_id="dg-query-status")
             query_table = gr.Dataframe(label="Result", elem_id="dg-query-table")
-            snapshot_file = gr.File(label="Snapshot (zip of Parquet files)")
+            snapshot_file = gr.File(label="Snapshot (zip of Parquet files)", elem_id="dg-snapshot-file")
         stats_tab.select(self.keyword_choices, outputs=[keyword], **quick)
         outputs = [reset_md, undo_btn, last_reset, keyword]
         events = [reset_btn.click(self.reset, inputs=[keyword], outputs=outputs, **quick),
