@@ -49,11 +49,11 @@ class ResetMonitorPanel:
         try:
             result = self.service.reset_preferences(user, ResetRequest(keyword=keyword or None))
         except (ServiceError, ValidationError) as exc:
-            return error_html(_message(exc)), gr.update(), gr.update(), gr.update()
+            return error_html(_message(exc)), gr.skip(), gr.skip(), gr.skip()
         what = f"'{html.escape(result.keyword)}'" if result.keyword else "every keyword"
-        if result.reset_id is None:
-            return f"<span id='dg-reset-done'>Nothing learnt for {what} yet: nothing to reset.</span>", \
-                gr.update(visible=False), None, gr.update()
+        if result.reset_id is None:  # an earlier reset stays undoable
+            return (f"<span id='dg-reset-done'>Nothing learnt for {what} yet: nothing to reset.</span>",
+                    gr.skip(), gr.skip(), gr.skip())
         return (f"<span id='dg-reset-done'>Reset {what}: {result.rows} preference rows forgotten "
                 f"(reset {result.reset_id}).</span>", gr.update(visible=True), result.reset_id,
                 self.keyword_choices(request))
@@ -61,11 +61,11 @@ class ResetMonitorPanel:
     def undo(self, reset_id: int | None, request: gr.Request) -> tuple[Any, ...]:
         """(status, undo button, last reset id, keyword choices)."""
         if reset_id is None:
-            return "Nothing to undo.", gr.update(visible=False), None, gr.update()
+            return "Nothing to undo.", gr.update(visible=False), None, gr.skip()
         try:
             result = self.service.undo_reset(user_of(request), str(reset_id))
         except ServiceError as exc:
-            return error_html(str(exc)), gr.update(visible=False), None, gr.update()
+            return error_html(str(exc)), gr.update(visible=False), None, gr.skip()
         what = f"'{html.escape(result.keyword)}'" if result.keyword else "every keyword"
         return (f"<span id='dg-reset-done'>Undone: what was learnt for {what} is back "
                 f"({result.rows} rows).</span>", gr.update(visible=False), None, self.keyword_choices(request))
@@ -100,7 +100,7 @@ class ResetMonitorPanel:
             reset_md = gr.HTML(elem_id="dg-reset-status")
             last_reset = gr.State(None)
         with gr.Accordion("Monitoring: read-only SQL and snapshot", open=False):
-            sql = gr.Code(value=EXAMPLE_QUERY, language="sql", label="One SELECT (your own rows)",
+            sql = gr.Code(value=EXAMPLE_QUERY, language="sql", label="One SELECT over the monitoring views",
                           elem_id="dg-sql", interactive=True)
             with gr.Row():
                 run_btn = gr.Button("Run query", elem_id="dg-run-query")
