@@ -159,6 +159,10 @@ class Settings(BaseSettings):
         "--auth", "DRAFTGRID_AUTH", "user:password with both parts non-empty (comma-separated in DRAFTGRID_AUTH)",
         "require a login for the UI and the REST API (repeatable; DRAFTGRID_AUTH is comma-separated)",
         metavar="USER:PASS", many=True, secret=True)] = ()
+    admins: Annotated[tuple[Annotated[str, Field(pattern=r"^[^\s,:]+$")], ...], Twin(
+        "--admin", "DRAFTGRID_ADMINS", "a user name without spaces, commas or colons (comma-separated in "
+        "DRAFTGRID_ADMINS)", "a user whose monitoring queries and snapshots cover every user's rows "
+        "(repeatable); everyone else sees their own", metavar="USER", many=True)] = ()
     policy: Annotated[Policy, Twin(
         "--policy", "DRAFTGRID_POLICY", "adaptive, seed or uniform", "checkpoint recommendation policy")] = "adaptive"
     half_life: Annotated[Positive, Twin(  # reviews; tuned with bench/bench_policies.py (docs/BENCHMARKS.md)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from draftgrid.api import install_api
+from draftgrid.api_reset_monitor import build_reset_monitor_router
 from draftgrid.auth import make_current_user
 from draftgrid.bootstrap import Backend, start_backend
 from draftgrid.config import AppConfig
@@ -49,7 +50,9 @@ def launch(config: AppConfig) -> RunningApp:
             show_error=True,
             footer_links=["api"], ssr_mode=False,
         )
-        install_api(app, backend.service, make_current_user(app, credentials))
+        current_user = make_current_user(app, credentials)
+        install_api(app, backend.service, current_user)
+        app.include_router(build_reset_monitor_router(backend.service, current_user))
     except Exception:
         backend.stop()
         raise

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from draftgrid.planning import MAX_SEED
 from learning.models import Tier
 from learning.recommend.types import MAX_COUNT
+from learning.store.monitoring_sql import MAX_ROWS, MAX_SQL_CHARS
 
 Family = Literal["sd15", "sdxl"]
 AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"]
@@ -98,3 +99,30 @@ def readable_errors(exc: ValidationError) -> str:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
+
+
+class ResetRequest(BaseModel):
+    """Body of `POST /api/preferences/reset`: a keyword, or none to reset everything."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    keyword: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("keyword")
+    @classmethod
+    def _keyword(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = _check_text(value, "keyword").strip()
+        if not value:
+            raise ValueError("keyword is blank; leave it out to reset everything")
+        return value
+
+
+class MonitoringQueryRequest(BaseModel):
+    """Body of `POST /api/monitoring/query`: one SELECT over the monitoring views."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS)
+    max_rows: int = Field(default=200, ge=1, le=MAX_ROWS)

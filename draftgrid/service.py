@@ -10,15 +10,18 @@ REST and UI validate, plan, record and stream in exactly the same way.
 * `Reviews` — picks and rejections, one transaction per click (reviews.py);
 * `PreferenceStats` — what the reviews taught, export and import (stats.py);
 * `Retention` — keeps the image files under the disk budget, oldest unselected drafts first
-  (retention.py), after each batch.
+  (retention.py), after each batch;
+* `PreferenceResets` — resets of what was learnt and their undos (preference_resets.py);
+* `Monitoring` — read-only SQL over the monitoring views and Parquet snapshots (monitoring.py).
 
 Sync methods are thread-safe; the pool runs on the service's private event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -30,14 +33,16 @@ from draftgrid.batch_runner import BatchRunner, BatchTicket
 from draftgrid.batch_state import BatchState
 from draftgrid.catalog import Catalog
 from draftgrid.image_files import ImageFiles
+from draftgrid.monitoring import Monitoring
+from draftgrid.preference_resets import PreferenceResets
 from draftgrid.retention import Decision, Retention, RetentionPolicy
 from draftgrid.reviews import Reviews
 from draftgrid.runtime import LoopThread
-from draftgrid.schemas import FeedbackRequest, GenerateRequest
+from draftgrid.schemas import FeedbackRequest, GenerateRequest, MonitoringQueryRequest, ResetRequest
 from draftgrid.servers import Servers
 from draftgrid.stats import PreferenceStats, Scope
 from draftgrid.views import BatchView
-from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation
+from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation, ResetRecord, ResetResult
 from learning.pools import PoolConfig
 from learning.store.preference_store import PreferenceStore, TransferFormat
 
@@ -49,7 +54,7 @@ class DraftGridService:
 
     def __init__(self, *, store: PreferenceStore, pool: ServerPool, loop_runner: LoopThread,
                  pools: PoolConfig, data_dir: Path, retention: RetentionPolicy, policy: str = "adaptive",
-                 max_batch: int = 4, simulated: bool = False) -> None:
+                 max_batch: int = 4, simulated: bool = False, admins: Collection[str] = ()) -> None:
         files = ImageFiles(data_dir)  # measures the disk the images use, once
         state = BatchState(store)
         self._loop = loop_runner
@@ -61,6 +66,8 @@ class DraftGridService:
         self._files = files
         self._reviews = Reviews(store, state, self._reader)
         self._stats = PreferenceStats(store)
+        self._resets = PreferenceResets(store)
+        self._monitoring = Monitoring(store, admins)
         self.thumbnails_dir = files.thumbs_dir  # Gradio serves gallery files from here only
 
     # ------------------------------------------------------------------ servers
@@ -173,3 +180,19 @@ class DraftGridService:
 
     def import_preferences(self, user_id: str, data: bytes, fmt: TransferFormat) -> int:
         return self._stats.import_preferences(user_id, data, fmt)
+
+    # ------------------------------------------------------------------ resets and monitoring
+    def reset_preferences(self, user_id: str, req: ResetRequest) -> ResetResult:
+        return self._resets.reset(user_id, req)
+
+    def undo_reset(self, user_id: str, reset_id: str) -> ResetResult:
+        return self._resets.undo(user_id, reset_id)
+
+    def resets(self, user_id: str) -> list[ResetRecord]:
+        return self._resets.resets(user_id)
+
+    def monitoring_query(self, user_id: str, req: MonitoringQueryRequest) -> dict[str, Any]:
+        return self._monitoring.query(user_id, req)
+
+    def monitoring_snapshot(self, user_id: str) -> bytes:
+        return self._monitoring.snapshot(user_id)

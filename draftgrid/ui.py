@@ -23,9 +23,11 @@ from pydantic import ValidationError
 
 from draftgrid.errors import ServiceError
 from draftgrid.schemas import ASPECT_RATIOS, FeedbackRequest, GenerateRequest, readable_errors
+from draftgrid.ui_common import error_html, user_of
+from draftgrid.ui_reset_monitor import ResetMonitorPanel
 from learning.recommend.types import MAX_COUNT
 from draftgrid.service import BatchTicket, BatchView, DraftGridService
-from learning.models import DEFAULT_USER, BatchRecord
+from learning.models import BatchRecord
 
 
 CSS = """
@@ -48,11 +50,6 @@ StreamOut = tuple[Any, ...]
 CACHE_SWEEP = (600, 3600)
 
 
-def user_of(request: gr.Request | None) -> str:
-    """The logged-in user (Gradio auth), or the single local user without login."""
-    return (getattr(request, "username", None) or DEFAULT_USER) if request is not None else DEFAULT_USER
-
-
 def session_of(request: gr.Request | None) -> str:
     return (getattr(request, "session_hash", None) or "default") if request is not None else "default"
 
@@ -72,10 +69,6 @@ def progress_html(view: BatchView) -> str:
         reasons = sorted({i.record.error or "failed" for i in failed})
         parts.append(f"<div class='dg-error'>{len(failed)} failed: {html.escape('; '.join(reasons)[:400])}</div>")
     return "".join(parts)
-
-
-def error_html(message: str) -> str:
-    return f"<div class='dg-error' id='dg-error'>{html.escape(message)}</div>"
 
 
 def strategy_line(ticket: BatchTicket) -> str:
@@ -347,6 +340,7 @@ class DraftGridUI:
                     import_file = gr.File(label="Import preferences (.csv / .parquet)", type="filepath")
                     import_btn = gr.Button("Import")
                     import_md = gr.HTML()
+                reset_events = ResetMonitorPanel(svc).build(stats_tab)  # reset / undo, monitoring SQL, snapshot
             stats_out = [stats_summary, ckpt_table, ckpt_plot, kw_table, lora_table, conf_plot]
             stats_kw = dict(inputs=[scope, kw_filter], outputs=stats_out, concurrency_limit=None,
                             trigger_mode="always_last")
@@ -354,6 +348,8 @@ class DraftGridUI:
             refresh.click(self.stats, **stats_kw)
             kw_filter.change(self.stats, **stats_kw)
             scope.change(self.stats, **stats_kw)
+            for event in reset_events:  # the tables show what a reset or an undo left
+                event.then(self.stats, **stats_kw)
             export_btn.click(self.export, inputs=[fmt], outputs=[export_file], concurrency_limit=None)
             import_btn.click(self.import_, inputs=[import_file], outputs=[import_md], concurrency_limit=None)
 

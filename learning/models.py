@@ -171,3 +171,28 @@ class FeedbackResult:
     reviewed: bool
     changed: bool
 
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    """A reset of what was learnt for `keyword` (None: everything), or its undo.
+
+    `reset_id` is None when there was nothing to reset (nothing recorded); `rows` is how many
+    aggregate rows the reset removed or the undo brought back; `changed` is false for a repeat
+    (an undo of an undone reset, a reset of nothing)."""
+
+    reset_id: int | None
+    keyword: str | None
+    rows: int
+    undone: bool
+    changed: bool
+
+
+@dataclass(frozen=True)
+class ResetRecord:
+    """One of a user's resets, as listed."""
+
+    reset_id: int
+    keyword: str | None
+    created_at: datetime
+    undone_at: datetime | None

@@ -20,7 +20,7 @@ import duckdb
 import pandas
 
 from learning.store.aggregates_memory import AggregateChanges, AggregateMemory
-from learning.store.counting_rebuild_sql import REBUILT_CTE
+from learning.store.counting_rebuild_sql import REBUILT_CTE, rebuilt_cte
 from learning.store.counting_write_path import REVIEW_ACTIONS, ArmKey, Counts
 from learning.store.decay import DECAYED_COLUMNS, decayed_sql, decayed_to_now_sql
 
@@ -178,6 +178,41 @@ def rebuild(
                     JOIN batches b USING (batch_id)
                     GROUP BY b.user_id""")
     log.info("rebuilt preference aggregates from the facts (half_life=%s)", half_life)
+
+
+def remove_rows(
+    cur: duckdb.DuckDBPyConnection, pending: AggregateChanges, user_id: str, keyword: str | None
+) -> None:
+    """A reset: the user's rows of the keyword (None: all of them, '*' included) are gone, kept
+    and pending alike (nothing that counted before the reset counts for them any more)."""
+    for table in ("preference_stats", "preference_stats_pending"):
+        cur.execute(f"DELETE FROM {table} WHERE user_id = $user_id AND ($keyword IS NULL OR keyword = $keyword)",
+                    {"user_id": user_id, "keyword": keyword})
+    pending.reload_users.add(user_id)
+    pending.forgotten.append((user_id, keyword))
+
+
+_USER_REBUILT_CTE = rebuilt_cte(one_user=True)
+
+
+def rebuild_user(
+    cur: duckdb.DuckDBPyConnection, pending: AggregateChanges, user_id: str, half_life: float,
+    now: datetime,
+) -> int:
+    """Replace one user's rows by their recomputation from the facts (an undo: what the reset hid
+    comes back, as the rules count it today); returns the number of rows."""
+    pending.reload_users.add(user_id)
+    for table in ("preference_stats", "preference_stats_pending"):
+        cur.execute(f"DELETE FROM {table} WHERE user_id = ?", [user_id])
+    [(rows,)] = cur.execute(
+        f"""INSERT INTO preference_stats
+            {_USER_REBUILT_CTE}
+            SELECT user_id, keyword, arm_kind, arm, shown, selected, rejected,
+                   w_shown, w_selected, w_rejected, review_seq, $now
+            FROM rebuilt_stats""",
+        {"half_life": half_life, "now": now, "user_id": user_id},
+    ).fetchall()
+    return int(rows)
 
 
 def _mismatches_sql(expected_stats: str, expected_users: str) -> str:

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import duckdb
 
 from learning.models import ArmKind, ArmStat
-from learning.store.counting_write_path import ALL_KEYWORDS, ArmKey, Counts
+from learning.store.counting_write_path import ALL_KEYWORDS, ArmKey, Counts, ResetFact
 from learning.store.decay import decay_factor
 from learning.store.taste_changes import TasteChanges
 
@@ -66,12 +66,24 @@ class AggregateChanges:
         self.review_seqs: dict[str, int] = {}
         self.rows: list[_RowChange] = []
         self.reload = False  # set by writes that replace the aggregates wholesale (rebuild)
+        # users whose rows, seq and resets a write replaced in the database (a reset, an undo)
+        self.reload_users: set[str] = set()
+        # (user, keyword or None for all) whose recent counts and restarts a reset forgets
+        self.forgotten: list[tuple[str, str | None]] = []
 
     def review_seq(self, user_id: str) -> int:
         """The user's review_seq as of this transaction (0 before the first review)."""
         if user_id in self.review_seqs:
             return self.review_seqs[user_id]
         return self._memory.review_seq(user_id)
+
+    def active_resets(self, user_id: str) -> tuple[ResetFact, ...]:
+        """The user's resets that are not undone (a write that changes them reloads the user)."""
+        return self._memory.active_resets(user_id)
+
+    def row_count(self, user_id: str, keyword: str | None) -> int:
+        """The user's committed rows of the keyword (None: all)."""
+        return self._memory.row_count(user_id, keyword)
 
     def add_counts(self, user_id: str, seq: int, changes: dict[ArmKey, Counts]) -> None:
         """Count changes from feedback: a decayed count changes by as much as its plain one."""
@@ -94,24 +106,42 @@ class AggregateMemory:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], dict[str, dict[str, _Row]]] = {}
         self._seqs: dict[str, int] = {}
+        self._resets: dict[str, tuple[ResetFact, ...]] = {}
         # recent counts and restarts after changes of taste: derived, in memory only, fed here
         self.taste_changes = TasteChanges(half_life)
 
-    def load(self, cur: duckdb.DuckDBPyConnection) -> int:
-        """Replace the copy by the database's current aggregates; return the row count."""
-        seqs = dict(cur.execute("SELECT user_id, review_seq FROM user_state").fetchall())
+    def load(self, cur: duckdb.DuckDBPyConnection, user_id: str | None = None) -> int:
+        """Replace the copy (or one user's part of it) by the database's current aggregates,
+        review seqs and active resets; return the row count loaded."""
+        mine, who = "WHERE $user_id IS NULL OR user_id = $user_id", {"user_id": user_id}
+        seqs = dict(cur.execute(f"SELECT user_id, review_seq FROM user_state {mine}", who).fetchall())
         found = cur.execute(
-            """SELECT user_id, keyword, arm_kind, arm, shown, selected, rejected,
+            f"""SELECT user_id, keyword, arm_kind, arm, shown, selected, rejected,
                       w_shown, w_selected, w_rejected
-               FROM preference_stats_now($half_life)""",
-            {"half_life": self.half_life},
+               FROM preference_stats_now($half_life) {mine}""",
+            {**who, "half_life": self.half_life},
         ).fetchall()
+        resets: dict[str, tuple[ResetFact, ...]] = {}
+        for user, reset_id, keyword in cur.execute(
+                f"SELECT user_id, reset_id, keyword FROM active_resets {mine} ORDER BY reset_id",
+                who).fetchall():
+            resets[user] = (*resets.get(user, ()), ResetFact(reset_id, keyword))
         rows: dict[tuple[str, str], dict[str, dict[str, _Row]]] = {}
-        for user_id, keyword, kind, arm, *values in found:
-            by_arm = rows.setdefault((kind, keyword), {}).setdefault(user_id, {})
-            by_arm[arm] = (*values, seqs.get(user_id, 0))
+        for user, keyword, kind, arm, *values in found:
+            by_arm = rows.setdefault((kind, keyword), {}).setdefault(user, {})
+            by_arm[arm] = (*values, seqs.get(user, 0))
         with self._lock:
-            self._rows, self._seqs = rows, seqs
+            if user_id is None:
+                self._rows, self._seqs, self._resets = rows, seqs, resets
+                return len(found)
+            for by_user in self._rows.values():
+                by_user.pop(user_id, None)
+            for key, by_user in rows.items():
+                self._rows.setdefault(key, {}).update(by_user)
+            self._seqs.pop(user_id, None)
+            self._seqs.update(seqs)
+            self._resets.pop(user_id, None)
+            self._resets.update(resets)
         return len(found)
 
     def changes(self) -> AggregateChanges:
@@ -138,7 +168,21 @@ class AggregateMemory:
                 # feedback (an import's decayed counts are old evidence, not recent)
                 self.taste_changes.add(user_id, kind, keyword, arm, seq, weights[0], weights[1])
 
+    def forget_recent(self, user_id: str, keyword: str | None) -> None:
+        """A reset: the recent counts and restarts of the keyword (None: all) start afresh."""
+        self.taste_changes.forget(user_id, keyword)
+
     # reads ------------------------------------------------------------------------------
+
+    def active_resets(self, user_id: str) -> tuple[ResetFact, ...]:
+        with self._lock:
+            return self._resets.get(user_id, ())
+
+    def row_count(self, user_id: str, keyword: str | None) -> int:
+        """How many rows the user has for the keyword (None: every keyword and '*')."""
+        with self._lock:
+            return sum(len(by_user.get(user_id, {})) for (_, kw), by_user in self._rows.items()
+                       if keyword is None or kw == keyword)
 
     def review_seq(self, user_id: str) -> int:
         with self._lock:

@@ -9,7 +9,9 @@ this is their set-based form, which replays millions of facts in seconds (run by
   current state is selected, rejected 1 if rejected (the state comes from the `feedback_state`
   macro of the schema);
 * every fact (a click, a Reject all, the moment an image starts to count) may change that
-  contribution; each change is decayed from the user's review_seq at that moment to the
+  contribution; a keyword's rows leave out every image (and import) that counted before the
+  latest active reset covering the keyword (`reset_floors`; the Python twin is
+  `counting_write_path.hidden_keywords`); each change is decayed from the user's review_seq at that moment to the
   current one, summed per image, then expanded to every keyword of the batch plus '*' and to
   the image's checkpoint and each of its LoRAs.
 
@@ -31,16 +33,25 @@ def _sql_list(values: tuple[str, ...]) -> str:
 
 _CLICKS = _sql_list(CLICK_ACTIONS)
 
-# `WITH ...` defining `review_seqs(user_id, ord, seq)` (the n-th review of each user),
-# `rebuilt_users(user_id, review_seq)` and `rebuilt_stats(user_id, keyword, arm_kind, arm, shown,
-# selected, rejected, w_shown, w_selected, w_rejected, review_seq)`: the aggregates recomputed
-# from the facts, decayed counts as of each user's current review_seq. Needs `$half_life`.
-REBUILT_CTE = f"""
+def rebuilt_cte(one_user: bool = False) -> str:
+    """`WITH ...` defining `review_seqs(user_id, ord, seq)` (the n-th review of each user),
+    `rebuilt_users(user_id, review_seq)` and `rebuilt_stats(user_id, keyword, arm_kind, arm,
+    shown, selected, rejected, w_shown, w_selected, w_rejected, review_seq)`: the aggregates
+    recomputed from the facts, decayed counts as of each user's current review_seq. Needs
+    `$half_life`; `one_user`: only the facts of user `$user_id` (every rule is per user, so this
+    is that user's part of the whole rebuild)."""
+    mine = "WHERE user_id = $user_id" if one_user else ""
+    return f"""
 WITH image_facts AS (
-    SELECT image_id, batch_id, user_id, checkpoint, loras, finished_seq FROM images
+    SELECT image_id, batch_id, user_id, checkpoint, loras, finished_seq FROM images {mine}
 ),
 feedback_facts AS (
-    SELECT feedback_id AS ord, batch_id, image_id, action FROM feedback
+    SELECT feedback_id AS ord, batch_id, image_id, action FROM feedback {mine}
+),
+reset_floors AS (
+    -- per user and keyword (NULL: everything), the latest reset not undone
+    SELECT user_id, keyword, max(reset_id) AS floor_ord FROM active_resets {mine}
+    GROUP BY user_id, keyword
 ),
 batch_reviews AS (
     SELECT batch_id, min(ord) AS reviewed_ord FROM feedback_facts
@@ -99,9 +110,9 @@ rebuilt_users AS (
 ),
 image_changes AS (
     -- Each change with the user's review_seq when it happened (reviews up to its ord) and now.
-    SELECT i.image_id, i.batch_id, i.user_id, coalesce(r.seq, 0) AS seq,
+    SELECT i.image_id, i.batch_id, i.user_id, coalesce(r.seq, 0) AS seq, c.ord AS counted_ord,
            coalesce(u.review_seq, 0) AS now_seq, d.d_shown, d.d_selected, d.d_rejected
-    FROM image_deltas d JOIN image_facts i USING (image_id)
+    FROM image_deltas d JOIN image_facts i USING (image_id) JOIN counted_from c USING (image_id)
     ASOF LEFT JOIN review_seqs r ON i.user_id = r.user_id AND d.ord >= r.ord
     LEFT JOIN rebuilt_users u ON i.user_id = u.user_id
     WHERE d.d_shown <> 0 OR d.d_selected <> 0 OR d.d_rejected <> 0
@@ -109,12 +120,12 @@ image_changes AS (
 image_totals AS (
     -- One row per image: its changes summed, each decayed from its seq to now. Collapsing the
     -- history here, before the keyword x arm expansion multiplies the rows, keeps that cheap.
-    SELECT image_id, batch_id, user_id, now_seq,
+    SELECT image_id, batch_id, user_id, now_seq, counted_ord,
            sum(d_shown) AS shown, sum(d_selected) AS selected, sum(d_rejected) AS rejected,
            {decayed_counts_sql(("d_shown", "d_selected", "d_rejected"), "now_seq - seq",
                                "$half_life", aggregate="sum")}
     FROM image_changes
-    GROUP BY image_id, batch_id, user_id, now_seq
+    GROUP BY image_id, batch_id, user_id, now_seq, counted_ord
 ),
 image_arms AS (
     -- Each image's totals once per arm it used: its checkpoint and each distinct LoRA.
@@ -132,21 +143,32 @@ arm_totals AS (
 ),
 imported_totals AS (
     -- An import counts from the seq it happened at, like any other change.
-    SELECT m.user_id, m.keyword, coalesce(u.review_seq, 0) AS now_seq,
+    SELECT m.user_id, m.keyword, coalesce(u.review_seq, 0) AS now_seq, m.import_id AS counted_ord,
            m.shown, m.selected, m.rejected,
            {decayed_counts_sql(("m.w_shown", "m.w_selected", "m.w_rejected"),
                                "coalesce(u.review_seq, 0) - coalesce(r.seq, 0)", "$half_life")},
            m.arm_kind, m.arm
-    FROM imported_stats m
+    FROM (SELECT * FROM imported_stats {mine}) m
     ASOF LEFT JOIN review_seqs r ON m.user_id = r.user_id AND m.import_id >= r.ord
     LEFT JOIN rebuilt_users u ON m.user_id = u.user_id
+),
+counted_totals AS (
+    -- what no active reset hides: counted after the latest reset of the keyword and of everything
+    SELECT t.* EXCLUDE (counted_ord)
+    FROM (SELECT * FROM arm_totals UNION ALL BY NAME SELECT * FROM imported_totals) t
+    LEFT JOIN reset_floors k ON k.user_id = t.user_id AND k.keyword = t.keyword
+    LEFT JOIN reset_floors e ON e.user_id = t.user_id AND e.keyword IS NULL
+    WHERE t.counted_ord > greatest(coalesce(k.floor_ord, 0), coalesce(e.floor_ord, 0))
 ),
 rebuilt_stats AS (
     SELECT user_id, keyword, arm_kind, arm,
            sum(shown) AS shown, sum(selected) AS selected, sum(rejected) AS rejected,
            sum(w_shown) AS w_shown, sum(w_selected) AS w_selected,
            sum(w_rejected) AS w_rejected, now_seq AS review_seq
-    FROM (SELECT * FROM arm_totals UNION ALL BY NAME SELECT * FROM imported_totals)
+    FROM counted_totals
     GROUP BY user_id, keyword, arm_kind, arm, now_seq
 )
 """
+
+
+REBUILT_CTE = rebuilt_cte()

@@ -12,13 +12,18 @@ tests/learning/test_store_agreement.py hold the two to the same answers.
 * An image contributes once its batch is reviewed and it is done: shown 1, selected 1 if
   selected, rejected 1 if rejected — to every keyword of the batch plus '*', and to its
   checkpoint and each of its LoRAs.
+* An image counts from the later of its finish and its batch's first review (`counted_from`).
+  A reset of a keyword (or of everything, the '*' rows included) that is not undone hides, from
+  that keyword's rows, the whole contribution of every image that counted before the reset —
+  its later clicks too; an import counts from its own number like an image. Undoing a reset
+  brings back exactly what it hid that no other active reset hides (`hidden_keywords`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed")
 CLICK_ACTIONS = ("select", "unselect", "reject")
@@ -49,6 +54,40 @@ class FeedbackFact:
     ord: int
     image_id: str | None
     action: str
+
+
+@dataclass(frozen=True)
+class ResetFact:
+    """A reset that is not undone: `keyword` None covers every keyword and the '*' rows."""
+
+    ord: int
+    keyword: str | None
+
+
+def counted_from(image: ImageFacts, reviewed_ord: int | None) -> int | None:
+    """The fact number from which the image counts: the later of its finish and its batch's
+    first review (None while it does not count)."""
+    if image.finished_seq is None or reviewed_ord is None:
+        return None
+    return max(image.finished_seq, reviewed_ord)
+
+
+def reviewed_ord(feedback: Iterable[FeedbackFact]) -> int | None:
+    """The number of a batch's first reviewing feedback (None: not reviewed)."""
+    return min((f.ord for f in feedback if f.action in REVIEW_ACTIONS), default=None)
+
+
+def hidden_keywords(
+    counted_ord: int | None, keywords: Sequence[str], resets: Iterable[ResetFact]
+) -> frozenset[str]:
+    """Those of `keywords` (and '*') whose rows no longer get what counted from `counted_ord`:
+    an active reset covering them came after it."""
+    if counted_ord is None:
+        return frozenset()
+    later = [r.keyword for r in resets if r.ord > counted_ord]
+    if None in later:
+        return frozenset((*keywords, ALL_KEYWORDS))
+    return frozenset(k for k in keywords if k in later)
 
 
 def fold_states(images: Sequence[ImageFacts], feedback: Iterable[FeedbackFact]) -> dict[str, str]:
@@ -96,15 +135,20 @@ def arm_changes(
     images: Sequence[ImageFacts],
     before: dict[str, Counts],
     after: dict[str, Counts],
+    hidden: Mapping[str, frozenset[str]] | None = None,
 ) -> dict[ArmKey, Counts]:
-    """Per aggregate row, the change from the images' contributions before to after."""
+    """Per aggregate row, the change from the images' contributions before to after, leaving
+    out the keywords a reset hides for an image (`hidden`: image_id → `hidden_keywords`)."""
     changes: dict[ArmKey, list[int]] = defaultdict(lambda: [0, 0, 0])
     for image in images:
         old, new = before[image.image_id], after[image.image_id]
         if old == new:
             continue
         shown, selected, rejected = new[0] - old[0], new[1] - old[1], new[2] - old[2]
+        skip = hidden.get(image.image_id, frozenset()) if hidden else frozenset()
         for key in arm_keys(keywords, image):
+            if key[0] in skip:
+                continue
             total = changes[key]
             total[0] += shown
             total[1] += selected

@@ -40,3 +40,11 @@ class UnknownImageError(StoreError, LookupError):
         self.batch_id = batch_id
         where = f" in batch {batch_id!r}" if batch_id else ""
         super().__init__(f"unknown image {image_id!r}{where}")
+
+
+class UnknownResetError(StoreError, LookupError):
+    """The reset does not exist, or belongs to another user (indistinguishable on purpose)."""
+
+    def __init__(self, reset_id: int) -> None:
+        self.reset_id = reset_id
+        super().__init__(f"unknown reset {reset_id}")

@@ -24,9 +24,13 @@ from learning.store.counting_write_path import (
     REVIEW_ACTIONS,
     FeedbackFact,
     ImageFacts,
+    ResetFact,
     arm_changes,
     contribution,
     contributions,
+    counted_from,
+    hidden_keywords,
+    reviewed_ord,
 )
 from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus
 from learning.store.recent_batches import BatchChanges
@@ -186,7 +190,7 @@ def _record_finish(
     ctx: WriteContext,
 ) -> None:
     """Note the finish in the batch's facts; a just-finished image of an already reviewed
-    batch counts as shown now."""
+    batch counts as shown now (from now: after every reset, so none hides it)."""
     loaded = ctx.batches.load(cur, batch_id)
     assert loaded is not None, f"image {image_id} names a missing batch {batch_id}"
     facts = loaded.with_finished(image_id, finished_seq)
@@ -253,11 +257,13 @@ def record_review(
         cur.execute("UPDATE batches SET reviewed_at = ? WHERE batch_id = ?", [ctx.now, batch_id])
         review_seq = bump_review_seq(cur, ctx.aggregates, user_id)
     reviewed = facts.reviewed or reviews_now
+    resets = ctx.aggregates.active_resets(user_id)
     changes = arm_changes(
         facts.keywords,
         facts.images,
         contributions(facts.images, before, facts.reviewed),
         contributions(facts.images, after, reviewed),
+        _hidden_by_resets(facts, new_facts, resets) if resets else None,
     )
     add_changes(cur, ctx.aggregates, user_id, review_seq, changes, ctx.now)
     ctx.batches.put(facts.with_feedback(new_facts, reviewed))
@@ -273,6 +279,15 @@ def record_review(
         reviewed=reviewed,
         changed=changed,
     )
+
+
+def _hidden_by_resets(
+    facts: BatchFacts, new_facts: list[FeedbackFact], resets: Sequence[ResetFact]
+) -> dict[str, frozenset[str]]:
+    """Per image, the keywords whose rows an active reset closed to it (it counted before)."""
+    review = reviewed_ord((*facts.feedback, *new_facts))
+    return {image.image_id: hidden_keywords(counted_from(image, review), facts.keywords, resets)
+            for image in facts.images}
 
 
 def _states_step_by_step(

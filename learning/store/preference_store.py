@@ -19,13 +19,14 @@ import duckdb
 import pandas
 
 from learning.store import (
-    aggregates, aggregates_reference_sql, fact_reads, fact_writes, retention_sql, stats_tables_sql,
-    transfer,
+    aggregates, aggregates_reference_sql, fact_reads, fact_writes, monitoring_sql, resets,
+    retention_sql, snapshot, stats_tables_sql, transfer,
 )
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
 from learning.models import (
     ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
+    ResetRecord, ResetResult,
 )
 from learning.store.recent_batches import RecentBatches
 from learning.store.schema import migrate, require_latest
@@ -35,6 +36,7 @@ from learning.store.errors import (
     StoreError,
     UnknownBatchError,
     UnknownImageError,
+    UnknownResetError,
 )
 from learning.store.timestamps import utc_now
 from learning.store.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
@@ -46,6 +48,7 @@ __all__ = [
     "StoreError",
     "UnknownBatchError",
     "UnknownImageError",
+    "UnknownResetError",
 ]
 
 log = logging.getLogger(__name__)
@@ -186,6 +189,22 @@ class PreferenceStore:
         """A review of one step: `apply_review(user_id, batch_id, [(action, image_ids)])`."""
         return self.apply_review(user_id, batch_id, [(action, image_ids)])
 
+    # resets -----------------------------------------------------------------------------
+
+    def reset_preferences(self, user_id: str, keyword: str | None) -> ResetResult:
+        """Forget what the user's reviews taught for `keyword` (None: everything), as a fact that
+        `undo_reset` can take back. Nothing learnt there: nothing recorded (`reset_id` None)."""
+        return self._write(lambda cur, ctx: resets.record_reset(cur, user_id, keyword, ctx), priority=URGENT)
+
+    def undo_reset(self, user_id: str, reset_id: int) -> ResetResult:
+        """Take one of the user's resets back (UnknownResetError for an unknown or another user's
+        one); undoing it again changes nothing."""
+        return self._write(lambda cur, ctx: resets.record_undo(cur, user_id, reset_id, ctx), priority=URGENT)
+
+    def resets(self, user_id: str) -> list[ResetRecord]:
+        """The user's resets, newest first."""
+        return resets.list_resets(self._cursor(), user_id)
+
     # reads ------------------------------------------------------------------------------
 
     def get_batch(self, batch_id: str, user_id: str | None) -> BatchRecord | None:
@@ -303,6 +322,19 @@ class PreferenceStore:
         rows = transfer.parse_preferences(self._cursor(), data, fmt)
         return self._write(lambda cur, ctx: transfer.merge_preferences(cur, user_id, rows, ctx))
 
+    # monitoring while the app runs ------------------------------------------------------
+
+    def monitoring_query(self, sql: str, user_id: str | None, max_rows: int = monitoring_sql.MAX_ROWS,
+                         seconds: float = monitoring_sql.QUERY_SECONDS) -> monitoring_sql.QueryResult:
+        """One SELECT over the monitoring views, in a sandbox holding `user_id`'s rows (None:
+        everyone's); MonitoringQueryError (a ValueError) when refused, failed or too slow."""
+        return monitoring_sql.run_query(self._cursor(), sql, user_id, self.half_life,
+                                        max_rows=max_rows, seconds=seconds)
+
+    def snapshot(self, user_id: str | None) -> bytes:
+        """The facts and monitoring views of `user_id` (None: everyone) as Parquet files in a zip."""
+        return snapshot.snapshot_zip(self._cursor(), user_id, self.half_life)
+
     # plumbing ---------------------------------------------------------------------------
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection, WriteContext], T], priority: int = NORMAL) -> T:
@@ -321,6 +353,10 @@ class PreferenceStore:
             log.info("reloaded %d aggregate rows into memory", self._aggregates.load(cur))
         else:
             self._aggregates.apply(ctx.aggregates)
+        for user_id in ctx.aggregates.reload_users:
+            self._aggregates.load(cur, user_id)
+        for user_id, keyword in ctx.aggregates.forgotten:
+            self._aggregates.forget_recent(user_id, keyword)
 
     def _require_writer(self) -> SerialWriter:
         if self._writer is None:

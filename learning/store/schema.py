@@ -190,10 +190,54 @@ _GENERATION_LOGS = (
 # file is kept). A fact about the file only: the image's row, its feedback and the aggregates stay.
 _PRUNED_AT = ("ALTER TABLE images ADD COLUMN pruned_at TIMESTAMP",)
 
+# A user's reset of what was learnt for one keyword (NULL: everything, the '*' totals included),
+# and its undo. Facts like feedback: `reset_id` takes its number from fact_seq, so the rebuild
+# orders it among the clicks and finishes (the rule: learning.store.counting_write_path).
+_RESETS = (
+    """CREATE TABLE resets (
+        reset_id BIGINT PRIMARY KEY DEFAULT nextval('fact_seq'),
+        user_id VARCHAR NOT NULL,
+        keyword VARCHAR,
+        review_seq BIGINT NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE reset_undos (
+        reset_id BIGINT PRIMARY KEY,
+        user_id VARCHAR NOT NULL,
+        review_seq BIGINT NOT NULL,
+        undone_at TIMESTAMP NOT NULL
+    )""",
+    # The resets that still count: the rebuild's and the write path's only view of them.
+    """CREATE VIEW active_resets AS
+        SELECT reset_id, user_id, keyword FROM resets
+        WHERE reset_id NOT IN (SELECT reset_id FROM reset_undos)""",
+)
+
+# What the monitoring panel and the snapshots show besides generation_logs (learning.store.monitoring_sql):
+# one row per image with its batch's context and current selection, the feedback and the resets.
+_MONITORING_VIEWS = (
+    """CREATE VIEW image_logs AS
+        SELECT i.image_id, i.batch_id, i.user_id, b.session_id, b.prompt, b.keywords, b.tier,
+               b.strategy, b.recommended, b.confidence, b.policy, i.checkpoint,
+               list_transform(i.loras, lambda l: l.name) AS loras, i.seed, i.status, i.server, i.seconds,
+               coalesce(s.state, 'none') AS state, coalesce(s.state, 'none') = 'selected' AS selected,
+               i.created_at, i.finished_at, i.pruned_at IS NOT NULL AS pruned
+        FROM images i JOIN batches b USING (batch_id)
+        LEFT JOIN image_current_state s USING (batch_id, image_id)""",
+    """CREATE VIEW feedback_logs AS
+        SELECT f.feedback_id, f.user_id, b.session_id, f.batch_id, f.image_id, f.action, f.created_at
+        FROM feedback f JOIN batches b USING (batch_id)""",
+    """CREATE VIEW reset_logs AS
+        SELECT r.reset_id, r.user_id, r.keyword, r.review_seq, r.created_at, u.undone_at
+        FROM resets r LEFT JOIN reset_undos u USING (reset_id)""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
     Migration(3, "images.pruned_at (image retention)", _PRUNED_AT),
+    Migration(4, "resets and their undos", _RESETS),
+    Migration(5, "monitoring views: image_logs, feedback_logs, reset_logs", _MONITORING_VIEWS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -101,6 +101,14 @@ class TasteChanges:
                 out.update(self._adjusted((user_id, kind, kw), kw, arms, long_run, now))
         return out
 
+    def forget(self, user_id: str, keyword: str | None) -> None:
+        """Drop the recent counts and restarts of a keyword (None: every keyword) of the user:
+        what a reset removed is no baseline to compare new reviews with."""
+        with self._lock:
+            for store in (self._recent, self._restarts):
+                for key in [k for k in store if k[0] == user_id and keyword in (None, k[2])]:
+                    del store[key]
+
     def recently_restarted(self, user_id: str, kind: str, keywords: Sequence[str], now: int) -> tuple[str, ...]:
         """Those of `keywords` restarted within the last `COOLDOWN_REVIEWS` reviews (exploring again)."""
         with self._lock:

@@ -90,7 +90,7 @@ def export_preferences(
         cur.execute(
             f"""COPY (SELECT {', '.join(COLUMNS)} FROM preference_stats_now({float(half_life)!r})
                       WHERE user_id = $user_id ORDER BY keyword, arm_kind, arm)
-                TO '{_sql_path(target)}' {_WRITERS[fmt]}""",
+                TO '{sql_path(target)}' {_WRITERS[fmt]}""",
             {"user_id": user_id},
         )
         data = target.read_bytes()
@@ -154,6 +154,6 @@ def merge_preferences(
     return len(rows)
 
 
-def _sql_path(path: Path) -> str:
+def sql_path(path: Path) -> str:
     """COPY takes a literal file name; our own temp path, quotes escaped all the same."""
     return str(path).replace("'", "''")

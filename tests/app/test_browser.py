@@ -171,3 +171,34 @@ def test_phone_width_shows_the_grid_and_selection(ui_app: RunningApp, browser) -
     assert box is not None and box["width"] >= 120  # two columns on a phone, not ten specks
     shot(page, "09-phone")
     page.close()
+
+
+def test_stats_tab_resets_undoes_and_queries(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(ui_app.local_url)
+    generate(page, "a lighthouse in a storm", count=4)
+    thumbs(page).nth(0).click()
+    expect(page.locator("#dg-selected")).to_contain_text("1 selected", timeout=15_000)
+    page.get_by_role("tab", name="Stats").click()
+    summary = page.locator("#dg-stats-summary")
+    expect(summary).not_to_contain_text("0 selected of 0", timeout=15_000)
+    before = summary.inner_text()
+
+    page.get_by_text("Reset what was learnt").click()
+    page.locator("#dg-reset").click()  # "Everything" is the default choice
+    expect(page.locator("#dg-reset-status")).to_contain_text("Reset every keyword", timeout=15_000)
+    expect(summary).to_contain_text("0 selected of 0 reviewed images", timeout=15_000)
+    shot(page, "11-reset")
+    page.locator("#dg-undo-reset").click()
+    expect(page.locator("#dg-reset-status")).to_contain_text("Undone", timeout=15_000)
+    expect(summary).to_have_text(before, timeout=15_000)
+    expect(page.locator("#dg-undo-reset")).to_be_hidden()
+
+    page.get_by_text("Monitoring: read-only SQL and snapshot").click()
+    page.locator("#dg-run-query").click()  # the example: seed 003's query per session
+    expect(page.locator("#dg-query-status")).to_contain_text("own rows", timeout=15_000)
+    expect(page.locator("#dg-query-table")).to_contain_text("avg_confidence")
+    page.locator("#dg-snapshot").click()
+    expect(page.locator("#dg-snapshot-file a[href$='draftgrid-snapshot.zip']")).to_have_count(1, timeout=15_000)
+    shot(page, "12-monitoring")
+    page.close()

@@ -4,7 +4,7 @@ Decay: `decay_factor()` (Python) and the `decayed` macro the schema installs (SQ
 
 Counting, after random histories (several users, keywords, checkpoints and LoRAs; reviews of
 several steps with select / unselect / reject / reject_all / viewed, undo, late images, moving on,
-imports, compactions, refused reviews):
+imports, compactions, refused reviews, resets of a keyword or of everything and their undos):
   (a) the in-memory aggregates (the store's evidence reads, `aggregates_memory`),
   (b) the SQL reference reader over the stored aggregates (`store.sql_aggregates()`, and the
       `preference_stats_now` table itself),
@@ -29,7 +29,7 @@ from learning.models import ArmKind, ArmStat, ImageRecord, ImageStatus
 from learning.store.decay import decay_factor
 from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
 from learning.store.preference_store import (
-    PreferenceStore, StoreError, UnknownBatchError, UnknownImageError,
+    PreferenceStore, StoreError, UnknownBatchError, UnknownImageError, UnknownResetError,
 )
 from tests.learning.store_builders import (
     EvidenceReads,
@@ -93,12 +93,23 @@ class ModelImage:
     done: bool
     state: str = "none"
     counted: Counts = (0, 0, 0)  # its contribution to its rows so far
+    counted_from: int = 0  # the model's clock when it started to count
+
+
+@dataclass
+class ModelReset:
+    at: int  # the model's clock
+    user: str
+    keyword: str | None
+    undone: bool = False
 
 
 @dataclass
 class Model:
     """The rules, restated: every change of an image's contribution is stamped with its user's
-    review count at that moment and decays from there with `decay_factor`."""
+    review count at that moment and decays from there with `decay_factor`; a reset not undone
+    hides from its keyword's rows (None: all rows) every image and import that counted before
+    it. `clock` ticks once per store call, which orders counting against resets."""
 
     half_life: float
     images: dict[str, ModelImage] = field(default_factory=dict)
@@ -106,9 +117,22 @@ class Model:
     owners: dict[str, str] = field(default_factory=dict)
     reviewed: set[str] = field(default_factory=set)
     seqs: dict[str, int] = field(default_factory=dict)
-    changes: list[tuple[Key, int, Counts, tuple[float, float, float]]] = field(
-        default_factory=list)
+    changes: list[tuple[Key, int, Counts, tuple[float, float, float], int]] = field(
+        default_factory=list)  # (row, seq, counts, decayed counts, counted from)
     feedback_rows: int = 0
+    clock: int = 0
+    resets: dict[int, ModelReset] = field(default_factory=dict)  # by the store's reset_id
+
+    def tick(self) -> None:
+        self.clock += 1
+
+    def reset(self, user: str, keyword: str | None) -> bool:
+        """Whether there was something to reset (else nothing is recorded)."""
+        return any(k[0] == user and keyword in (None, k[1]) for k in self.rows())
+
+    def hidden(self, key: Key, counted_from: int) -> bool:
+        return any(r.user == key[0] and r.keyword in (None, key[1]) and r.at > counted_from
+                   and not r.undone for r in self.resets.values())
 
     def add_batch(self, batch_id: str, user: str, keywords: tuple[str, ...],
                   images: Sequence[ImageRecord]) -> None:
@@ -163,6 +187,8 @@ class Model:
                 counts = (1, int(image.state == "selected"), int(image.state == "rejected"))
             if counts == image.counted:
                 continue
+            if image.counted == (0, 0, 0):
+                image.counted_from = self.clock
             delta = (counts[0] - image.counted[0], counts[1] - image.counted[1],
                      counts[2] - image.counted[2])
             image.counted = counts
@@ -172,7 +198,7 @@ class Model:
                 for kind, arm in arms:
                     self.changes.append(((user, keyword, kind, arm), self.seqs.get(user, 0),
                                          delta, (float(delta[0]), float(delta[1]),
-                                                 float(delta[2]))))
+                                                 float(delta[2])), image.counted_from))
 
     def transfer(self, source: str, target: str) -> None:
         """An export of `source` imported by `target`: its rows as of now, counting from now."""
@@ -180,12 +206,14 @@ class Model:
         for (_, keyword, kind, arm), row in exported:
             self.changes.append(((target, keyword, kind, arm), self.seqs.get(target, 0),
                                  (int(row[0]), int(row[1]), int(row[2])),
-                                 (row[3], row[4], row[5])))
+                                 (row[3], row[4], row[5]), self.clock))
 
     def rows(self) -> dict[Key, list[float]]:
         """Every aggregate row now: plain counts summed, decayed counts decayed to now."""
         rows: dict[Key, list[float]] = {}
-        for key, seq, counts, weights in self.changes:
+        for key, seq, counts, weights, counted_from in self.changes:
+            if self.hidden(key, counted_from):
+                continue
             row = rows.setdefault(key, [0, 0, 0, 0.0, 0.0, 0.0])
             factor = decay_factor(self.seqs.get(key[0], 0) - seq, self.half_life)
             for n in range(3):
@@ -276,6 +304,7 @@ def new_batch(store: PreferenceStore, model: Model, data: st.DataObject, n: int,
         for i in range(data.draw(st.integers(1, 4)))
     ]
     model.add_batch(batch.batch_id, user, keywords, images)
+    model.tick()
     # moved on: the user started it instead of reviewing the session's finished batches
     moved_on = data.draw(st.booleans())
     expected = model.moved_on(batch.batch_id) if moved_on else []
@@ -285,9 +314,36 @@ def new_batch(store: PreferenceStore, model: Model, data: st.DataObject, n: int,
     return batch.batch_id
 
 
+def reset_step(store: PreferenceStore, model: Model, data: st.DataObject) -> None:
+    """A reset of a keyword or of everything, or an undo (repeated, or tried by another user)."""
+    if model.resets and data.draw(st.booleans()):
+        reset_id = data.draw(st.sampled_from(sorted(model.resets)))
+        reset = model.resets[reset_id]
+        intruder = next(u for u in USERS if u != reset.user)
+        if data.draw(st.booleans()):
+            with pytest.raises(UnknownResetError):
+                store.undo_reset(intruder, reset_id)
+        result = store.undo_reset(reset.user, reset_id)
+        assert (result.reset_id, result.keyword, result.undone) == (reset_id, reset.keyword, True)
+        assert result.changed is not reset.undone
+        reset.undone = True
+        return
+    user = data.draw(st.sampled_from(USERS))
+    keyword = data.draw(st.sampled_from((*KEYWORDS, None)))
+    something = model.reset(user, keyword)
+    result = store.reset_preferences(user, keyword)
+    assert result.changed is something and (result.reset_id is not None) is something
+    if result.reset_id is not None:
+        model.resets[result.reset_id] = ModelReset(model.clock, user, keyword)
+
+
 def run_step(store: PreferenceStore, model: Model, data: st.DataObject, n: int) -> None:
     kind = data.draw(st.sampled_from(["batch", "batch", "finish", "review", "review", "feedback",
-                                      "refused", "compact", "transfer"]))
+                                      "refused", "compact", "transfer", "reset", "reset"]))
+    model.tick()
+    if kind == "reset":
+        reset_step(store, model, data)
+        return
     if kind == "compact":
         store.compact_aggregates()  # folding pending changes must not change any value
         return
