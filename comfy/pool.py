@@ -75,6 +75,7 @@ class _Member:
     metadata: dict[tuple[str, str], dict[str, str] | None] = field(default_factory=dict)  # (folder, name)
     quarantined_until: float = 0.0  # loop time; a server that sent malformed data sits out until then
     slow_checks: int = 0  # health checks in a row that timed out while it was online
+    losses: int = 0  # times it was marked lost: a health check that began before the last one is stale
 
     @property
     def name(self) -> str:
@@ -187,6 +188,7 @@ class ServerPool:
         client = member.client
         if asyncio.get_running_loop().time() < member.quarantined_until:
             return  # it answers health checks fine; what it sends during work is the problem
+        losses = member.losses
         try:
             async with asyncio.timeout(self._health_timeout):
                 stats, queue, inventory = await asyncio.gather(client.system_stats(), client.queue(), client.inventory())
@@ -198,6 +200,11 @@ class ServerPool:
                             member.slow_checks, HUNG_AFTER_CHECKS)
                 return
             self._server_lost(member, error)
+            return
+        if member.losses != losses:
+            # its answers came before it died mid-prompt (they raced on this loop): the loss is the
+            # newer fact, so it stays offline until a check that starts after it succeeds
+            log.info("%s: a health check that began before it was lost is ignored", member.name)
             return
         member.slow_checks = 0
         status = member.status
@@ -224,6 +231,7 @@ class ServerPool:
         now = asyncio.get_running_loop().time()
         if member.status.online:
             log.warning("%s is offline: %s", member.name, exc)
+        member.losses += 1
         member.status.online = False
         member.status.last_error = str(exc)
         if isinstance(exc, ComfyProtocolError):

@@ -380,3 +380,31 @@ async def test_one_slow_health_check_is_busy_two_in_a_row_are_hung(two_sims: lis
         await pool.refresh()
         assert not {s.name: s for s in pool.statuses()}[dead.name].online  # refused: at once
         dead.faults.refuse_connections = False
+
+
+async def test_a_health_check_that_began_before_a_loss_does_not_bring_the_server_back(
+        pool: ServerPool, two_sims: list) -> None:
+    """A server dies mid-prompt while a health check it had already answered is still being
+    gathered: the loss is the newer fact. (Seen in test_all_servers_down_then_one_back under load:
+    the stale check marked the dead server online, and the next batch was accepted, not refused.)"""
+    member = pool._members["sim-gpu-1"]
+    answered, release = asyncio.Event(), asyncio.Event()
+    inventory = member.client.inventory
+
+    async def inventory_then_wait():  # the answer is in; the check has not yet been applied
+        result = await inventory()
+        answered.set()
+        await release.wait()
+        return result
+
+    member.client.inventory = inventory_then_wait  # type: ignore[method-assign]
+    check = asyncio.create_task(pool.refresh())
+    await answered.wait()
+    pool._server_lost(member, ComfyConnectionError("sim-gpu-1: lost during prompt p1"))
+    release.set()
+    await check
+    assert {s.name: s.online for s in pool.statuses()} == {"sim-gpu-0": True, "sim-gpu-1": False}
+
+    member.client.inventory = inventory  # type: ignore[method-assign]
+    await pool.refresh()  # a check that starts after the loss decides again
+    assert {s.name: s.online for s in pool.statuses()} == {"sim-gpu-0": True, "sim-gpu-1": True}
