@@ -159,6 +159,10 @@ class Settings(BaseSettings):
         "--auth", "DRAFTGRID_AUTH", "user:password with both parts non-empty (comma-separated in DRAFTGRID_AUTH)",
         "require a login for the UI and the REST API (repeatable; DRAFTGRID_AUTH is comma-separated)",
         metavar="USER:PASS", many=True, secret=True)] = ()
+    share_preferences: Annotated[bool, Twin(
+        "--share-preferences", "DRAFTGRID_SHARE_PREFERENCES", BOOLEANS,
+        "pool the preferences of users who opt in (Stats tab or PUT /api/preferences/sharing) as a weak prior "
+        f"for other users' cold starts (the env twin takes {BOOLEANS})", switch=True, default_text="off")] = False
     policy: Annotated[Policy, Twin(
         "--policy", "DRAFTGRID_POLICY", "adaptive, seed or uniform", "checkpoint recommendation policy")] = "adaptive"
     half_life: Annotated[Positive, Twin(  # reviews; tuned with bench/bench_policies.py (docs/BENCHMARKS.md)

@@ -190,10 +190,23 @@ _GENERATION_LOGS = (
 # file is kept). A fact about the file only: the image's row, its feedback and the aggregates stay.
 _PRUNED_AT = ("ALTER TABLE images ADD COLUMN pruned_at TIMESTAMP",)
 
+# Who shares their preferences with the crowd (learning.store.sharing): one fact per change of mind,
+# the latest per user in force; nobody shares until they say so.
+_PREFERENCE_SHARING = (
+    "CREATE SEQUENCE sharing_seq START 1",
+    """CREATE TABLE preference_sharing (
+        choice_id BIGINT NOT NULL DEFAULT nextval('sharing_seq'),
+        user_id VARCHAR NOT NULL,
+        share BOOLEAN NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
     Migration(3, "images.pruned_at (image retention)", _PRUNED_AT),
+    Migration(4, "preference_sharing (cross-user priors)", _PREFERENCE_SHARING),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
