@@ -51,16 +51,21 @@ def combined_posterior(
     evidence: Mapping[tuple[str, str], ArmStat],
     base: ArmStat,
     prior_strength: float,
+    pseudo: Mapping[tuple[str, str], ArmStat] | None = None,
 ) -> Posterior:
-    """One Beta per arm for this prompt, combined over keywords as the module doc explains."""
+    """One Beta per arm for this prompt, combined over keywords as the module doc explains.
+
+    `pseudo`: (keyword, arm) pseudo-counts added to the prior of that keyword's Beta (the crowd
+    prior, learning.recommend.crowd)."""
     stems = list(dict.fromkeys(keywords)) or [""]  # no keywords: the prior alone
-    found = [[evidence.get((stem, arm)) for arm in arms] for stem in stems]
-    shown = np.array([[stat.shown if stat else 0.0 for stat in row] for row in found], dtype=float)
-    selected = np.array([[stat.selected if stat else 0.0 for stat in row] for row in found], dtype=float)
+    shown, selected = _counts(stems, arms, evidence)
     # decayed counts can dip a hair below 0 after an undo (unselect subtracts at today's weight
     # what a select added at an older one): clamp into 0 <= selected <= shown
     shown = np.maximum(shown, 0.0)
     selected = np.minimum(np.maximum(selected, 0.0), shown)
+    if pseudo:
+        pseudo_shown, pseudo_selected = _counts(stems, arms, pseudo)
+        shown, selected = shown + pseudo_shown, selected + pseudo_selected
     p0 = prior_rate(base)
     a = prior_strength * p0 + selected
     b = prior_strength * (1.0 - p0) + (shown - selected)
@@ -72,6 +77,15 @@ def combined_posterior(
     # moment match; ≥ prior_strength > 0 because mean(1-mean) is concave between the keywords' means
     concentration = mean * (1.0 - mean) / variance - 1.0
     return Posterior(tuple(arms), mean * concentration, (1.0 - mean) * concentration)
+
+
+def _counts(stems: Sequence[str], arms: Sequence[str],
+            counts: Mapping[tuple[str, str], ArmStat]) -> tuple[np.ndarray, np.ndarray]:
+    """keywords × arms arrays of (shown, selected), 0 where `counts` has nothing."""
+    found = [[counts.get((stem, arm)) for arm in arms] for stem in stems]
+    shown = np.array([[stat.shown if stat else 0.0 for stat in row] for row in found], dtype=float)
+    selected = np.array([[stat.selected if stat else 0.0 for stat in row] for row in found], dtype=float)
+    return shown, selected
 
 
 def evidence_images(posterior: Posterior, prior_strength: float) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from learning.models import ArmStat, Tier
 
@@ -59,12 +59,19 @@ class PolicyConfig:
     # standard batches and 20-image drafts, tests/app/test_learning_rest.py).
     evidence_scale: float = 1.3
     half_life_reviews: float | None = 100.0
+    # The crowd prior (learning.recommend.crowd): other users' pooled picks for a keyword are worth
+    # this many images in all while the user has none of their own, at most `crowd_arm_cap` on any
+    # one checkpoint, and fade as n / (n + own images) with the user's own long-run images for it.
+    crowd_prior_images: float = 40.0
+    crowd_arm_cap: float = 10.0
 
     def __post_init__(self) -> None:
         if self.prior_strength <= 0:
             raise ValueError("prior_strength must be positive: the posterior needs a proper prior")
         if self.thompson_sharpening <= 0:
             raise ValueError("thompson_sharpening must be positive")
+        if self.crowd_prior_images < 0 or self.crowd_arm_cap < 0:
+            raise ValueError("crowd_prior_images and crowd_arm_cap must be >= 0")
         if self.evidence_scale < 0:
             raise ValueError("evidence_scale must be >= 0")
         if not 0 <= self.backup_threshold <= self.single_threshold <= 1:
@@ -84,6 +91,17 @@ class Plan:
     allocation: dict[str, int]  # order = priority, recommended first when it gets images
     scores: dict[str, float]
     next_stage: str = ""  # what it would take to reach the next stage, readable by a user
+    crowd_prior: dict[tuple[str, str], ArmStat] = field(default_factory=dict)  # the pseudo-counts it used
+
+
+@dataclass(frozen=True)
+class CrowdEvidence:
+    """What a crowd prior is made from: the pooled decayed evidence of the other users who share
+    (keyword, checkpoint) → counts, and the user's own long-run evidence (before any restart after a
+    change of taste), against which the prior fades."""
+
+    pooled: Mapping[tuple[str, str], ArmStat]
+    own_long_run: Mapping[tuple[str, str], ArmStat]
 
 
 @dataclass(frozen=True)
@@ -95,3 +113,4 @@ class PolicyInput:
     base: ArmStat  # the user's decayed totals over all checkpoints
     rng: random.Random
     config: PolicyConfig
+    crowd: CrowdEvidence | None = None  # other users' pooled picks (the adaptive policy's weak prior)
