@@ -5,9 +5,9 @@ becomes pseudo-counts added to the user's own posterior: each checkpoint keeps t
 selection rate, and the keyword's pseudo-images — `crowd_prior_images` in all, spread over the
 checkpoints as the crowd saw them, at most `crowd_arm_cap` on one — are scaled by the fade
 n / (n + own), own = the user's long-run reviewed images for that keyword over the pool. So the
-prior is worth about two 20-image reviews to a user who never used the keyword, half that once
-their own images equal it, and little after a few reviews; never more than the user's own evidence
-once they have that much. The fade reads the long-run evidence, not the one restarted after a
+prior is worth at most 3 images per checkpoint (about one 20-image review over a pool of six) to a
+user who never used the keyword, half that once their own images for it reach 40, and little after
+a few reviews. The fade reads the long-run evidence, not the one restarted after a
 change of taste: a restart (which keeps 4 images per checkpoint of the old evidence) does not bring
 the crowd back. A keyword whose faded prior is worth less than `MIN_PRIOR_IMAGES` gets none.
 
