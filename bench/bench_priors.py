@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bench.bench_policies import BATCH, FIRST_BATCHES, RunResult, run_session
+from bench.bench_policies import BATCH, FIRST_BATCHES, RunResult, latency_ms, run_session
 from bench.simulated_users import POOL6, POOL12, SCENARIOS, SUBJECTS, Scenario, Style
 from learning.models import ArmStat
 from learning.recommend.planner import CrowdEvidence, PolicyConfig, RecommendRequest, default_config, recommend
@@ -141,24 +141,34 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| new user's taste | batches until recommended = best | batches to ≥50% on best | "
           f"selected per batch, first {FIRST_BATCHES} | % of oracle |")
     print("|---|---:|---:|---:|---:|")
-    for case in CASES:
-        w, wo = compare(case, args.seeds, args.batches, args.crowd, config)
-        print(f"| {case.name} | {w.batches_to_best:.1f} / {wo.batches_to_best:.1f} | {w.batches_to_half:.1f} / "
+    results = {case.name: compare(case, args.seeds, args.batches, args.crowd, config) for case in CASES}
+    for name, (w, wo) in results.items():
+        print(f"| {name} | {w.batches_to_best:.1f} / {wo.batches_to_best:.1f} | {w.batches_to_half:.1f} / "
               f"{wo.batches_to_half:.1f} | {w.early_selected:.2f} / {wo.early_selected:.2f} "
               f"(×{w.early_selected / wo.early_selected:.2f}) | {w.pct_of_oracle:.1f} / {wo.pct_of_oracle:.1f} |")
+    (match, match_base), (opposite, opposite_base) = results["matches"], results["opposite"]
+    sooner = match.batches_to_best < match_base.batches_to_best
+    late = max(opposite.batches_to_best - opposite_base.batches_to_best, opposite.batches_to_half - opposite_base.batches_to_half)
+    print(f"matching taste finds the best sooner: {'yes' if sooner else 'NO'} "
+          f"({match.batches_to_best:.1f} vs {match_base.batches_to_best:.1f} batches); opposite taste at most one batch "
+          f"later: {'yes' if late <= 1.0 else 'NO'} ({late:+.1f} batches, the worse of the two counts)")
     users = 200
     snapshot = CrowdSnapshot.of(synthetic_rows(users), taken_at=0.0)
     keywords = ("fantasy", "portrait", "woman", "city", "night", "detailed")
     prior = CrowdEvidence(snapshot.pooled_for("u0", keywords, POOL12), {})
     base_p50, base_p95 = recommend_latency_ms(None)
     p50, p95 = recommend_latency_ms(prior)
+    learned_p50, learned_p95 = latency_ms("adaptive")
     read_p50, read_p95 = pooled_read_ms(snapshot)
     rows, rebuild = store_rebuild_ms(users)
     print("\n| cost, 6 keywords × 12 checkpoints, 2,000 calls | p50 ms | p95 ms |\n|---|---:|---:|")
     print(f"| recommend(), cold start, no crowd prior (baseline) | {base_p50:.3f} | {base_p95:.3f} |")
     print(f"| recommend(), cold start, crowd prior | {p50:.3f} | {p95:.3f} |")
+    print(f"| recommend(), a user with 40 reviews, no crowd prior (bench_policies' row) | {learned_p50:.3f} | "
+          f"{learned_p95:.3f} |")
     print(f"| the crowd pool's read for one prompt ({users} sharing users) | {read_p50:.4f} | {read_p95:.4f} |")
-    print(f"with prior / baseline: p50 ×{p50 / base_p50:.2f}, p95 ×{p95 / base_p95:.2f}; "
+    print(f"crowd prior / cold baseline: p50 ×{p50 / base_p50:.2f}, p95 ×{p95 / base_p95:.2f}; crowd prior / "
+          f"learned user: p50 ×{p50 / learned_p50:.2f}, p95 ×{p95 / learned_p95:.2f}; "
           f"rebuilding the pool from DuckDB ({users} users, {rows} rows, off the request path): {rebuild:.1f} ms median")
 
 

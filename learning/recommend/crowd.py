@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from learning.models import ArmStat
+from learning.recommend.posterior import count_matrix
 from learning.recommend.types import CrowdEvidence, PolicyConfig
 
 MIN_PRIOR_IMAGES = 1.0  # a keyword's faded prior worth less than this is dropped (not "in use")
@@ -34,23 +37,24 @@ def fade(own_images: float, prior_images: float) -> float:
 
 def crowd_prior(crowd: CrowdEvidence, keywords: Sequence[str], pool: Sequence[str],
                 config: PolicyConfig) -> dict[tuple[str, str], ArmStat]:
-    """(keyword, checkpoint) → pseudo-counts (shown, selected) of the crowd prior; empty: none."""
-    prior: dict[tuple[str, str], ArmStat] = {}
-    for keyword in dict.fromkeys(keywords):
-        cells = {arm: stat for arm in pool if (stat := crowd.pooled.get((keyword, arm))) is not None and stat.shown > 0}
-        exposure = sum(stat.shown for stat in cells.values())
-        if exposure <= 0:
-            continue
-        own = sum(max(stat.shown, 0.0) for arm in pool if (stat := crowd.own_long_run.get((keyword, arm))) is not None)
-        left = fade(own, config.crowd_prior_images)
-        shown = {arm: left * min(config.crowd_prior_images * stat.shown / exposure, config.crowd_arm_cap)
-                 for arm, stat in cells.items()}
-        if sum(shown.values()) < MIN_PRIOR_IMAGES:
-            continue
-        for arm, stat in cells.items():
-            rate = min(max(stat.selected / stat.shown, 0.0), 1.0)
-            prior[(keyword, arm)] = ArmStat(shown[arm], shown[arm] * rate)
-    return prior
+    """(keyword, checkpoint) → pseudo-counts (shown, selected) of the crowd prior; empty: none.
+    Keywords × checkpoints as arrays: it runs on every plan of a user with a crowd prior."""
+    stems = list(dict.fromkeys(keywords))
+    if not stems or not pool:
+        return {}
+    seen, picked = count_matrix(stems, pool, crowd.pooled)
+    seen = np.maximum(seen, 0.0)
+    own, _ = count_matrix(stems, pool, crowd.own_long_run)
+    exposure = seen.sum(axis=1, keepdims=True)
+    left = np.array([[fade(images, config.crowd_prior_images)] for images in np.maximum(own, 0.0).sum(axis=1)])
+    spread = config.crowd_prior_images * np.divide(seen, exposure, out=np.zeros_like(seen), where=exposure > 0)
+    shown = left * np.minimum(spread, config.crowd_arm_cap)
+    rate = np.clip(np.divide(picked, seen, out=np.zeros_like(seen), where=seen > 0), 0.0, 1.0)
+    kept = (shown.sum(axis=1) >= MIN_PRIOR_IMAGES).tolist()
+    rows = zip(stems, kept, (seen > 0).tolist(), shown.tolist(), (shown * rate).tolist())
+    return {(stem, arm): ArmStat(n, picks)
+            for stem, keep, has, n_row, picks_row in rows if keep
+            for arm, there, n, picks in zip(pool, has, n_row, picks_row) if there}
 
 
 def prior_images(prior: Mapping[tuple[str, str], ArmStat]) -> float:

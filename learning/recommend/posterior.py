@@ -57,18 +57,37 @@ def combined_posterior(
 
     `pseudo`: (keyword, arm) pseudo-counts added to the prior of that keyword's Beta (the crowd
     prior, learning.recommend.crowd)."""
+    return posteriors_with_and_without(keywords, arms, evidence, base, prior_strength, pseudo)[0]
+
+
+def posteriors_with_and_without(
+    keywords: Sequence[str],
+    arms: Sequence[str],
+    evidence: Mapping[tuple[str, str], ArmStat],
+    base: ArmStat,
+    prior_strength: float,
+    pseudo: Mapping[tuple[str, str], ArmStat] | None,
+) -> tuple[Posterior, Posterior]:
+    """`combined_posterior` with the pseudo-counts, and without them (the same object when there are
+    none), from one read of the evidence."""
     stems = list(dict.fromkeys(keywords)) or [""]  # no keywords: the prior alone
-    shown, selected = _counts(stems, arms, evidence)
+    shown, selected = count_matrix(stems, arms, evidence)
     # decayed counts can dip a hair below 0 after an undo (unselect subtracts at today's weight
     # what a select added at an older one): clamp into 0 <= selected <= shown
     shown = np.maximum(shown, 0.0)
     selected = np.minimum(np.maximum(selected, 0.0), shown)
-    if pseudo:
-        pseudo_shown, pseudo_selected = _counts(stems, arms, pseudo)
-        shown, selected = shown + pseudo_shown, selected + pseudo_selected
     p0 = prior_rate(base)
     a = prior_strength * p0 + selected
     b = prior_strength * (1.0 - p0) + (shown - selected)
+    without = _combined(arms, a, b)
+    if not pseudo:
+        return without, without
+    pseudo_shown, pseudo_selected = count_matrix(stems, arms, pseudo)
+    return _combined(arms, a + pseudo_selected, b + (pseudo_shown - pseudo_selected)), without
+
+
+def _combined(arms: Sequence[str], a: np.ndarray, b: np.ndarray) -> Posterior:
+    """Keywords × arms Betas combined per arm: precision-weighted mean, the best-informed spread."""
     means = a / (a + b)
     variances = means * (1.0 - means) / (a + b + 1.0)
     precision = 1.0 / variances
@@ -79,8 +98,8 @@ def combined_posterior(
     return Posterior(tuple(arms), mean * concentration, (1.0 - mean) * concentration)
 
 
-def _counts(stems: Sequence[str], arms: Sequence[str],
-            counts: Mapping[tuple[str, str], ArmStat]) -> tuple[np.ndarray, np.ndarray]:
+def count_matrix(stems: Sequence[str], arms: Sequence[str],
+                 counts: Mapping[tuple[str, str], ArmStat]) -> tuple[np.ndarray, np.ndarray]:
     """keywords × arms arrays of (shown, selected), 0 where `counts` has nothing."""
     found = [[counts.get((stem, arm)) for arm in arms] for stem in stems]
     shown = np.array([[stat.shown if stat else 0.0 for stat in row] for row in found], dtype=float)

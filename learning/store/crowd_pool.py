@@ -54,20 +54,24 @@ def crowd_rows(cur: duckdb.DuckDBPyConnection, half_life: float) -> list[Row]:
 class CrowdSnapshot:
     """The pool at one moment: per cell the sums and how many users add to it, and each member's part."""
 
-    totals: dict[Cell, tuple[float, float, int]]  # cell → (shown, selected, contributing users)
-    own: dict[str, dict[Cell, tuple[float, float]]]  # member → cell → (shown, selected)
+    totals: dict[str, dict[str, tuple[float, float, int]]]  # keyword → checkpoint → (shown, selected, users)
+    own: dict[str, dict[str, dict[str, tuple[float, float]]]]  # member → keyword → checkpoint → (shown, selected)
     taken_at: float
 
     @classmethod
     def of(cls, rows: Sequence[Row], taken_at: float) -> "CrowdSnapshot":
-        totals: dict[Cell, tuple[float, float, int]] = {}
-        own: dict[str, dict[Cell, tuple[float, float]]] = {}
+        totals: dict[str, dict[str, tuple[float, float, int]]] = {}
+        own: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
         for user_id, keyword, arm, shown, selected in rows:
-            cell = (keyword, arm)
-            total_shown, total_selected, users = totals.get(cell, (0.0, 0.0, 0))
-            totals[cell] = (total_shown + shown, total_selected + selected, users + 1)
-            own.setdefault(user_id, {})[cell] = (shown, selected)
+            by_arm = totals.setdefault(keyword, {})
+            total_shown, total_selected, users = by_arm.get(arm, (0.0, 0.0, 0))
+            by_arm[arm] = (total_shown + shown, total_selected + selected, users + 1)
+            own.setdefault(user_id, {}).setdefault(keyword, {})[arm] = (shown, selected)
         return cls(totals, own, taken_at)
+
+    @property
+    def cells(self) -> int:
+        return sum(len(by_arm) for by_arm in self.totals.values())
 
     def pooled_for(self, user_id: str, keywords: Sequence[str], arms: Sequence[str]) -> dict[Cell, ArmStat]:
         """The pool's cells for these keywords × checkpoints, the user's own rows taken out, each
@@ -75,13 +79,17 @@ class CrowdSnapshot:
         mine = self.own.get(user_id, {})
         found = {}
         for keyword in dict.fromkeys(keywords):
+            by_arm = self.totals.get(keyword)
+            if by_arm is None:
+                continue
+            own_row = mine.get(keyword, {})
             for arm in arms:
-                total = self.totals.get((keyword, arm))
+                total = by_arm.get(arm)
                 if total is None:
                     continue
                 shown, selected, users = total
-                if (keyword, arm) in mine:
-                    own_shown, own_selected = mine[(keyword, arm)]
+                if arm in own_row:
+                    own_shown, own_selected = own_row[arm]
                     shown, selected, users = shown - own_shown, selected - own_selected, users - 1
                 if users >= MIN_CONTRIBUTORS and shown > 0:
                     found[(keyword, arm)] = ArmStat(shown, min(max(selected, 0.0), shown))
@@ -116,7 +124,7 @@ class CrowdPool:
             rows = self._load()
             snapshot = self._snapshot = CrowdSnapshot.of(rows, self._clock())
         log.info("crowd pool rebuilt: %d sharing users, %d rows, %d cells in %.1f ms", len(snapshot.own),
-                 len(rows), len(snapshot.totals), (time.perf_counter() - started) * 1e3)
+                 len(rows), snapshot.cells, (time.perf_counter() - started) * 1e3)
         return snapshot
 
     def sharing_changed(self) -> None:

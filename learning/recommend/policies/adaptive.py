@@ -21,7 +21,7 @@ import numpy as np
 from learning.recommend.allocation import even_split, order_by, raise_to_floors
 from learning.recommend.crowd import crowd_prior
 from learning.recommend.posterior import (
-    Posterior, best_probabilities, combined_posterior, evidence_images, posterior_draws,
+    Posterior, best_probabilities, evidence_images, posterior_draws, posteriors_with_and_without,
 )
 from learning.recommend.types import Plan, PolicyConfig, PolicyInput, RecommendRequest
 
@@ -30,13 +30,13 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     """Quick → best mean; confident at standard+ → single; middle → favourite + backup; else Thompson."""
     req, config = inp.req, inp.config
     prior = crowd_prior(inp.crowd, req.keywords, req.pool, config) if inp.crowd else {}
-    posterior = combined_posterior(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength, prior)
+    # `own`: the user's evidence alone. A crowd prior moves the means and the sampling, never the evidence weight.
+    posterior, own = posteriors_with_and_without(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength,
+                                                 prior)
     wins = best_probabilities(posterior)
     means = posterior.mean
     best_index = int(means.argmax())
     best = req.pool[best_index]
-    # the user's own images only: a crowd prior moves the means and the sampling, never the evidence weight
-    own = combined_posterior(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength) if prior else posterior
     images = evidence_images(own, config.prior_strength)
     clear = beyond_chance(float(wins[best_index]), len(req.pool))
     confidence = clear * evidence_weight(float(images[best_index]), req.count, config.evidence_scale)
