@@ -17,13 +17,12 @@ confidence: a crowd prior alone never makes a batch single (learning.recommend.p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from learning.models import ArmStat
 from learning.recommend.posterior import count_matrix
-from learning.recommend.types import CrowdEvidence, PolicyConfig
+from learning.recommend.types import CrowdEvidence, CrowdPrior, PolicyConfig
 
 MIN_PRIOR_IMAGES = 1.0  # a keyword's faded prior worth less than this is dropped (not "in use")
 
@@ -36,12 +35,12 @@ def fade(own_images: float, prior_images: float) -> float:
 
 
 def crowd_prior(crowd: CrowdEvidence, keywords: Sequence[str], pool: Sequence[str],
-                config: PolicyConfig) -> dict[tuple[str, str], ArmStat]:
-    """(keyword, checkpoint) → pseudo-counts (shown, selected) of the crowd prior; empty: none.
-    Keywords × checkpoints as arrays: it runs on every plan of a user with a crowd prior."""
+                config: PolicyConfig) -> CrowdPrior | None:
+    """The crowd prior's pseudo-counts for these keywords × checkpoints, or None: no prior.
+    As arrays: it runs on every plan of a user with a crowd prior."""
     stems = list(dict.fromkeys(keywords))
     if not stems or not pool:
-        return {}
+        return None
     seen, picked = count_matrix(stems, pool, crowd.pooled)
     seen = np.maximum(seen, 0.0)
     own, _ = count_matrix(stems, pool, crowd.own_long_run)
@@ -50,17 +49,7 @@ def crowd_prior(crowd: CrowdEvidence, keywords: Sequence[str], pool: Sequence[st
     spread = config.crowd_prior_images * np.divide(seen, exposure, out=np.zeros_like(seen), where=exposure > 0)
     shown = left * np.minimum(spread, config.crowd_arm_cap)
     rate = np.clip(np.divide(picked, seen, out=np.zeros_like(seen), where=seen > 0), 0.0, 1.0)
-    kept = (shown.sum(axis=1) >= MIN_PRIOR_IMAGES).tolist()
-    rows = zip(stems, kept, (seen > 0).tolist(), shown.tolist(), (shown * rate).tolist())
-    return {(stem, arm): ArmStat(n, picks)
-            for stem, keep, has, n_row, picks_row in rows if keep
-            for arm, there, n, picks in zip(pool, has, n_row, picks_row) if there}
-
-
-def prior_images(prior: Mapping[tuple[str, str], ArmStat]) -> float:
-    """What a crowd prior is worth, in images: its best-supplied keyword's pseudo-images (the
-    keywords saw the same images, so they are not added up)."""
-    per_keyword: dict[str, float] = {}
-    for (keyword, _), stat in prior.items():
-        per_keyword[keyword] = per_keyword.get(keyword, 0.0) + stat.shown
-    return max(per_keyword.values(), default=0.0)
+    shown[shown.sum(axis=1) < MIN_PRIOR_IMAGES] = 0.0
+    if not shown.any():
+        return None
+    return CrowdPrior(tuple(stems), tuple(pool), shown, shown * rate)

@@ -13,7 +13,6 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 
 from learning.models import ArmStat, Recommendation
-from learning.recommend.crowd import prior_images
 from learning.recommend.policies.adaptive import plan_adaptive
 from learning.recommend.policies.seed import plan_seed
 from learning.recommend.policies.uniform import plan_uniform
@@ -70,7 +69,7 @@ def recommend(
         policy=policy,
         next_stage=plan.next_stage,
         evidence=evidence_table(req, evidence),
-        crowd_prior={kw: row for kw, row in evidence_table(req, plan.crowd_prior).items() if row},
+        crowd_prior=plan.crowd_prior.table() if plan.crowd_prior else {},
     )
 
 
@@ -117,6 +116,6 @@ def describe(plan: Plan, changed_keywords: Sequence[str] = ()) -> str:
     if changed_keywords:
         line += f"; your picks for {', '.join(repr(k) for k in changed_keywords)} changed: exploring again"
     if plan.crowd_prior:
-        line += (f"; starting from other users' picks (a crowd prior worth {prior_images(plan.crowd_prior):.0f} "
+        line += (f"; starting from other users' picks (a crowd prior worth {plan.crowd_prior.images:.0f} "
                  "images, fading as you review)")
     return line

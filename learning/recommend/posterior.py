@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.models import ArmStat
+from learning.recommend.types import CrowdPrior
 
 _RATE_BOUNDS = (0.01, 0.99)
 GRID_POINTS = 512  # quadrature points for P(best), over where the arms' posteriors have mass
@@ -51,12 +52,12 @@ def combined_posterior(
     evidence: Mapping[tuple[str, str], ArmStat],
     base: ArmStat,
     prior_strength: float,
-    pseudo: Mapping[tuple[str, str], ArmStat] | None = None,
+    pseudo: CrowdPrior | None = None,
 ) -> Posterior:
     """One Beta per arm for this prompt, combined over keywords as the module doc explains.
 
-    `pseudo`: (keyword, arm) pseudo-counts added to the prior of that keyword's Beta (the crowd
-    prior, learning.recommend.crowd)."""
+    `pseudo`: pseudo-counts per keyword × arm added to the prior of that keyword's Beta (the crowd
+    prior, learning.recommend.crowd), for these keywords and arms in this order."""
     return posteriors_with_and_without(keywords, arms, evidence, base, prior_strength, pseudo)[0]
 
 
@@ -66,7 +67,7 @@ def posteriors_with_and_without(
     evidence: Mapping[tuple[str, str], ArmStat],
     base: ArmStat,
     prior_strength: float,
-    pseudo: Mapping[tuple[str, str], ArmStat] | None,
+    pseudo: CrowdPrior | None,
 ) -> tuple[Posterior, Posterior]:
     """`combined_posterior` with the pseudo-counts, and without them (the same object when there are
     none), from one read of the evidence."""
@@ -80,10 +81,11 @@ def posteriors_with_and_without(
     a = prior_strength * p0 + selected
     b = prior_strength * (1.0 - p0) + (shown - selected)
     without = _combined(arms, a, b)
-    if not pseudo:
+    if pseudo is None:
         return without, without
-    pseudo_shown, pseudo_selected = count_matrix(stems, arms, pseudo)
-    return _combined(arms, a + pseudo_selected, b + (pseudo_shown - pseudo_selected)), without
+    if pseudo.keywords != tuple(stems) or pseudo.arms != tuple(arms):
+        raise ValueError("the pseudo-counts are for other keywords or arms than the posterior's")
+    return _combined(arms, a + pseudo.selected, b + (pseudo.shown - pseudo.selected)), without
 
 
 def _combined(arms: Sequence[str], a: np.ndarray, b: np.ndarray) -> Posterior:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import numpy as np
 
 from learning.models import ArmStat, Tier
 
@@ -93,7 +95,37 @@ class Plan:
     allocation: dict[str, int]  # order = priority, recommended first when it gets images
     scores: dict[str, float]
     next_stage: str = ""  # what it would take to reach the next stage, readable by a user
-    crowd_prior: dict[tuple[str, str], ArmStat] = field(default_factory=dict)  # the pseudo-counts it used
+    crowd_prior: CrowdPrior | None = None  # the crowd prior it used, if any
+
+
+@dataclass(frozen=True, eq=False)
+class CrowdPrior:
+    """Pseudo-counts of a crowd prior per keyword × checkpoint (learning.recommend.crowd), as arrays:
+    the posterior adds them as they are; the explanation lists the cells that have any."""
+
+    keywords: tuple[str, ...]  # the prompt's distinct stems, in order
+    arms: tuple[str, ...]
+    shown: np.ndarray  # keywords × arms pseudo-images, 0 where the crowd has nothing
+    selected: np.ndarray
+
+    @property
+    def images(self) -> float:
+        """What it is worth: its best-supplied keyword's pseudo-images (the keywords saw the same
+        images, so they are not added up)."""
+        return float(self.shown.sum(axis=1).max())
+
+    def cells(self) -> dict[tuple[str, str], ArmStat]:
+        """(keyword, checkpoint) → pseudo-counts, for the cells that have any."""
+        return {(kw, arm): ArmStat(n, picks) for kw, n_row, picks_row in zip(self.keywords, self.shown.tolist(),
+                                                                              self.selected.tolist())
+                for arm, n, picks in zip(self.arms, n_row, picks_row) if n > 0}
+
+    def table(self) -> dict[str, dict[str, dict[str, float]]]:
+        """keyword → checkpoint → {"selected", "shown"} rounded, as `Recommendation.evidence` is."""
+        table: dict[str, dict[str, dict[str, float]]] = {}
+        for (kw, arm), stat in self.cells().items():
+            table.setdefault(kw, {})[arm] = {"selected": round(stat.selected, 2), "shown": round(stat.shown, 2)}
+        return table
 
 
 @dataclass(frozen=True)

@@ -68,18 +68,11 @@ def pooled_of(app: RunningApp, users: list[str], keywords: list[str], pool: list
     return pooled
 
 
-def as_table(prior: dict[tuple[str, str], ArmStat]) -> dict:
-    """A crowd prior shaped as the REST answer: keyword → checkpoint → rounded pseudo-counts."""
-    table: dict = {}
-    for (keyword, arm), stat in prior.items():
-        table.setdefault(keyword, {})[arm] = {"selected": round(stat.selected, 2), "shown": round(stat.shown, 2)}
-    return table
-
-
 def expected_prior(app: RunningApp, user: str, others: list[str], keywords: list[str], pool: list[str]) -> dict:
     """The crowd prior `user` must get from `others`' pooled evidence, faded by their own."""
     crowd = CrowdEvidence(pooled_of(app, others, keywords, pool), own_evidence(app, user, keywords, pool))
-    return as_table(crowd_prior(crowd, keywords, pool, PolicyConfig()))
+    prior = crowd_prior(crowd, keywords, pool, PolicyConfig())
+    return prior.table() if prior else {}
 
 
 def sharing_rows(app: RunningApp) -> int:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from learning.models import ArmStat
-from learning.recommend.crowd import crowd_prior, fade, prior_images
+from learning.recommend.crowd import crowd_prior, fade
 from learning.recommend.planner import CrowdEvidence, PolicyConfig, RecommendRequest, recommend
 
 POOL = ("ckA", "ckB", "ckC", "ckD")
@@ -28,7 +28,9 @@ def own_history(favourite: str, images_per_arm: float, rate: float = 0.6, others
 
 
 def test_the_prior_keeps_the_crowds_rates_is_worth_a_few_images_and_is_capped_per_checkpoint() -> None:
-    prior = crowd_prior(crowd(), KEYWORDS, POOL, CONFIG)
+    found = crowd_prior(crowd(), KEYWORDS, POOL, CONFIG)
+    assert found is not None
+    prior = found.cells()
     for kw in KEYWORDS:
         cells = {arm: prior[(kw, arm)] for arm in POOL}
         assert sum(s.shown for s in cells.values()) <= CONFIG.crowd_prior_images + 1e-9
@@ -36,21 +38,26 @@ def test_the_prior_keeps_the_crowds_rates_is_worth_a_few_images_and_is_capped_pe
         for arm, stat in cells.items():
             pooled = POOLED[(kw, arm)]
             assert stat.selected / stat.shown == pytest.approx(pooled.selected / pooled.shown)
-    assert prior_images(prior) == pytest.approx(sum(prior[("portrait", arm)].shown for arm in POOL))
+    assert found.images == pytest.approx(sum(prior[("portrait", arm)].shown for arm in POOL))
 
 
 def test_no_pooled_evidence_no_prior() -> None:
-    assert crowd_prior(CrowdEvidence({}, {}), KEYWORDS, POOL, CONFIG) == {}
-    assert crowd_prior(crowd(), ("anime",), POOL, CONFIG) == {}  # the crowd never used the keyword
+    assert crowd_prior(CrowdEvidence({}, {}), KEYWORDS, POOL, CONFIG) is None
+    assert crowd_prior(crowd(), ("anime",), POOL, CONFIG) is None  # the crowd never used the keyword
+
+
+def worth(own: dict[tuple[str, str], ArmStat]) -> float:
+    prior = crowd_prior(crowd(own), KEYWORDS, POOL, CONFIG)
+    return prior.images if prior else 0.0
 
 
 def test_the_prior_fades_with_the_users_own_long_run_images() -> None:
-    worth = [prior_images(crowd_prior(crowd(own_history("ckA", n)), KEYWORDS, POOL, CONFIG)) for n in (0, 5, 10, 40, 200)]
-    assert worth == sorted(worth, reverse=True) and worth[0] > worth[-1]
+    worth_after = [worth(own_history("ckA", n)) for n in (0, 5, 10, 40, 200)]
+    assert worth_after == sorted(worth_after, reverse=True) and worth_after[0] > worth_after[-1]
     # half once the user's own images for the keyword equal what the prior is worth
     assert fade(CONFIG.crowd_prior_images, CONFIG.crowd_prior_images) == pytest.approx(0.5)
     # and gone (below one image) after a long history
-    assert crowd_prior(crowd(own_history("ckA", 10_000)), KEYWORDS, POOL, CONFIG) == {}
+    assert crowd_prior(crowd(own_history("ckA", 10_000)), KEYWORDS, POOL, CONFIG) is None
 
 
 def test_the_users_own_evidence_wins_over_the_crowd() -> None:
@@ -65,13 +72,12 @@ def test_the_users_own_evidence_wins_over_the_crowd() -> None:
 def test_a_restart_after_a_change_of_taste_does_not_bring_the_crowd_back() -> None:
     """The fade reads the long-run evidence: a restart keeps ~4 images per checkpoint of the old
     evidence, and the crowd prior stays as faded as the long history made it."""
-    long_run = own_history("ckA", 100)
+    long_run = own_history("ckA", 40)  # 8 reviewed 20-image batches of this prompt
     restarted = own_history("ckA", 4)
-    faded = prior_images(crowd_prior(CrowdEvidence(POOLED, long_run), KEYWORDS, POOL, CONFIG))
-    assert faded < 0.2 * CONFIG.crowd_prior_images
-    # the restarted evidence the policy plans with outweighs what is left of the prior on every checkpoint
     prior = crowd_prior(CrowdEvidence(POOLED, long_run), KEYWORDS, POOL, CONFIG)
-    assert all(prior[key].shown < restarted[key].shown for key in prior)
+    assert prior is not None and prior.images < 0.2 * CONFIG.crowd_prior_images
+    # the restarted evidence the policy plans with outweighs what is left of the prior on every checkpoint
+    assert all(stat.shown < restarted[key].shown for key, stat in prior.cells().items())
 
 
 def test_a_cold_start_with_a_crowd_prior_samples_towards_the_crowds_favourite_but_is_not_confident() -> None:

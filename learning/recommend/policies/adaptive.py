@@ -29,7 +29,7 @@ from learning.recommend.types import Plan, PolicyConfig, PolicyInput, RecommendR
 def plan_adaptive(inp: PolicyInput) -> Plan:
     """Quick → best mean; confident at standard+ → single; middle → favourite + backup; else Thompson."""
     req, config = inp.req, inp.config
-    prior = crowd_prior(inp.crowd, req.keywords, req.pool, config) if inp.crowd else {}
+    prior = crowd_prior(inp.crowd, req.keywords, req.pool, config) if inp.crowd else None
     # `own`: the user's evidence alone. A crowd prior moves the means and the sampling, never the evidence weight.
     posterior, own = posteriors_with_and_without(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength,
                                                  prior)
@@ -54,7 +54,7 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     if req.tier != "draft" and confidence > config.backup_threshold and len(ranked) > 1:
         return Plan("recommended_backup", best, confidence, _with_backup(req.count, ranked, wins, req.pool, config),
                     scores, hint, prior)
-    if not images.any() and not prior:  # a cold start: nothing to sample from yet
+    if not images.any() and prior is None:  # a cold start: nothing to sample from yet
         return Plan("explore", best, confidence, even_split(req.count, req.pool), scores, hint)
     thompson = _thompson_counts(_slot_draws(posterior, req.count, config.thompson_sharpening, inp), req.pool)
     floors = _explore_floors(req, ranked, confidence, config)
