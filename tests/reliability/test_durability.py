@@ -156,10 +156,9 @@ def downgrade_to_previous_version(db: Path) -> None:
     with PreferenceStore.open(db) as store:
         assert stored_version(store) == LATEST_VERSION
     con = duckdb.connect(str(db))
-    try:  # the last migration (v3) added images.pruned_at; DuckDB drops a column only without indexes
-        con.execute("DROP INDEX images_batch_idx")
-        con.execute("ALTER TABLE images DROP COLUMN pruned_at")
-        con.execute("CREATE INDEX images_batch_idx ON images (batch_id)")
+    try:  # the last migration (v4) added preference_sharing and its sequence
+        con.execute("DROP TABLE preference_sharing")
+        con.execute("DROP SEQUENCE sharing_seq")
         con.execute("DELETE FROM schema_version WHERE version = ?", [MIGRATIONS[-1].version])
     finally:
         con.close()
