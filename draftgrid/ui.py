@@ -393,7 +393,8 @@ def _rates_frame(totals: dict[str, dict], label: str) -> pd.DataFrame:
 
 
 def _sharing_out(state: SharingState) -> tuple[Any, str]:
-    """The sharing checkbox (usable only where the deployment pools preferences) and its status line."""
+    """The sharing checkbox and its status line; the choice can be made while the deployment does not
+    pool (it is kept for when it does)."""
     if not state.enabled:
         note = ("This server does not pool preferences (started without --share-preferences); your choice is "
                 "kept for when it does.")

@@ -52,13 +52,9 @@ def combined_posterior(
     evidence: Mapping[tuple[str, str], ArmStat],
     base: ArmStat,
     prior_strength: float,
-    pseudo: CrowdPrior | None = None,
 ) -> Posterior:
-    """One Beta per arm for this prompt, combined over keywords as the module doc explains.
-
-    `pseudo`: pseudo-counts per keyword × arm added to the prior of that keyword's Beta (the crowd
-    prior, learning.recommend.crowd), for these keywords and arms in this order."""
-    return posteriors_with_and_without(keywords, arms, evidence, base, prior_strength, pseudo)[0]
+    """One Beta per arm for this prompt, combined over keywords as the module doc explains."""
+    return posteriors_with_and_without(keywords, arms, evidence, base, prior_strength, None)[0]
 
 
 def posteriors_with_and_without(
@@ -69,8 +65,9 @@ def posteriors_with_and_without(
     prior_strength: float,
     pseudo: CrowdPrior | None,
 ) -> tuple[Posterior, Posterior]:
-    """`combined_posterior` with the pseudo-counts, and without them (the same object when there are
-    none), from one read of the evidence."""
+    """`combined_posterior` with pseudo-counts per keyword × arm added to the prior of each keyword's
+    Beta (the crowd prior, learning.recommend.crowd, for these keywords and arms in this order), and
+    without them (the same object when there are none), from one read of the evidence."""
     stems = list(dict.fromkeys(keywords)) or [""]  # no keywords: the prior alone
     shown, selected = count_matrix(stems, arms, evidence)
     # decayed counts can dip a hair below 0 after an undo (unselect subtracts at today's weight

@@ -65,7 +65,7 @@ class PolicyConfig:
     # this many images in all while the user has none of their own, at most `crowd_arm_cap` on any
     # one checkpoint, and fade as n / (n + own images) with the user's own long-run images for it.
     # A cap of 6 or 10 made a user of the opposite taste find their favourite > 1 batch later than
-    # without a prior; 3 keeps it within half a batch (bench/bench_priors.py, docs/BENCHMARKS.md).
+    # without a prior; 3 keeps it at +0.6 (bench/bench_priors.py, docs/BENCHMARKS.md).
     crowd_prior_images: float = 40.0
     crowd_arm_cap: float = 3.0
 
