@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     share_preferences: Annotated[bool, Twin(
         "--share-preferences", "DRAFTGRID_SHARE_PREFERENCES", BOOLEANS,
         "pool the preferences of users who opt in (Stats tab or PUT /api/preferences/sharing) as a weak prior "
-        f"for other users' cold starts (the env twin takes {BOOLEANS})", switch=True, default_text="off")] = False
+        f"for every user's cold start (the env twin takes {BOOLEANS})", switch=True, default_text="off")] = False
     policy: Annotated[Policy, Twin(
         "--policy", "DRAFTGRID_POLICY", "adaptive, seed or uniform", "checkpoint recommendation policy")] = "adaptive"
     half_life: Annotated[Positive, Twin(  # reviews; tuned with bench/bench_policies.py (docs/BENCHMARKS.md)
