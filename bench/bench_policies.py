@@ -20,24 +20,27 @@ import contextlib
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from bench.simulated_users import SCENARIOS, Scenario, prompt_keywords, review
 from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
-from learning.models import DEFAULT_USER, Tier
+from learning.models import DEFAULT_USER, ArmStat, Tier
 from learning.recommend.policies import adaptive
 from learning.recommend.posterior import Posterior, posterior_draws, win_probabilities
 from learning.recommend.planner import (
-    FOLLOWS_TASTE_CHANGES, POLICIES, PolicyConfig, RecommendRequest, default_config, recommend,
+    FOLLOWS_TASTE_CHANGES, POLICIES, CrowdEvidence, PolicyConfig, RecommendRequest, default_config, recommend,
 )
 
 BATCH = 20
 WARM_UP = 10
 CLEARLY_WORSE = 0.6  # a checkpoint whose rate is at most this fraction of the best's
 BENCH_POLICIES = (*POLICIES, "oracle")
+FIRST_BATCHES = 5  # "early" selections: the mean over the first this many batches
+# (keywords, pool) → other users' pooled evidence, as the store's crowd pool answers it
+CrowdRead = Callable[[Sequence[str], Sequence[str]], Mapping[tuple[str, str], ArmStat]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class RunResult:
     pct_of_oracle: float
     batches_to_half: int
     wasted_share: float
+    batches_to_best: float = 0.0  # until the recommended checkpoint is the truly best (same counting)
+    early_selected: float = 0.0  # expected selections per batch over the first FIRST_BATCHES batches
 
 
 def tier_at(batch: int, batches: int) -> Tier:
@@ -54,41 +59,54 @@ def tier_at(batch: int, batches: int) -> Tier:
 
 
 def run_session(
-    scenario: Scenario, policy: str, seed: int, batches: int, config: PolicyConfig | None = None
+    scenario: Scenario, policy: str, seed: int, batches: int, config: PolicyConfig | None = None, *,
+    evidence: InMemoryEvidence | None = None, user_id: str = DEFAULT_USER, crowd: CrowdRead | None = None,
 ) -> RunResult:
-    """One simulated user, `batches` batches planned by `policy`, reviewed, fed back."""
+    """One simulated user, `batches` batches planned by `policy`, reviewed, fed back into `evidence`
+    (a fresh one unless given: bench/bench_priors.py builds a crowd in one). `crowd`: other users'
+    pooled evidence, for a crowd prior."""
     config = config or default_config("adaptive" if policy == "oracle" else policy)
-    evidence = InMemoryEvidence(config.half_life_reviews)
+    evidence = evidence if evidence is not None else InMemoryEvidence(config.half_life_reviews)
     prompts, policy_rng, clicks = random.Random(seed), random.Random(seed + 1), np.random.default_rng(seed + 2)
-    got = best_possible = wasted = after_warm_up = 0.0
+    got = best_possible = wasted = after_warm_up = early = 0.0
     reached: dict[int, int] = {}  # phase start → first batch (1-based, within the phase) ≥ 50 % on the best
+    recommended_best: dict[int, int] = {}  # phase start → first batch whose recommendation is the best
     for b in range(batches):
         style = scenario.style_at(b, batches)
         best = style.best(scenario.pool)
         keywords = prompt_keywords(style, prompts)
         if policy == "oracle":
-            allocation = {best: BATCH}
+            allocation, recommended = {best: BATCH}, best
         else:
             req = RecommendRequest(keywords, scenario.pool, tier_at(b, batches), BATCH)
             read = evidence.arm_evidence if policy in FOLLOWS_TASTE_CHANGES else evidence.arm_stats
-            stats = read(DEFAULT_USER, "checkpoint", keywords, scenario.pool)
-            base = evidence.base_rate(DEFAULT_USER, "checkpoint")
-            allocation = recommend(req, stats, base, policy=policy, rng=policy_rng, config=config).allocation
-        got += sum(n * style.rate(c) for c, n in allocation.items())
+            stats = read(user_id, "checkpoint", keywords, scenario.pool)
+            base = evidence.base_rate(user_id, "checkpoint")
+            pooled = crowd(keywords, scenario.pool) if crowd else None
+            prior = CrowdEvidence(pooled, evidence.arm_stats(user_id, "checkpoint", keywords, scenario.pool)) if pooled else None
+            rec = recommend(req, stats, base, policy=policy, rng=policy_rng, config=config, crowd=prior)
+            allocation, recommended = rec.allocation, rec.recommended
+        selected = sum(n * style.rate(c) for c, n in allocation.items())
+        got += selected
+        early += selected if b < FIRST_BATCHES else 0.0
         best_possible += BATCH * style.rate(best)
         start = scenario.phase_start(b, batches)
         if allocation.get(best, 0) >= BATCH / 2:
             reached.setdefault(start, b - start + 1)
+        if recommended == best:
+            recommended_best.setdefault(start, b - start + 1)
         if b >= WARM_UP:
             after_warm_up += BATCH
             wasted += sum(n for c, n in allocation.items() if style.rate(c) <= CLEARLY_WORSE * style.rate(best))
         images = [ReviewedImage(c, chosen) for c, chosen in review(style, allocation, clicks)]
-        evidence.record_review(keywords, images)
+        evidence.record_review(keywords, images, user_id)
     last_start = scenario.phase_start(batches - 1, batches)
     return RunResult(
         pct_of_oracle=100.0 * got / best_possible,
         batches_to_half=reached.get(last_start, batches - last_start + 1),
-        wasted_share=100.0 * wasted / after_warm_up,
+        wasted_share=100.0 * wasted / after_warm_up if after_warm_up else 0.0,
+        batches_to_best=recommended_best.get(last_start, batches - last_start + 1),
+        early_selected=early / min(FIRST_BATCHES, batches),
     )
 
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from draftgrid.errors import InvalidRequest, ServiceError
-from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, readable_errors
+from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, SharingRequest, readable_errors
 from draftgrid.service import DraftGridService
 from learning.models import Tier
 
@@ -154,7 +154,7 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         return {"recommended": rec.recommended, "confidence": rec.confidence, "scores": rec.scores,
                 "checkpoints_to_test": rec.checkpoints_to_test, "allocation": rec.allocation,
                 "strategy": {"mode": rec.mode, "message": rec.message, "policy": rec.policy},
-                "next_stage": rec.next_stage, "evidence": rec.evidence}
+                "next_stage": rec.next_stage, "evidence": rec.evidence, "crowd_prior": rec.crowd_prior}
 
     @router.get("/gpus")
     async def gpus() -> Any:
@@ -179,6 +179,15 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         if not data or len(data) > MAX_IMPORT_BYTES:
             raise InvalidRequest(f"send the exported file as the request body (1 to {MAX_IMPORT_BYTES} bytes)")
         return {"imported_rows": await call(service.import_preferences, user, data, fmt)}
+
+    @router.get("/preferences/sharing")
+    async def sharing(user: str = User) -> Any:
+        return (await call(service.sharing, user)).as_json()
+
+    @router.put("/preferences/sharing")
+    async def set_sharing(request: Request, user: str = User) -> Any:
+        req = await parse_body(request, SharingRequest)
+        return (await call(service.set_sharing, user, req.share)).as_json()
 
     return router
 

@@ -20,6 +20,7 @@ from draftgrid.planning import (
     MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
 )
 from draftgrid.schemas import ASPECT_RATIOS, GenerateRequest
+from draftgrid.sharing import PreferenceSharing
 from learning.keywords import parse_prompt
 from learning.lora import apply_triggers, choose_loras, vary_loras
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
@@ -54,9 +55,10 @@ def closest_aspect(width: int, height: int) -> str:
 class BatchPlanner:
     """Turns generate and refine requests into planned batches for one deployment's settings."""
 
-    def __init__(self, store: PreferenceStore, pools: PoolConfig, files: ImageFiles, *, policy: str,
-                 max_batch: int) -> None:
+    def __init__(self, store: PreferenceStore, pools: PoolConfig, files: ImageFiles, sharing: PreferenceSharing, *,
+                 policy: str, max_batch: int) -> None:
         self._store = store
+        self._sharing = sharing
         self._pools = pools
         self._files = files
         self._policy = policy
@@ -111,7 +113,8 @@ class BatchPlanner:
         base = self._store.base_rate(user_id, "checkpoint")
         req = RecommendRequest(keywords=stems, pool=tuple(pool), tier=tier, count=count, quick=quick,
                                prompt=parsed.text[:120], changed_keywords=tuple(display[k] for k in changed))
-        return recommend(req, evidence, base, policy=self._policy, rng=random.Random())
+        crowd = self._sharing.crowd_for(user_id, stems, pool)
+        return recommend(req, evidence, base, policy=self._policy, rng=random.Random(), crowd=crowd)
 
     def _lora_choices(self, user_id: str, parsed: ParsedPrompt, catalog: Catalog, family: str,
                       auto_lora: bool) -> list[LoraChoice]:

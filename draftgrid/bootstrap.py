@@ -72,6 +72,7 @@ def start_backend(config: AppConfig) -> Backend:
     service = DraftGridService(store=store, pool=pool, loop_runner=runner, pools=load_pools(config.pools_file),
                                data_dir=config.data_dir, policy=config.policy, max_batch=config.max_batch,
                                simulated=config.simulated, admins=config.admins,
+                               share_preferences=config.share_preferences,
                                retention=RetentionPolicy.of(config.max_image_disk_mb, config.keep_drafts_days))
     service.recover_interrupted()
     service.request_pruning()  # drafts past their days, or a budget lowered since the last run

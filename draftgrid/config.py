@@ -163,6 +163,10 @@ class Settings(BaseSettings):
         "--admin", "DRAFTGRID_ADMINS", "a user name without spaces, commas or colons (comma-separated in "
         "DRAFTGRID_ADMINS)", "a user whose monitoring queries and snapshots cover every user's rows "
         "(repeatable); everyone else sees their own", metavar="USER", many=True)] = ()
+    share_preferences: Annotated[bool, Twin(
+        "--share-preferences", "DRAFTGRID_SHARE_PREFERENCES", BOOLEANS,
+        "pool the preferences of users who opt in (Stats tab or PUT /api/preferences/sharing) as a weak prior "
+        f"for every user's cold start (the env twin takes {BOOLEANS})", switch=True, default_text="off")] = False
     policy: Annotated[Policy, Twin(
         "--policy", "DRAFTGRID_POLICY", "adaptive, seed or uniform", "checkpoint recommendation policy")] = "adaptive"
     half_life: Annotated[Positive, Twin(  # reviews; tuned with bench/bench_policies.py (docs/BENCHMARKS.md)

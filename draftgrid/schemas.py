@@ -91,6 +91,14 @@ class FeedbackRequest(BaseModel):
     viewed: bool = False
 
 
+class SharingRequest(BaseModel):
+    """Body of `PUT /api/preferences/sharing`: whether the user's preferences join the crowd pool."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)  # 1 or "yes" is not a choice
+
+    share: bool
+
+
 def readable_errors(exc: ValidationError) -> str:
     """One line per problem, field first: what a person (or a script's log) can act on."""
     parts = []

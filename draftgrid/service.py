@@ -9,6 +9,7 @@ REST and UI validate, plan, record and stream in exactly the same way.
 * `BatchReader` — views, streams, files and lineage of batches (batch_reader.py);
 * `Reviews` — picks and rejections, one transaction per click (reviews.py);
 * `PreferenceStats` — what the reviews taught, export and import (stats.py);
+* `PreferenceSharing` — the crowd prior's switches: the deployment's and each user's (sharing.py);
 * `Retention` — keeps the image files under the disk budget, oldest unselected drafts first
   (retention.py), after each batch;
 * `PreferenceResets` — resets of what was learnt and their undos (preference_resets.py);
@@ -40,13 +41,14 @@ from draftgrid.reviews import Reviews
 from draftgrid.runtime import LoopThread
 from draftgrid.schemas import FeedbackRequest, GenerateRequest, MonitoringQueryRequest, ResetRequest
 from draftgrid.servers import Servers
+from draftgrid.sharing import PreferenceSharing, SharingState
 from draftgrid.stats import PreferenceStats, Scope
 from draftgrid.views import BatchView
 from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation, ResetRecord, ResetResult
 from learning.pools import PoolConfig
 from learning.store.preference_store import PreferenceStore, TransferFormat
 
-__all__ = ["BatchTicket", "BatchView", "DraftGridService"]
+__all__ = ["BatchTicket", "BatchView", "DraftGridService", "SharingState"]
 
 
 class DraftGridService:
@@ -54,13 +56,15 @@ class DraftGridService:
 
     def __init__(self, *, store: PreferenceStore, pool: ServerPool, loop_runner: LoopThread,
                  pools: PoolConfig, data_dir: Path, retention: RetentionPolicy, policy: str = "adaptive",
-                 max_batch: int = 4, simulated: bool = False, admins: Collection[str] = ()) -> None:
+                 max_batch: int = 4, simulated: bool = False, admins: Collection[str] = (),
+                 share_preferences: bool = False) -> None:
         files = ImageFiles(data_dir)  # measures the disk the images use, once
         state = BatchState(store)
         self._loop = loop_runner
         self._retention = Retention(retention, store, state, files)
         self._servers = Servers(pool, pools, loop_runner, simulated=simulated)
-        self._planner = BatchPlanner(store, pools, files, policy=policy, max_batch=max_batch)
+        self._sharing = PreferenceSharing(store, share_preferences)
+        self._planner = BatchPlanner(store, pools, files, self._sharing, policy=policy, max_batch=max_batch)
         self._runner = BatchRunner(store, state, pool, loop_runner, files, after_batch=self._retention.request)
         self._reader = BatchReader(store, state, files, self._retention.policy.removed_detail)
         self._files = files
@@ -196,3 +200,9 @@ class DraftGridService:
 
     def monitoring_snapshot(self, user_id: str) -> bytes:
         return self._monitoring.snapshot(user_id)
+    # ------------------------------------------------------------------ sharing with the crowd
+    def sharing(self, user_id: str) -> SharingState:
+        return self._sharing.state(user_id)
+
+    def set_sharing(self, user_id: str, share: bool) -> SharingState:
+        return self._sharing.set(user_id, share)

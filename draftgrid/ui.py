@@ -26,8 +26,8 @@ from draftgrid.schemas import ASPECT_RATIOS, FeedbackRequest, GenerateRequest, r
 from draftgrid.ui_common import error_html, user_of
 from draftgrid.ui_reset_monitor import ResetMonitorPanel
 from learning.recommend.types import MAX_COUNT
-from draftgrid.service import BatchTicket, BatchView, DraftGridService
-from learning.models import BatchRecord
+from draftgrid.service import BatchTicket, BatchView, DraftGridService, SharingState
+from learning.models import DEFAULT_USER, BatchRecord
 
 
 CSS = """
@@ -245,6 +245,14 @@ class DraftGridUI:
             return error_html(str(exc))
         return f"Imported {rows} preference rows."
 
+    # ---------------------------------------------------------------- sharing with the crowd
+    def sharing(self, request: gr.Request) -> tuple[Any, str]:
+        """The user's sharing switch and what it means on this deployment."""
+        return _sharing_out(self.service.sharing(user_of(request)))
+
+    def set_sharing(self, share: bool, request: gr.Request) -> tuple[Any, str]:
+        return _sharing_out(self.service.set_sharing(user_of(request), bool(share)))
+
     # ---------------------------------------------------------------- GPUs
     def gpus(self, request: gr.Request) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows = [{
@@ -341,6 +349,11 @@ class DraftGridUI:
                     import_btn = gr.Button("Import")
                     import_md = gr.HTML()
                 reset_events = ResetMonitorPanel(svc).build(stats_tab)  # reset / undo, monitoring SQL, snapshot
+                with gr.Row(equal_height=True):  # sharing with the crowd
+                    share_box = gr.Checkbox(label="Share my preferences (pooled with other users' as a starting "
+                                                  "point for newcomers; never shown as yours)",
+                                            elem_id="dg-share", interactive=False)
+                    share_md = gr.HTML(elem_id="dg-share-status")
             stats_out = [stats_summary, ckpt_table, ckpt_plot, kw_table, lora_table, conf_plot]
             stats_kw = dict(inputs=[scope, kw_filter], outputs=stats_out, concurrency_limit=None,
                             trigger_mode="always_last")
@@ -352,6 +365,8 @@ class DraftGridUI:
                 event.then(self.stats, **stats_kw)
             export_btn.click(self.export, inputs=[fmt], outputs=[export_file], concurrency_limit=None)
             import_btn.click(self.import_, inputs=[import_file], outputs=[import_md], concurrency_limit=None)
+            stats_tab.select(self.sharing, outputs=[share_box, share_md], concurrency_limit=None)
+            share_box.input(self.set_sharing, inputs=[share_box], outputs=[share_box, share_md], concurrency_limit=None)
 
             with gr.Tab("GPUs", id="gpus") as gpus_tab:
                 gpu_table = gr.Dataframe(label="ComfyUI servers", elem_id="dg-gpu-table")
@@ -371,6 +386,19 @@ def _rates_frame(totals: dict[str, dict], label: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=[label, "selected", "total", "selection_rate"])
     frame = frame.astype({"selected": int, "total": int, "selection_rate": float}).round({"selection_rate": 3})
     return frame.sort_values("selection_rate", ascending=False)
+
+
+def _sharing_out(state: SharingState) -> tuple[Any, str]:
+    """The sharing checkbox and its status line; the choice can be made while the deployment does not
+    pool (it is kept for when it does)."""
+    if not state.enabled:
+        note = ("This server does not pool preferences (started without --share-preferences); your choice is "
+                "kept for when it does.")
+    elif state.share:
+        note = "Your preferences join the crowd pool: other users' first grids start from everyone's picks."
+    else:
+        note = "Your preferences stay yours alone. Your own first grids still start from the crowd's picks."
+    return gr.update(value=state.share, interactive=True), f"<span id='dg-share-note'>{html.escape(note)}</span>"
 
 
 def build_ui(service: DraftGridService) -> tuple[gr.Blocks, str]:

@@ -70,6 +70,8 @@ class Recommendation:
     next_stage: str = ""  # what it would take to reach the next stage ("" when there is none)
     # the evidence behind it: keyword → checkpoint → {"selected", "shown"} (decayed counts)
     evidence: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # the crowd prior it used, the same shape (pseudo-counts; empty: none; learning.recommend.crowd)
+    crowd_prior: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from learning.recommend.policies.adaptive import plan_adaptive
 from learning.recommend.policies.seed import plan_seed
 from learning.recommend.policies.uniform import plan_uniform
 from learning.recommend.posterior import combined_posterior
-from learning.recommend.types import SEED_CONFIG, Plan, PolicyConfig, PolicyInput, RecommendRequest
+from learning.recommend.types import SEED_CONFIG, CrowdEvidence, Plan, PolicyConfig, PolicyInput, RecommendRequest
 
-__all__ = ["FOLLOWS_TASTE_CHANGES", "POLICIES", "PolicyConfig", "RecommendRequest", "default_config", "lora_preferences", "recommend"]
+__all__ = ["FOLLOWS_TASTE_CHANGES", "POLICIES", "CrowdEvidence", "PolicyConfig", "RecommendRequest", "default_config",
+           "lora_preferences", "recommend"]
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,18 @@ def recommend(
     policy: str = "adaptive",
     rng: random.Random | None = None,
     config: PolicyConfig | None = None,
+    crowd: CrowdEvidence | None = None,
 ) -> Recommendation:
     """Plan one batch: mode, recommended checkpoint, confidence and images per checkpoint.
 
     `evidence` maps (keyword stem, checkpoint) to decayed counts, missing = no data; `base` is the
-    user's decayed totals over all checkpoints. Deterministic for a given `rng`.
+    user's decayed totals over all checkpoints; `crowd`, other users' pooled picks for a weak prior
+    (the adaptive policy's; the others ignore it). Deterministic for a given `rng`.
     """
     if policy not in _POLICY_FNS:
         raise ValueError(f"unknown policy {policy!r}; choose one of {POLICIES}")
-    plan = _POLICY_FNS[policy](PolicyInput(req, evidence, base, rng or random.Random(), config or default_config(policy)))
+    plan = _POLICY_FNS[policy](PolicyInput(req, evidence, base, rng or random.Random(), config or default_config(policy),
+                                           crowd))
     message = describe(plan, req.changed_keywords)
     log.info("recommend policy=%s prompt=%r: %s", policy, req.prompt, message)
     return Recommendation(
@@ -65,6 +69,7 @@ def recommend(
         policy=policy,
         next_stage=plan.next_stage,
         evidence=evidence_table(req, evidence),
+        crowd_prior=plan.crowd_prior.table() if plan.crowd_prior else {},
     )
 
 
@@ -98,7 +103,7 @@ def lora_preferences(
 
 def describe(plan: Plan, changed_keywords: Sequence[str] = ()) -> str:
     """The one-line decision, e.g. "High confidence (0.83): epicrealismXL only"; when the user's
-    picks for some keywords changed lately, it says so."""
+    picks for some keywords changed lately, or a crowd prior is in use, it says so."""
     level = "High" if plan.confidence > 0.5 else "Medium" if plan.confidence > 0.3 else "Low"
     head = f"{level} confidence ({plan.confidence:.2f})"
     if plan.mode in ("single", "quick"):
@@ -110,4 +115,7 @@ def describe(plan: Plan, changed_keywords: Sequence[str] = ()) -> str:
         line = f"{head}, exploring {len(plan.allocation)} checkpoints: [{spread}]"
     if changed_keywords:
         line += f"; your picks for {', '.join(repr(k) for k in changed_keywords)} changed: exploring again"
+    if plan.crowd_prior:
+        line += (f"; starting from other users' picks (a crowd prior worth {plan.crowd_prior.images:.0f} "
+                 "images, fading as you review)")
     return line

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.models import ArmStat
+from learning.recommend.types import CrowdPrior
 
 _RATE_BOUNDS = (0.01, 0.99)
 GRID_POINTS = 512  # quadrature points for P(best), over where the arms' posteriors have mass
@@ -53,10 +54,22 @@ def combined_posterior(
     prior_strength: float,
 ) -> Posterior:
     """One Beta per arm for this prompt, combined over keywords as the module doc explains."""
+    return posteriors_with_and_without(keywords, arms, evidence, base, prior_strength, None)[0]
+
+
+def posteriors_with_and_without(
+    keywords: Sequence[str],
+    arms: Sequence[str],
+    evidence: Mapping[tuple[str, str], ArmStat],
+    base: ArmStat,
+    prior_strength: float,
+    pseudo: CrowdPrior | None,
+) -> tuple[Posterior, Posterior]:
+    """`combined_posterior` with pseudo-counts per keyword × arm added to the prior of each keyword's
+    Beta (the crowd prior, learning.recommend.crowd, for these keywords and arms in this order), and
+    without them (the same object when there are none), from one read of the evidence."""
     stems = list(dict.fromkeys(keywords)) or [""]  # no keywords: the prior alone
-    found = [[evidence.get((stem, arm)) for arm in arms] for stem in stems]
-    shown = np.array([[stat.shown if stat else 0.0 for stat in row] for row in found], dtype=float)
-    selected = np.array([[stat.selected if stat else 0.0 for stat in row] for row in found], dtype=float)
+    shown, selected = count_matrix(stems, arms, evidence)
     # decayed counts can dip a hair below 0 after an undo (unselect subtracts at today's weight
     # what a select added at an older one): clamp into 0 <= selected <= shown
     shown = np.maximum(shown, 0.0)
@@ -64,6 +77,16 @@ def combined_posterior(
     p0 = prior_rate(base)
     a = prior_strength * p0 + selected
     b = prior_strength * (1.0 - p0) + (shown - selected)
+    without = _combined(arms, a, b)
+    if pseudo is None:
+        return without, without
+    if pseudo.keywords != tuple(stems) or pseudo.arms != tuple(arms):
+        raise ValueError("the pseudo-counts are for other keywords or arms than the posterior's")
+    return _combined(arms, a + pseudo.selected, b + (pseudo.shown - pseudo.selected)), without
+
+
+def _combined(arms: Sequence[str], a: np.ndarray, b: np.ndarray) -> Posterior:
+    """Keywords × arms Betas combined per arm: precision-weighted mean, the best-informed spread."""
     means = a / (a + b)
     variances = means * (1.0 - means) / (a + b + 1.0)
     precision = 1.0 / variances
@@ -72,6 +95,15 @@ def combined_posterior(
     # moment match; ≥ prior_strength > 0 because mean(1-mean) is concave between the keywords' means
     concentration = mean * (1.0 - mean) / variance - 1.0
     return Posterior(tuple(arms), mean * concentration, (1.0 - mean) * concentration)
+
+
+def count_matrix(stems: Sequence[str], arms: Sequence[str],
+                 counts: Mapping[tuple[str, str], ArmStat]) -> tuple[np.ndarray, np.ndarray]:
+    """keywords × arms arrays of (shown, selected), 0 where `counts` has nothing."""
+    found = [[counts.get((stem, arm)) for arm in arms] for stem in stems]
+    shown = np.array([[stat.shown if stat else 0.0 for stat in row] for row in found], dtype=float)
+    selected = np.array([[stat.selected if stat else 0.0 for stat in row] for row in found], dtype=float)
+    return shown, selected
 
 
 def evidence_images(posterior: Posterior, prior_strength: float) -> np.ndarray:

@@ -10,6 +10,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from learning.models import ArmStat, Tier
 
 MAX_COUNT = 64
@@ -59,12 +61,21 @@ class PolicyConfig:
     # standard batches and 20-image drafts, tests/app/test_learning_rest.py).
     evidence_scale: float = 1.3
     half_life_reviews: float | None = 100.0
+    # The crowd prior (learning.recommend.crowd): other users' pooled picks for a keyword are worth
+    # this many images in all while the user has none of their own, at most `crowd_arm_cap` on any
+    # one checkpoint, and fade as n / (n + own images) with the user's own long-run images for it.
+    # A cap of 6 or 10 made a user of the opposite taste find their favourite > 1 batch later than
+    # without a prior; 3 keeps it at +0.6 (bench/bench_priors.py, docs/BENCHMARKS.md).
+    crowd_prior_images: float = 40.0
+    crowd_arm_cap: float = 3.0
 
     def __post_init__(self) -> None:
         if self.prior_strength <= 0:
             raise ValueError("prior_strength must be positive: the posterior needs a proper prior")
         if self.thompson_sharpening <= 0:
             raise ValueError("thompson_sharpening must be positive")
+        if self.crowd_prior_images < 0 or self.crowd_arm_cap < 0:
+            raise ValueError("crowd_prior_images and crowd_arm_cap must be >= 0")
         if self.evidence_scale < 0:
             raise ValueError("evidence_scale must be >= 0")
         if not 0 <= self.backup_threshold <= self.single_threshold <= 1:
@@ -84,6 +95,47 @@ class Plan:
     allocation: dict[str, int]  # order = priority, recommended first when it gets images
     scores: dict[str, float]
     next_stage: str = ""  # what it would take to reach the next stage, readable by a user
+    crowd_prior: CrowdPrior | None = None  # the crowd prior it used, if any
+
+
+@dataclass(frozen=True, eq=False)
+class CrowdPrior:
+    """Pseudo-counts of a crowd prior per keyword × checkpoint (learning.recommend.crowd), as arrays:
+    the posterior adds them as they are; the explanation lists the cells that have any."""
+
+    keywords: tuple[str, ...]  # the prompt's distinct stems, in order
+    arms: tuple[str, ...]
+    shown: np.ndarray  # keywords × arms pseudo-images, 0 where the crowd has nothing
+    selected: np.ndarray
+
+    @property
+    def images(self) -> float:
+        """What it is worth: its best-supplied keyword's pseudo-images (the keywords saw the same
+        images, so they are not added up)."""
+        return float(self.shown.sum(axis=1).max())
+
+    def cells(self) -> dict[tuple[str, str], ArmStat]:
+        """(keyword, checkpoint) → pseudo-counts, for the cells that have any."""
+        return {(kw, arm): ArmStat(n, picks) for kw, n_row, picks_row in zip(self.keywords, self.shown.tolist(),
+                                                                              self.selected.tolist())
+                for arm, n, picks in zip(self.arms, n_row, picks_row) if n > 0}
+
+    def table(self) -> dict[str, dict[str, dict[str, float]]]:
+        """keyword → checkpoint → {"selected", "shown"} rounded, as `Recommendation.evidence` is."""
+        table: dict[str, dict[str, dict[str, float]]] = {}
+        for (kw, arm), stat in self.cells().items():
+            table.setdefault(kw, {})[arm] = {"selected": round(stat.selected, 2), "shown": round(stat.shown, 2)}
+        return table
+
+
+@dataclass(frozen=True)
+class CrowdEvidence:
+    """What a crowd prior is made from: the pooled decayed evidence of the other users who share
+    (keyword, checkpoint) → counts, and the user's own long-run evidence (before any restart after a
+    change of taste), against which the prior fades."""
+
+    pooled: Mapping[tuple[str, str], ArmStat]
+    own_long_run: Mapping[tuple[str, str], ArmStat]
 
 
 @dataclass(frozen=True)
@@ -95,3 +147,4 @@ class PolicyInput:
     base: ArmStat  # the user's decayed totals over all checkpoints
     rng: random.Random
     config: PolicyConfig
+    crowd: CrowdEvidence | None = None  # other users' pooled picks (the adaptive policy's weak prior)

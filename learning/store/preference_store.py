@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Literal, Sequence, TypeVar
 
@@ -19,8 +19,8 @@ import duckdb
 import pandas
 
 from learning.store import (
-    aggregates, aggregates_reference_sql, fact_reads, fact_writes, monitoring_sql, resets,
-    retention_sql, snapshot, stats_tables_sql, transfer,
+    aggregates, aggregates_reference_sql, crowd_pool, fact_reads, fact_writes, monitoring_sql, resets,
+    retention_sql, sharing, snapshot, stats_tables_sql, transfer,
 )
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
@@ -90,6 +90,9 @@ class PreferenceStore:
         self._local = threading.local()
         self._cursors: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []  # (owner, cursor)
         self._cursors_lock = threading.Lock()
+        self._crowd_rebuilds: ThreadPoolExecutor | None = None
+        self._crowd = crowd_pool.CrowdPool(lambda: crowd_pool.crowd_rows(self._cursor(), half_life),
+                                           self._crowd_executor)
 
     @classmethod
     def open(
@@ -122,6 +125,8 @@ class PreferenceStore:
         """Finish pending writes and release the file."""
         if self._writer is not None:
             self._writer.close()
+        if self._crowd_rebuilds is not None:
+            self._crowd_rebuilds.shutdown(wait=True)
         with self._cursors_lock:
             for _, cursor in self._cursors:
                 cursor.close()
@@ -291,6 +296,31 @@ class PreferenceStore:
                   else self._writer.submit(memory_mismatches))
         return rebuilt == 0 and copied == 0
 
+    # sharing with the crowd -------------------------------------------------------------
+
+    def shares_preferences(self, user_id: str) -> bool:
+        """Whether the user's choice in force is to share their preferences (False until they opt in)."""
+        return sharing.shares(self._cursor(), user_id)
+
+    def set_sharing(self, user_id: str, share: bool) -> bool:
+        """Record the user's choice (idempotent); True when it changed. A crowd pool in use follows
+        before this returns (an opt-out leaves it at once)."""
+        changed = self._write(lambda cur, ctx: sharing.set_sharing(cur, user_id, share, ctx.now))
+        if changed:
+            self._crowd.sharing_changed()
+        return changed
+
+    def crowd_evidence(
+        self, user_id: str, keywords: Sequence[str], arms: Sequence[str]
+    ) -> dict[tuple[str, str], ArmStat]:
+        """(keyword, checkpoint) → the decayed evidence of the OTHER users who share, summed; only
+        cells at least `crowd_pool.MIN_CONTRIBUTORS` of them make up (learning.store.crowd_pool)."""
+        return self._crowd.pooled(user_id, keywords, arms)
+
+    def rebuild_crowd_pool(self) -> None:
+        """Read the crowd pool again now (it also follows by itself: learning.store.crowd_pool)."""
+        self._crowd.rebuild()
+
     # image retention --------------------------------------------------------------------
 
     def retention_rows(self) -> list[retention_sql.RetentionRow]:
@@ -357,6 +387,13 @@ class PreferenceStore:
             self._aggregates.load(cur, user_id)
         for user_id, keyword in ctx.aggregates.forgotten:
             self._aggregates.forget_recent(user_id, keyword)
+
+    def _crowd_executor(self) -> ThreadPoolExecutor:
+        """The thread that rebuilds the crowd pool off the request path (started on first use)."""
+        with self._cursors_lock:
+            if self._crowd_rebuilds is None:
+                self._crowd_rebuilds = ThreadPoolExecutor(1, thread_name_prefix="crowd-pool")
+            return self._crowd_rebuilds
 
     def _require_writer(self) -> SerialWriter:
         if self._writer is None:

@@ -232,12 +232,25 @@ _MONITORING_VIEWS = (
         FROM resets r LEFT JOIN reset_undos u USING (reset_id)""",
 )
 
+# Who shares their preferences with the crowd (learning.store.sharing): one fact per change of mind,
+# the latest per user in force; nobody shares until they say so.
+_PREFERENCE_SHARING = (
+    "CREATE SEQUENCE sharing_seq START 1",
+    """CREATE TABLE preference_sharing (
+        choice_id BIGINT NOT NULL DEFAULT nextval('sharing_seq'),
+        user_id VARCHAR NOT NULL,
+        share BOOLEAN NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
     Migration(3, "images.pruned_at (image retention)", _PRUNED_AT),
     Migration(4, "resets and their undos", _RESETS),
     Migration(5, "monitoring views: image_logs, feedback_logs, reset_logs", _MONITORING_VIEWS),
+    Migration(6, "preference_sharing (cross-user priors)", _PREFERENCE_SHARING),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

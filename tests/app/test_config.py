@@ -64,6 +64,7 @@ PRECEDENCE = {
     "host": ("10.0.0.1", "10.0.0.1", ["--host", "0.0.0.0"], "0.0.0.0"),
     "port": ("8000", 8000, ["--port", "9000"], 9000),
     "share": ("no", False, ["--share"], True),
+    "share_preferences": ("no", False, ["--share-preferences"], True),
     "auth": ("ann:pw1, bob:p:w", (("ann", "pw1"), ("bob", "p:w")), ["--auth", "cid:x"], (("cid", "x"),)),
     "admins": ("ann, bob", ("ann", "bob"), ["--admin", "root"], ("root",)),
     "policy": ("seed", "seed", ["--policy", "uniform"], "uniform"),
@@ -82,7 +83,7 @@ def test_flag_over_env_over_default(field: str, monkeypatch: pytest.MonkeyPatch)
     env_raw, from_env, argv, from_flag = PRECEDENCE[field]
     twin = twins()[field]
     default = getattr(parse_config([]), field)
-    assert default not in (from_env, from_flag) or field in ("share", "sim_previews")
+    assert default not in (from_env, from_flag) or field in ("share", "share_preferences", "sim_previews")
     assert getattr(parse_config(argv), field) == from_flag  # flag, no env
     if twin.env is None:
         return

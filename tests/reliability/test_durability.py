@@ -156,9 +156,9 @@ def downgrade_to_previous_version(db: Path) -> None:
     with PreferenceStore.open(db) as store:
         assert stored_version(store) == LATEST_VERSION
     con = duckdb.connect(str(db))
-    try:  # the last migration (v5) added the monitoring views
-        for view in ("image_logs", "feedback_logs", "reset_logs"):
-            con.execute(f"DROP VIEW {view}")
+    try:  # the last migration (v6) added preference_sharing and its sequence
+        con.execute("DROP TABLE preference_sharing")
+        con.execute("DROP SEQUENCE sharing_seq")
         con.execute("DELETE FROM schema_version WHERE version = ?", [MIGRATIONS[-1].version])
     finally:
         con.close()

@@ -5,8 +5,9 @@ probability that it is the best for these keywords, measured beyond chance (0 = 
 1 = certain), times how much evidence it has relative to the batch being planned
 (`evidence_weight`). P(best) alone is near 1 after 2/2 against 0/3 and 0/3; the weight keeps one
 reviewed batch from reading "high", so a user who keeps picking one checkpoint passes through the
-recommended + backup stage. With no evidence at all a batch is split evenly over the pool (pool
-order takes the remainder); from the first evidence on, images are spread by Thompson sampling
+recommended + backup stage. With no evidence at all (and no crowd prior) a batch is split evenly over
+the pool (pool order takes the remainder); from the first evidence on (or from the start under a
+crowd prior, learning.recommend.crowd), images are spread by Thompson sampling
 over the whole pool: each image slot goes to the winner of one posterior draw, so a promising
 checkpoint late in the pool gets tried and a clearly worse one fades out on its own.
 """
@@ -18,8 +19,9 @@ import math
 import numpy as np
 
 from learning.recommend.allocation import even_split, order_by, raise_to_floors
+from learning.recommend.crowd import crowd_prior
 from learning.recommend.posterior import (
-    Posterior, best_probabilities, combined_posterior, evidence_images, posterior_draws,
+    Posterior, best_probabilities, evidence_images, posterior_draws, posteriors_with_and_without,
 )
 from learning.recommend.types import Plan, PolicyConfig, PolicyInput, RecommendRequest
 
@@ -27,12 +29,15 @@ from learning.recommend.types import Plan, PolicyConfig, PolicyInput, RecommendR
 def plan_adaptive(inp: PolicyInput) -> Plan:
     """Quick → best mean; confident at standard+ → single; middle → favourite + backup; else Thompson."""
     req, config = inp.req, inp.config
-    posterior = combined_posterior(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength)
+    prior = crowd_prior(inp.crowd, req.keywords, req.pool, config) if inp.crowd else None
+    # `own`: the user's evidence alone. A crowd prior moves the means and the sampling, never the evidence weight.
+    posterior, own = posteriors_with_and_without(req.keywords, req.pool, inp.evidence, inp.base, config.prior_strength,
+                                                 prior)
     wins = best_probabilities(posterior)
     means = posterior.mean
     best_index = int(means.argmax())
     best = req.pool[best_index]
-    images = evidence_images(posterior, config.prior_strength)
+    images = evidence_images(own, config.prior_strength)
     clear = beyond_chance(float(wins[best_index]), len(req.pool))
     confidence = clear * evidence_weight(float(images[best_index]), req.count, config.evidence_scale)
     hint = next_stage(best, clear, float(images[best_index]), confidence, req, config)
@@ -43,17 +48,18 @@ def plan_adaptive(inp: PolicyInput) -> Plan:
     ranked.insert(0, best)
 
     if req.quick:
-        return Plan("quick", best, confidence, {best: req.count}, scores, hint)
+        return Plan("quick", best, confidence, {best: req.count}, scores, hint, prior)
     if req.tier != "draft" and confidence > config.single_threshold:
-        return Plan("single", best, confidence, {best: req.count}, scores, hint)
+        return Plan("single", best, confidence, {best: req.count}, scores, hint, prior)
     if req.tier != "draft" and confidence > config.backup_threshold and len(ranked) > 1:
         return Plan("recommended_backup", best, confidence, _with_backup(req.count, ranked, wins, req.pool, config),
-                    scores, hint)
-    if not images.any():  # a cold start: nothing to sample from yet
+                    scores, hint, prior)
+    if not images.any() and prior is None:  # a cold start: nothing to sample from yet
         return Plan("explore", best, confidence, even_split(req.count, req.pool), scores, hint)
     thompson = _thompson_counts(_slot_draws(posterior, req.count, config.thompson_sharpening, inp), req.pool)
     floors = _explore_floors(req, ranked, confidence, config)
-    return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores, hint)
+    return Plan("explore", best, confidence, order_by(raise_to_floors(thompson, floors), ranked), scores, hint,
+                prior)
 
 
 def beyond_chance(p_best: float, arms: int) -> float:
