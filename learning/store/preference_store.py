@@ -60,11 +60,7 @@ TransferFormat = Literal["csv", "parquet"]
 # ComfyUI, so it caps DuckDB and lets big queries (a rebuild over millions of facts) spill to
 # disk instead: a 10-million-fact rebuild then peaks near 2.3 GB RSS (bench/bench_store.py).
 DUCKDB_MEMORY_LIMIT = "2GB"
-# DuckDB allocates through its own jemalloc, which purges the pages it no longer uses only when
-# an allocation happens to run its decay; its background threads purge on time instead, so the
-# pages a checkpoint or a query freed go back to the system (memray on the store's write path
-# after a warm-up: most of what stayed allocated was jemalloc's own page mappings).
-DUCKDB_CONFIG = {"memory_limit": DUCKDB_MEMORY_LIMIT, "allocator_background_threads": True}
+DUCKDB_CONFIG = {"memory_limit": DUCKDB_MEMORY_LIMIT}
 
 # Fold pending aggregate changes into preference_stats after this many writes: each write
 # appends at most a few hundred change rows, so readers never sum more than ~20k pending rows.
