@@ -124,15 +124,23 @@ class AppProcess:
     def stderr(self) -> str:
         return "".join(self._stderr)
 
-    def print_errors(self, failures: list[str], limit: int = 80) -> None:
-        """When users saw failures (5xx, dropped connections), the app's log from its first ERROR line
-        or traceback on (at most `limit` lines), so the cause is in the bench's own output."""
+    def print_errors(self, failures: list[str], limit: int = 120) -> None:
+        """When users saw failures (5xx, dropped connections), the app's first error: its ERROR line
+        or traceback whole (to the exception's own line; the framework's frames in the middle cut
+        past `limit` lines) and a few lines after, so the cause is in the bench's own output."""
         if not failures:
             return
         lines = self._stderr
         first = next((n for n, line in enumerate(lines) if " ERROR " in line or line.startswith("Traceback")), None)
-        print("  the app's log from its first error:\n"
-              + ("    (no ERROR line, no traceback)" if first is None else "".join(lines[first:first + limit])))
+        if first is None:
+            print("  the app's log has no ERROR line and no traceback")
+            return
+        end = next((n for n in range(first + 1, len(lines)) if not lines[n].startswith(
+            (" ", "Traceback", "During handling", "The above exception", "\n"))), len(lines) - 1)
+        shown = lines[first:end + 1]
+        if len(shown) > limit:
+            shown = shown[:limit // 4] + ["    ...\n"] + shown[-(limit - limit // 4):]
+        print("  the app's log from its first error:\n" + "".join(shown + lines[end + 1:end + 6]))
 
     def wait(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
