@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import re
+import threading
 from collections.abc import Iterator
 
 import snowballstemmer
@@ -62,7 +63,10 @@ in every style's prompts, so they carry no style."""
 # Stems snowball merges although they mean different things for image styles.
 _STEM_EXCEPTIONS = {"anime": "anime", "animes": "anime"}
 
-_STEMMER = snowballstemmer.stemmer("english")
+# A snowball stemmer keeps the word it is working on in the object, so two threads sharing one
+# get wrong stems and IndexErrors (seen as a 500 on the first concurrent generates of a fresh app,
+# before the cache below had the words): one stemmer per thread.
+_STEMMERS = threading.local()
 _LORA_TAG = re.compile(r"<\s*lora\s*:([^<>]*)>", re.IGNORECASE)
 _WEIGHT = re.compile(r":\s*[-+]?(?:\d+\.?\d*|\.\d+)")
 _BREAK = re.compile(r"\bBREAK\b")
@@ -75,7 +79,15 @@ _SPACE_RUNS = re.compile(r"[ \t]{2,}")
 @functools.lru_cache(maxsize=8192)
 def stem(word: str) -> str:
     """Snowball stem of one lower-case word (cached: prompts repeat the same words)."""
-    return _STEM_EXCEPTIONS.get(word) or _STEMMER.stemWord(word) or word
+    return _STEM_EXCEPTIONS.get(word) or _stemmer().stemWord(word) or word
+
+
+def _stemmer() -> snowballstemmer.stemmer:
+    """This thread's English stemmer."""
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learning.keywords import MAX_KEYWORDS, parse_prompt
+import snowballstemmer
+
+from learning.keywords import MAX_KEYWORDS, parse_prompt, stem
 from learning.models import ExplicitLora, Keyword
 
 SYNTAX = re.compile(r"[()\[\]{}<>:\\|,]")
@@ -165,3 +169,35 @@ def test_prompt_syntax_soup_never_leaks_into_keywords(prompt: str) -> None:
     assert "<lora:x:0.5>" not in parsed.text
     for lora in parsed.explicit_loras:
         assert lora.name and ">" not in lora.name
+
+
+def test_threads_stemming_at_once_get_the_stems_one_thread_gets() -> None:
+    """A fresh app's first generates parse prompts on several threads before the stem cache holds
+    their words: a shared snowball stemmer gave wrong stems and IndexErrors (a 500) there."""
+    suffixes = ("", "s", "ing", "ed", "ness", "ly", "ation", "ers", "est", "ful")
+    words = [f"{root}{n}{suffix}" for n in range(150) for root in ("lighthous", "paint", "dream")
+             for suffix in suffixes]  # unique words: none in the cache yet
+    expected = {w: snowballstemmer.stemmer("english").stemWord(w) or w for w in words}
+    stem.cache_clear()
+    seen: list[tuple[str, str]] = []
+    failures: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            seen.extend((w, stem(w)) for w in words[offset::4])
+        except BaseException as exc:  # noqa: BLE001 - the test reports any of them
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+        stem.cache_clear()
+    assert not failures, failures[:3]
+    assert {w: s for w, s in seen} == expected
