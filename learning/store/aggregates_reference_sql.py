@@ -13,7 +13,7 @@ current review_seq (the rule of `learning.store.decay`) before they are summed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import duckdb
 
@@ -23,13 +23,15 @@ from learning.store.counting_write_path import ALL_KEYWORDS
 from learning.store.decay import decayed_to_now_sql
 from learning.store.stats_tables_sql import rate_table, user_filter
 
+Read = Callable[..., Any]
+
 
 @dataclass(frozen=True)
 class SqlAggregates:
     """The evidence reads as DuckDB answers them from the aggregate tables. The store serves
     these from memory (`learning.store.aggregates_memory`); this is what that copy must equal."""
 
-    cur: duckdb.DuckDBPyConnection
+    read: Read  # runs a function on a read cursor of the store: PreferenceStore._read
     half_life: float
 
     def arm_stats(
@@ -40,21 +42,21 @@ class SqlAggregates:
         arms: Sequence[str] | None = None,
     ) -> dict[tuple[str, str], ArmStat]:
         """(keyword, arm) → decayed evidence, for the given keywords (and arms, when given)."""
-        return _decayed_sums(self.cur, user_id, kind, keywords, arms, self.half_life)
+        return self.read(_decayed_sums, user_id, kind, keywords, arms, self.half_life)
 
     def base_rate(self, user_id: str | None, kind: ArmKind) -> ArmStat:
         """Decayed totals over every arm of the kind, from the all-prompts ('*') rows."""
         return sum_stats(
-            _decayed_sums(self.cur, user_id, kind, [ALL_KEYWORDS], None, self.half_life).values())
+            self.read(_decayed_sums, user_id, kind, [ALL_KEYWORDS], None, self.half_life).values())
 
     def total_reviews(self, user_id: str | None) -> int:
         """How many batches the user (or everyone) has reviewed."""
         params = {} if user_id is None else {"user_id": user_id}
-        row = self.cur.execute(
+        row = self.read(lambda cur: cur.execute(
             "SELECT coalesce(sum(review_seq), 0) FROM user_state "
             f"WHERE true {user_filter(user_id)}",
             params,
-        ).fetchone()
+        ).fetchone())
         assert row is not None
         return int(row[0])
 
@@ -62,7 +64,7 @@ class SqlAggregates:
         self, user_id: str | None, kind: ArmKind
     ) -> dict[str, dict[str, float | int]]:
         """{arm: {"selected", "total", "selection_rate"}} over all prompts, plain counts."""
-        table = rate_table(self.cur, user_id, kind, "keyword = $all", {"all": ALL_KEYWORDS})
+        table = self.read(rate_table, user_id, kind, "keyword = $all", {"all": ALL_KEYWORDS})
         return {
             row.arm: {"selected": int(row.selected), "total": int(row.total),
                       "selection_rate": float(row.selection_rate)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Literal, Sequence, TypeVar
@@ -28,6 +29,7 @@ from learning.models import (
     ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
     ResetRecord, ResetResult,
 )
+from learning.store.read_gate import ReadGate
 from learning.store.recent_batches import RecentBatches
 from learning.store.schema import migrate, require_latest
 from learning.store.errors import (
@@ -66,6 +68,16 @@ DUCKDB_CONFIG = {"memory_limit": DUCKDB_MEMORY_LIMIT}
 # appends at most a few hundred change rows, so readers never sum more than ~20k pending rows.
 COMPACT_EVERY_WRITES = 200
 
+# Close and re-open the database file after this many writes: DuckDB keeps what it has written
+# cached and its allocator keeps freed memory, so without this the app's RSS grows with every image
+# it records (~1.5 KB an image in the soak); a re-open gives it all back and holds the clicks queued
+# behind it for 40-70 ms (docs/RELIABILITY.md, "store memory"). At ~5 writes a second under load,
+# that is once every few minutes.
+REOPEN_EVERY_WRITES = 1000
+# How long a re-open waits for the reads in flight before it gives up and tries again later.
+REOPEN_WAIT_SECONDS = 0.05
+REOPEN_ATTEMPTS = 5
+
 
 class PreferenceStore:
     """Facts (batches, images, feedback) and the per-keyword preference aggregates."""
@@ -83,11 +95,14 @@ class PreferenceStore:
         self._recent = RecentBatches()
         self._writer = None if read_only else SerialWriter(con)
         self._writes_since_compaction = 0
+        self._writes_since_reopen = 0
+        self._gate = ReadGate()
+        self._generation = 0  # bumped by each re-open: a thread's cursor of an older one is closed
         self._local = threading.local()
         self._cursors: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []  # (owner, cursor)
         self._cursors_lock = threading.Lock()
         self._crowd_rebuilds: ThreadPoolExecutor | None = None
-        self._crowd = crowd_pool.CrowdPool(lambda: crowd_pool.crowd_rows(self._cursor(), half_life),
+        self._crowd = crowd_pool.CrowdPool(lambda: self._read(crowd_pool.crowd_rows, half_life),
                                            self._crowd_executor)
 
     @classmethod
@@ -100,13 +115,7 @@ class PreferenceStore:
         target = str(path)
         if target != ":memory:" and not read_only:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(target, read_only=read_only,
-                                 config=DUCKDB_CONFIG)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise DatabaseLockedError(target) from exc
-            raise
+        con = _connect(target, read_only)
         try:
             version = require_latest(con) if read_only else migrate(con)
             store = cls(con, target, half_life, read_only)
@@ -204,19 +213,19 @@ class PreferenceStore:
 
     def resets(self, user_id: str) -> list[ResetRecord]:
         """The user's resets, newest first."""
-        return resets.list_resets(self._cursor(), user_id)
+        return self._read(resets.list_resets, user_id)
 
     # reads ------------------------------------------------------------------------------
 
     def get_batch(self, batch_id: str, user_id: str | None) -> BatchRecord | None:
-        return fact_reads.get_batch(self._cursor(), batch_id, user_id)
+        return self._read(fact_reads.get_batch, batch_id, user_id)
 
     def batch_snapshot(self, batch_id: str) -> fact_reads.BatchSnapshot | None:
         """The batch, its images in grid order and its facts (selection states) in one read."""
-        return fact_reads.load_batch_snapshot(self._cursor(), batch_id)
+        return self._read(fact_reads.load_batch_snapshot, batch_id)
 
     def get_image(self, image_id: str, user_id: str | None) -> ImageRecord | None:
-        return fact_reads.get_image(self._cursor(), image_id, user_id)
+        return self._read(fact_reads.get_image, image_id, user_id)
 
     def arm_stats(
         self,
@@ -249,26 +258,26 @@ class PreferenceStore:
     def keyword_table(
         self, user_id: str | None, kind: ArmKind = "checkpoint", keyword_filter: str | None = None
     ) -> pandas.DataFrame:
-        return stats_tables_sql.keyword_table(self._cursor(), user_id, kind, keyword_filter)
+        return self._read(stats_tables_sql.keyword_table, user_id, kind, keyword_filter)
 
     def confidence_history(self, user_id: str | None) -> pandas.DataFrame:
-        return fact_reads.confidence_history(self._cursor(), user_id)
+        return self._read(fact_reads.confidence_history, user_id)
 
     def recent_batches(self, user_id: str, limit: int = 20) -> list[BatchRecord]:
-        return fact_reads.recent_batches(self._cursor(), user_id, limit)
+        return self._read(fact_reads.recent_batches, user_id, limit)
 
     def lineage(self, image_id: str) -> list[ImageRecord]:
-        return fact_reads.lineage(self._cursor(), image_id)
+        return self._read(fact_reads.lineage, image_id)
 
     def sql_aggregates(self) -> aggregates_reference_sql.SqlAggregates:
-        """The same evidence reads answered by DuckDB instead of the in-memory copy, on this
-        thread's cursor: the reference the copy is checked against, and the bench's baseline."""
-        return aggregates_reference_sql.SqlAggregates(self._cursor(), self.half_life)
+        """The same evidence reads answered by DuckDB instead of the in-memory copy (each through the
+        read gate): the reference the copy is checked against, and the bench's baseline."""
+        return aggregates_reference_sql.SqlAggregates(self._read, self.half_life)
 
     def read_sql(self, query: str, params: Sequence[object] | dict[str, object] = ()) -> pandas.DataFrame:
         """Run a read-only query (e.g. on the `generation_logs` view) on this thread's cursor.
         Writes must go through the methods above, never through here."""
-        return self._cursor().execute(query, params).df()
+        return self._read(lambda cur: cur.execute(query, params).df())
 
     def compact_aggregates(self) -> int:
         """Fold pending aggregate changes into preference_stats now (also runs by itself every
@@ -283,12 +292,12 @@ class PreferenceStore:
     def aggregates_equal_rebuild(self) -> bool:
         """True when the live aggregates equal a rebuild from the facts and the in-memory copy
         equals the live aggregates (read-only checks; the second runs between writes)."""
-        rebuilt = aggregates.count_mismatches(self._cursor(), self.half_life)
+        rebuilt = self._read(aggregates.count_mismatches, self.half_life)
 
         def memory_mismatches(cur: duckdb.DuckDBPyConnection) -> int:
             return aggregates.count_memory_mismatches(cur, self._aggregates)
 
-        copied = (memory_mismatches(self._cursor()) if self._writer is None
+        copied = (self._read(memory_mismatches) if self._writer is None
                   else self._writer.submit(memory_mismatches))
         return rebuilt == 0 and copied == 0
 
@@ -296,7 +305,7 @@ class PreferenceStore:
 
     def shares_preferences(self, user_id: str) -> bool:
         """Whether the user's choice in force is to share their preferences (False until they opt in)."""
-        return sharing.shares(self._cursor(), user_id)
+        return self._read(sharing.shares, user_id)
 
     def set_sharing(self, user_id: str, share: bool) -> bool:
         """Record the user's choice (idempotent); True when it changed. A crowd pool in use follows
@@ -321,7 +330,7 @@ class PreferenceStore:
 
     def retention_rows(self) -> list[retention_sql.RetentionRow]:
         """Every image whose file may still be on disk, with the reasons it must keep it."""
-        return retention_sql.retention_rows(self._cursor())
+        return self._read(retention_sql.retention_rows)
 
     def mark_pruned(self, image_ids: Sequence[str]) -> list[tuple[str, str]]:
         """Record that these images' files are being removed (protection checked again in the
@@ -334,18 +343,18 @@ class PreferenceStore:
 
     def pruned_among(self, image_ids: Sequence[str]) -> list[str]:
         """Those of `image_ids` already marked pruned."""
-        return retention_sql.pruned_among(self._cursor(), image_ids)
+        return self._read(retention_sql.pruned_among, image_ids)
 
     # transfer ---------------------------------------------------------------------------
 
     def export_preferences(self, user_id: str, fmt: TransferFormat) -> bytes:
         """The user's preference rows as CSV or Parquet bytes (decayed counts as of now)."""
-        return transfer.export_preferences(self._cursor(), user_id, fmt, self.half_life)
+        return self._read(transfer.export_preferences, user_id, fmt, self.half_life)
 
     def import_preferences(self, user_id: str, data: bytes, fmt: TransferFormat) -> int:
         """Validate an export and add its counts to the user's; returns the number of rows.
         A bad file raises ValueError and writes nothing."""
-        rows = transfer.parse_preferences(self._cursor(), data, fmt)
+        rows = self._read(transfer.parse_preferences, data, fmt)
         return self._write(lambda cur, ctx: transfer.merge_preferences(cur, user_id, rows, ctx))
 
     # monitoring while the app runs ------------------------------------------------------
@@ -354,12 +363,12 @@ class PreferenceStore:
                          seconds: float = monitoring_sql.QUERY_SECONDS) -> monitoring_sql.QueryResult:
         """One SELECT over the monitoring views, in a sandbox holding `user_id`'s rows (None:
         everyone's); MonitoringQueryError (a ValueError) when refused, failed or too slow."""
-        return monitoring_sql.run_query(self._cursor(), sql, user_id, self.half_life,
+        return self._read(monitoring_sql.run_query, sql, user_id, self.half_life,
                                         max_rows=max_rows, seconds=seconds)
 
     def snapshot(self, user_id: str | None) -> bytes:
         """The facts and monitoring views of `user_id` (None: everyone) as Parquet files in a zip."""
-        return snapshot.snapshot_zip(self._cursor(), user_id, self.half_life)
+        return self._read(snapshot.snapshot_zip, user_id, self.half_life)
 
     # plumbing ---------------------------------------------------------------------------
 
@@ -369,7 +378,7 @@ class PreferenceStore:
                            aggregates=self._aggregates.changes(), batches=self._recent.changes())
         result = writer.submit(lambda cur: fn(cur, ctx),
                                lambda cur: self._follow_commit(cur, ctx), priority)
-        self._schedule_compaction(writer)
+        self._schedule_maintenance(writer)
         return result
 
     def _follow_commit(self, cur: duckdb.DuckDBPyConnection, ctx: WriteContext) -> None:
@@ -396,22 +405,75 @@ class PreferenceStore:
             raise StoreError(f"the preference store {self.path} is open read-only")
         return self._writer
 
-    def _schedule_compaction(self, writer: SerialWriter) -> None:
-        """Every COMPACT_EVERY_WRITES writes, queue a compaction behind them (not awaited)."""
+    def _schedule_maintenance(self, writer: SerialWriter) -> None:
+        """Every COMPACT_EVERY_WRITES writes queue a compaction, every REOPEN_EVERY_WRITES a
+        re-open, behind them (neither awaited)."""
         with self._cursors_lock:
             self._writes_since_compaction += 1
-            if self._writes_since_compaction < COMPACT_EVERY_WRITES:
-                return
-            self._writes_since_compaction = 0
-        future = writer.enqueue(lambda cur: aggregates.compact(cur, self.half_life), priority=BACKGROUND)
-        future.add_done_callback(_log_failed_compaction)
+            self._writes_since_reopen += 1
+            compact = self._writes_since_compaction >= COMPACT_EVERY_WRITES
+            reopen = self._writes_since_reopen >= REOPEN_EVERY_WRITES and self.path != ":memory:"
+            if compact:
+                self._writes_since_compaction = 0
+            if reopen:
+                self._writes_since_reopen = 0
+        if compact:
+            future = writer.enqueue(lambda cur: aggregates.compact(cur, self.half_life), priority=BACKGROUND)
+            future.add_done_callback(_log_failed_compaction)
+        if reopen:
+            writer.maintain(self._reopen)
+
+    def release_duckdb_memory(self) -> bool:
+        """Close and re-open the database file now (it also happens by itself every
+        REOPEN_EVERY_WRITES writes), giving back the memory DuckDB holds; False when reads in
+        flight kept it from happening within REOPEN_WAIT_SECONDS. A file store only."""
+        if self.path == ":memory:":
+            raise StoreError("an in-memory store cannot be re-opened: closing it would lose it")
+        done: list[bool] = []
+
+        def reopen(cursor: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+            new = self._reopen(cursor)
+            done.append(new is not cursor)
+            return new
+
+        self._require_writer().maintain(reopen, priority=URGENT).result()
+        return done[0]
+
+    def _reopen(self, writer_cursor: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """On the writer thread, between writes: close every cursor and the connection, open the
+        file again and hand the writer its new cursor (the old one when reads held the gate)."""
+        started = time.perf_counter()
+        with self._gate.alone(REOPEN_WAIT_SECONDS) as alone:
+            if not alone:
+                log.info("store re-open put off: reads in flight for over %.0f ms", REOPEN_WAIT_SECONDS * 1000)
+                return writer_cursor
+            with self._cursors_lock:
+                for _, cursor in self._cursors:
+                    cursor.close()
+                self._cursors.clear()
+                self._generation += 1
+            writer_cursor.close()
+            self._con.close()
+            self._con = _connect_again(self.path)
+            cursor = self._con.cursor()
+        log.info("re-opened preference store %s to give back DuckDB's memory (%.0f ms)",
+                 self.path, (time.perf_counter() - started) * 1000)
+        return cursor
+
+    def _read(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """`fn(cursor, *args, **kwargs)` on this thread's read cursor, inside the read gate (so a
+        re-open never closes a cursor in use). Every read of the store goes through here."""
+        with self._gate.reading():
+            return fn(self._cursor(), *args, **kwargs)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's read cursor (DuckDB connections are not shared across threads)."""
+        """This thread's read cursor (DuckDB connections are not shared across threads); only
+        `_read` calls this, inside the gate."""
         cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
+        if cursor is None or getattr(self._local, "generation", None) != self._generation:
             cursor = self._con.cursor()
             self._local.cursor = cursor
+            self._local.generation = self._generation
             with self._cursors_lock:
                 # server thread pools retire idle threads and start new ones: close the cursors of
                 # threads that ended, or they pile up (a connection each, with its last result)
@@ -422,6 +484,30 @@ class PreferenceStore:
                 old.close()
         return cursor
 
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path, read_only=read_only, config=DUCKDB_CONFIG)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise DatabaseLockedError(path) from exc
+        raise
+
+
+def _connect_again(path: str, attempts: int = REOPEN_ATTEMPTS) -> duckdb.DuckDBPyConnection:
+    """Open the file the store just closed; a failure (another process grabbed the lock in the
+    gap, a slow disk) is retried before the store gives up with a StoreError."""
+    for attempt in range(1, attempts):
+        try:
+            return _connect(path, read_only=False)
+        except (duckdb.Error, DatabaseLockedError) as exc:
+            log.warning("re-opening %s failed (try %d of %d): %s", path, attempt, attempts, exc)
+            time.sleep(0.1 * attempt)
+    try:
+        return _connect(path, read_only=False)
+    except (duckdb.Error, DatabaseLockedError) as exc:
+        raise StoreError(f"the preference store could not re-open {path} after {attempts} tries: "
+                         f"{exc}; restart the app") from exc
 
 
 def _log_failed_compaction(future: Future[int]) -> None:

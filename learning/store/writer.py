@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 import duckdb
@@ -23,6 +24,9 @@ WriteFn = Callable[[duckdb.DuckDBPyConnection], T]
 # Runs on the writer thread right after a COMMIT, before the caller is answered (so a caller
 # that got its answer sees whatever this updated).
 AfterCommit = Callable[[duckdb.DuckDBPyConnection], None]
+# Runs on the writer thread between two writes, outside any transaction, and returns the cursor
+# the writer uses from then on (the store's re-open hands back one of its new connection).
+Maintenance = Callable[[duckdb.DuckDBPyConnection], duckdb.DuckDBPyConnection]
 
 _STOP = object()
 
@@ -30,6 +34,12 @@ _STOP = object()
 # batch's ticket not behind image bookkeeping, and nothing behind a compaction.
 URGENT, PROMPT, NORMAL, BACKGROUND = 0, 1, 2, 3
 _STOP_PRIORITY = 4  # after everything already queued
+
+
+@dataclass(frozen=True)
+class _Maintenance:
+    fn: Maintenance
+    future: Future[None]
 
 
 class WriterClosedError(RuntimeError):
@@ -61,11 +71,21 @@ class SerialWriter:
         """Queue `fn(cursor)` to run in its own transaction; the future resolves after commit
         (and after `after_commit`, which only runs when the commit succeeded)."""
         future: Future[T] = Future()
+        self._put(priority, (fn, after_commit, future))
+        return future
+
+    def maintain(self, fn: Maintenance, priority: int = BACKGROUND) -> Future[None]:
+        """Queue `fn(cursor)` to run between two writes with no transaction open; the cursor it
+        returns replaces the writer's (so `fn` may close the old one and the connection)."""
+        future: Future[None] = Future()
+        self._put(priority, _Maintenance(fn, future))
+        return future
+
+    def _put(self, priority: int, item: object) -> None:
         with self._lock:
             if self._closed:
                 raise WriterClosedError("the preference store is closed")
-            self._queue.put((priority, next(self._arrivals), (fn, after_commit, future)))
-        return future
+            self._queue.put((priority, next(self._arrivals), item))
 
     def close(self) -> None:
         """Finish queued writes, then stop the thread and close its cursor."""
@@ -82,9 +102,23 @@ class SerialWriter:
             _, _, item = self._queue.get()
             if item is _STOP:
                 return
+            if isinstance(item, _Maintenance):
+                self._maintain(item)
+                continue
             fn, after_commit, future = item  # type: ignore[misc]
             if future.set_running_or_notify_cancel():
                 self._execute(fn, after_commit, future)
+
+    def _maintain(self, item: _Maintenance) -> None:
+        if not item.future.set_running_or_notify_cancel():
+            return
+        try:
+            self._cursor = item.fn(self._cursor)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            log.error("store maintenance failed: %s: %s", type(exc).__name__, exc)
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(None)
 
     def _execute(
         self, fn: WriteFn[object], after_commit: AfterCommit | None, future: Future[object]
