@@ -26,21 +26,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from comfy.client import ComfyClient
 from comfy.models import GenerationSpec, ImageResult, PoolJob
 from comfy.pool import ServerPool
-from comfy.scheduler import ServerSlot, simulate
+from comfy.costs import changes
+from comfy.scheduler import CostLearner, GroupKey, ServerSlot, simulate
 from comfy.simulator import TimeModel
 from comfy.workflow import build_workflow
 
@@ -70,28 +72,82 @@ def single_images(order: str) -> list[GenerationSpec]:
     return [col[i] for i in range(max(map(len, columns))) for col in columns if i < len(col)]
 
 
-def job_gpu_seconds(spec: GenerationSpec, model: TimeModel) -> float:
-    """Sampling + decode of one prompt under the simulator's time model (no load)."""
-    return (spec.steps * model.step_seconds_for(spec.width, spec.height, spec.batch_size)
-            + model.decode_seconds_for(spec.width, spec.height, spec.batch_size))
+def prompt_seconds(job: PoolJob, model: TimeModel, load: bool) -> float:
+    """What one prompt of `job` takes under the simulator's time model, with or without a load."""
+    spec = job.spec
+    return model.txt2img_seconds(job.family, spec.steps, spec.width, spec.height, spec.batch_size, load, False)
 
 
-def lower_bound(jobs: list[PoolJob], model: TimeModel, servers: int) -> float:
-    """Seconds no schedule can beat: max(total work / servers, longest single job)."""
-    load = model.load_seconds("sd15", True, False)
-    loads = load * len({j.spec.checkpoint for j in jobs})
-    longest = max(job_gpu_seconds(j.spec, model) + load for j in jobs)
-    return max((loads + sum(job_gpu_seconds(j.spec, model) for j in jobs)) / servers, longest)
+def lower_bound(jobs: list[PoolJob], models: Sequence[TimeModel], loaded: Sequence[str | None] = ()) -> float:
+    """Seconds no schedule of `jobs` can beat on one or two servers with these time models
+    (`loaded[i]`: the checkpoint server i holds at the start).
+
+    Any schedule has a pattern: which servers run some job of each checkpoint, and each such
+    server loads it once unless it holds it already. For every pattern, the fluid bound: the
+    work split freely (fractions of jobs too) among the servers the pattern allows, each part at
+    the cost of the server doing it, its loads added; the bound is the least of these over all
+    patterns, and at least the longest job where it is cheapest (its load counted unless held).
+    """
+    if not 1 <= len(models) <= 2:
+        raise ValueError("the exact fluid bound is for one or two servers")
+    held = list(loaded) + [None] * (len(models) - len(loaded))
+    servers = range(len(models))
+    checkpoints = sorted({j.spec.checkpoint for j in jobs})
+    load = [m.load_seconds(jobs[0].family, True, False) for m in models]
+    longest = max(min(prompt_seconds(job, models[i], job.spec.checkpoint != held[i]) for i in servers)
+                  for job in jobs)
+    choices = [subset for subset in ((0,), (1,), (0, 1)) if all(i in servers for i in subset)]
+    best = float("inf")
+    for pattern in itertools.product(choices, repeat=len(checkpoints)):
+        touches = dict(zip(checkpoints, pattern))
+        fixed = [sum(load[i] for ck, who in touches.items() if i in who and held[i] != ck) for i in servers]
+        free: list[tuple[float, float]] = []
+        for job in jobs:
+            cost = [prompt_seconds(job, models[i], False) for i in servers]
+            who = touches[job.spec.checkpoint]
+            if len(who) == 1:
+                fixed[who[0]] += cost[who[0]]
+            else:
+                free.append((cost[0], cost[1]))
+        best = min(best, _fluid(fixed, free))
+    return max(best, longest)
+
+
+def _fluid(fixed: list[float], free: list[tuple[float, float]]) -> float:
+    """Least T with each server's fixed seconds plus its share of the `free` items (seconds on
+    server 0, on server 1; split freely) within T. The second server takes the items relatively
+    cheapest for it first (ascending c1 / c0); bisection on T."""
+    if len(fixed) == 1:
+        return fixed[0] + sum(c0 for c0, _ in free)
+    items = sorted(free, key=lambda c: c[1] / c[0])
+
+    def feasible(t: float) -> bool:
+        left, rest = t - fixed[1], 0.0
+        if left < 0:
+            return False
+        for c0, c1 in items:
+            share = min(1.0, left / c1) if c1 > 0 else 1.0
+            left -= share * c1
+            rest += (1 - share) * c0
+        return fixed[0] + rest <= t
+
+    low, high = 0.0, sum(fixed) + sum(c0 + c1 for c0, c1 in items)
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (low, middle) if feasible(middle) else (middle, high)
+    return high
 
 
 @asynccontextmanager
-async def simulators(speed: float) -> AsyncIterator[list[str]]:
+async def simulators(speed: float, prompt_overhead: float = 0.0,
+                     gpu_factors: Sequence[float] = (1.0,)) -> AsyncIterator[list[str]]:
     """Fresh simulated servers in a process of their own; yields their URLs."""
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as folder:
         inventory = Path(folder) / "inventory.json"
         inventory.write_text(json.dumps({"checkpoints": [{"name": c, "family": "sd15"} for c in CHECKPOINTS]}))
         process = subprocess.Popen(
             [sys.executable, "-m", "comfy.simulator", "--port", "0", "--gpus", str(SERVERS), "--speed", str(speed),
+             "--prompt-overhead", str(prompt_overhead), "--gpu-factors", ",".join(map(str, gpu_factors)),
              "--inventory", str(inventory), "--output-dir", folder], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         try:
             assert process.stdout is not None
@@ -107,44 +163,72 @@ class Run:
     first_image: float
     images: int
     cpu: float  # CPU seconds of this process during the run
+    per_server: dict[str, int] = field(default_factory=dict)  # images
+    busy: dict[str, float] = field(default_factory=dict)  # seconds its prompts ran
+
+    def shares(self) -> str:
+        return ", ".join(f"{name} {count / max(self.images, 1):.0%} of images, busy {self.busy.get(name, 0.0) / self.makespan:.0%}"
+                         for name, count in sorted(self.per_server.items()))
 
 
-async def timed(body: Callable[[Callable[[], None]], Awaitable[None]]) -> Run:
-    """Run `body(image_done)` and time it; `image_done()` is called once per finished image."""
+ImageDone = Callable[[str, str, float], None]  # server, prompt id, seconds the prompt ran
+
+
+async def timed(body: Callable[[ImageDone], Awaitable[None]]) -> Run:
+    """Run `body(image_done)` and time it; `image_done(server, prompt_id, seconds)` is called
+    once per finished image."""
     start, cpu_start = time.perf_counter(), time.process_time()
     done: list[float] = []
-    await body(lambda: done.append(time.perf_counter() - start))
-    return Run(time.perf_counter() - start, min(done, default=0.0), len(done), time.process_time() - cpu_start)
+    per_server: dict[str, int] = {}
+    prompts: dict[tuple[str, str], float] = {}
+
+    def image_done(server: str, prompt_id: str, seconds: float) -> None:
+        done.append(time.perf_counter() - start)
+        per_server[server] = per_server.get(server, 0) + 1
+        prompts[(server, prompt_id)] = seconds
+
+    await body(image_done)
+    busy: dict[str, float] = {}
+    for (server, _), seconds in prompts.items():
+        busy[server] = busy.get(server, 0.0) + seconds
+    return Run(time.perf_counter() - start, min(done, default=0.0), len(done), time.process_time() - cpu_start,
+               per_server, busy)
+
+
+async def pool_batch(pool: ServerPool, jobs: list[PoolJob], key: str, image_done: ImageDone) -> None:
+    async with aclosing(pool.run(jobs, key)) as events:
+        async for event in events:
+            if isinstance(event, ImageResult):
+                image_done(event.server, event.prompt_id, event.seconds)
 
 
 async def run_pool(speed: float, batches: int = 1, warm_up: bool = False) -> Run:
     """`batches` pool batches (after one untimed batch when `warm_up`) on fresh simulators."""
     async with simulators(speed) as urls, ServerPool(urls, health_interval=3600) as pool:
-        async def batch(key: str, image_done: Callable[[], None]) -> None:
-            async with aclosing(pool.run(pool_jobs(), key)) as events:
-                async for event in events:
-                    if isinstance(event, ImageResult):
-                        image_done()
+        async def batch(key: str, image_done: ImageDone) -> None:
+            await pool_batch(pool, pool_jobs(), key, image_done)
         if warm_up:
-            await batch("warm-up", lambda: None)
+            await batch("warm-up", lambda *_: None)
 
-        async def body(image_done: Callable[[], None]) -> None:
+        async def body(image_done: ImageDone) -> None:
             for index in range(batches):
                 await batch(f"bench-{index}", image_done)
         return await timed(body)
 
 
-async def run_round_robin(speed: float, order: str) -> Run:
+async def run_round_robin(speed: float, order: str, specs: list[GenerationSpec] | None = None,
+                          prompt_overhead: float = 0.0, gpu_factors: Sequence[float] = (1.0,)) -> Run:
     """Single-image prompts dealt round-robin, one in flight per server."""
-    specs = single_images(order)
-    async with simulators(speed) as urls:
+    specs = specs if specs is not None else single_images(order)
+    async with simulators(speed, prompt_overhead, gpu_factors) as urls:
         clients = [ComfyClient(url, name=f"gpu-{i}") for i, url in enumerate(urls)]
         try:
-            async def body(image_done: Callable[[], None]) -> None:
+            async def body(image_done: ImageDone) -> None:
                 async def serve(index: int) -> None:
-                    for spec in specs[index::SERVERS]:
+                    for n, spec in enumerate(specs[index::SERVERS]):
+                        started = time.perf_counter()
                         await clients[index].run(build_workflow(spec))
-                        image_done()
+                        image_done(f"gpu-{index}", str(n), time.perf_counter() - started)
                 await asyncio.gather(*(serve(i) for i in range(SERVERS)))
             return await timed(body)
         finally:
@@ -157,8 +241,96 @@ def scheduler_estimate(scale: float) -> float:
     return simulate(pool_jobs(), slots).makespan * scale
 
 
+# Five consecutive mixed batches on two servers whose real costs differ from the nominal model
+# the scheduler starts from: a fixed overhead per prompt, and the second GPU 1.5x slower.
+REAL_OVERHEAD = 0.5  # seconds per prompt besides GPU work (validation, decode, save, fetch)
+GPU_FACTORS = (1.0, 1.5)
+ALPHA, BETA, GAMMA = CHECKPOINTS
+MIXED: tuple[tuple[int, int, dict[str, tuple[int, ...]]], ...] = (  # side, steps, job sizes per checkpoint
+    (512, 20, {ALPHA: (4, 3), BETA: (4, 3), GAMMA: (3, 3)}),
+    (512, 12, {BETA: (4, 4), GAMMA: (4, 4)}),
+    (768, 12, {GAMMA: (4, 3), ALPHA: (4, 3), BETA: (3, 3)}),
+    (512, 20, {ALPHA: (4, 4, 4)}),
+    (640, 16, {BETA: (4, 3), ALPHA: (3, 3), GAMMA: (4, 3)}),
+)
+
+
+def mixed_batch(index: int) -> list[PoolJob]:
+    side, steps, groups = MIXED[index]
+    return [PoolJob(f"m{index}-{ck[:1]}{k}", replace(_spec(ck, size, 100 + k), width=side, height=side, steps=steps))
+            for ck, sizes in groups.items() for k, size in enumerate(sizes)]
+
+
+def real_models(scale: float = 1.0) -> list[TimeModel]:
+    return [TimeModel(prompt_overhead=REAL_OVERHEAD, gpu_factor=factor, scale=scale) for factor in GPU_FACTORS]
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    images: dict[str, int]
+    busy: dict[str, float]
+    makespan: float
+    bound: float
+
+
+def replay(models: Sequence[TimeModel]) -> list[BatchOutcome]:
+    """The five mixed batches through the pool's scheduler and its learners, every prompt taking
+    what the simulator's time model says (no I/O, deterministic): what the live run shows
+    without the noise of a shared machine. Learners and loaded checkpoints carry over."""
+    names = [f"gpu-{i}" for i in range(len(models))]
+    learners = {name: CostLearner() for name in names}
+    loaded: dict[str, GroupKey | None] = {name: None for name in names}
+
+    def actual(server: str, job: PoolJob, before: GroupKey | None) -> float:
+        checkpoint, loras = changes(job, before)
+        spec = job.spec
+        return models[names.index(server)].txt2img_seconds(job.family, spec.steps, spec.width, spec.height,
+                                                           spec.batch_size, checkpoint, loras)
+    outcomes = []
+    for index in range(len(MIXED)):
+        jobs = mixed_batch(index)
+        held = [loaded[name][0] if loaded[name] else None for name in names]  # type: ignore[index]
+        slots = [ServerSlot(name, frozenset(CHECKPOINTS), loaded=loaded[name], learner=learners[name]) for name in names]
+        result = simulate(jobs, slots, actual=actual)
+        learners = {slot.name: slot.learner for slot in slots}
+        loaded = {slot.name: slot.loaded for slot in slots}
+        outcomes.append(BatchOutcome(result.images, result.busy, result.makespan, lower_bound(jobs, models, held)))
+    return outcomes
+
+
+async def measure_mixed(scale: float) -> None:
+    print(f"\nfive mixed batches, real costs: {REAL_OVERHEAD} s per prompt, GPU factors {GPU_FACTORS} "
+          f"(the scheduler starts from the nominal model), time scale {scale}")
+    for index, outcome in enumerate(replay(real_models())):
+        total = sum(outcome.images.values())
+        shares = ", ".join(f"{name} {count / total:.0%}" for name, count in sorted(outcome.images.items()))
+        print(f"  time model, batch {index}: {outcome.makespan * scale:6.2f} s  bound {outcome.bound * scale:6.2f} s  "
+              f"ratio {outcome.makespan / outcome.bound:.2f}  images {shares}")
+    async with simulators(1 / scale, REAL_OVERHEAD, GPU_FACTORS) as urls, \
+            ServerPool(urls, health_interval=3600) as pool:
+        runs, bounds = [], []
+        for index in range(len(MIXED)):
+            held = [status.loaded_checkpoint for status in pool.statuses()]
+            jobs = mixed_batch(index)
+            bounds.append(lower_bound(jobs, real_models(scale), held))
+            runs.append(await timed(lambda image_done, jobs=jobs, index=index:
+                                    pool_batch(pool, jobs, f"mixed-{index}", image_done)))
+            run = runs[-1]
+            print(f"  pool,       batch {index}: {run.makespan:6.2f} s  bound {bounds[-1]:6.2f} s  "
+                  f"ratio {run.makespan / bounds[-1]:.2f}  first image {run.first_image:5.2f} s  {run.shares()}")
+    images = {name: sum(r.per_server.get(name, 0) for r in runs) for name in sorted(runs[0].per_server)}
+    total = sum(images.values())
+    print(f"  pool, all five: makespan {sum(r.makespan for r in runs):.2f} s vs bound {sum(bounds):.2f} s "
+          f"(ratio {sum(r.makespan for r in runs) / sum(bounds):.2f}); images "
+          + ", ".join(f"{name} {count / total:.0%}" for name, count in images.items()))
+    singles = [replace(job.spec, batch_size=1) for job in mixed_batch(0) for _ in range(job.spec.batch_size)]
+    rr = await run_round_robin(1 / scale, "plan order", singles, REAL_OVERHEAD, GPU_FACTORS)
+    print(f"  round-robin, batch 0 on fresh servers: {rr.makespan:6.2f} s  first image {rr.first_image:5.2f} s "
+          f"(pool's batch 0: first image {runs[0].first_image:5.2f} s)")
+
+
 async def measure(scale: float) -> None:
-    bound = lower_bound(pool_jobs(), TimeModel(scale=scale), SERVERS)
+    bound = lower_bound(pool_jobs(), [TimeModel(scale=scale)] * SERVERS)
     print(f"workload: 20 images, 3 checkpoints (7/7/6), jobs <= 4, {SERVERS} simulated GPUs (own process), "
           f"time scale {scale}")
     print(f"lower bound              {bound:6.2f} s  (= {bound / scale:.1f} s at real GPU pace)")
@@ -166,14 +338,18 @@ async def measure(scale: float) -> None:
     print(f"scheduler's own estimate {estimate:6.2f} s  ratio to bound {estimate / bound:.2f}")
     pool = await run_pool(1 / scale)
     print(f"pool                     {pool.makespan:6.2f} s  first image {pool.first_image:5.2f} s  "
-          f"{pool.images} images  ratio to bound {pool.makespan / bound:.2f}")
+          f"{pool.images} images  ratio to bound {pool.makespan / bound:.2f}  ({pool.shares()})")
     for order, label in (("plan order", "round-robin (baseline)"), ("interleaved", "round-robin interleaved")):
         rr = await run_round_robin(1 / scale, order)
         print(f"{label:<25}{rr.makespan:6.2f} s  first image {rr.first_image:5.2f} s  "
               f"{rr.images} images  pool is {rr.makespan / pool.makespan:.2f}x faster")
+        if order == "plan order":
+            print(f"{'':25}first image: pool {pool.first_image:.2f} s vs round-robin {rr.first_image:.2f} s "
+                  f"(ratio {pool.first_image / rr.first_image:.2f})")
     overhead = await run_pool(0.0, OVERHEAD_BATCHES, warm_up=True)
     print(f"overhead at speed 0      {1000 * overhead.makespan / overhead.images:6.2f} ms/image wall, "
           f"{1000 * overhead.cpu / overhead.images:.2f} ms/image CPU of the app process, over {overhead.images} images")
+    await measure_mixed(scale)
 
 
 def main(argv: list[str] | None = None) -> None:

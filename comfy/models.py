@@ -30,8 +30,8 @@ class RefineSource:
 class GenerationSpec:
     """Everything needed to build one ComfyUI prompt; one spec → `batch_size` images.
 
-    Image `i` of the spec is reproducible from (checkpoint, loras, prompts, seed, batch index i,
-    steps, cfg, sampler, scheduler, width, height, denoise, hires_scale).
+    Image `i` of the spec is reproducible from (checkpoint, loras, prompts, seed, batch index
+    first_index + i, steps, cfg, sampler, scheduler, width, height, denoise, hires_scale).
     """
 
     checkpoint: str
@@ -50,6 +50,9 @@ class GenerationSpec:
     hires_scale: float | None = None  # latent upscale "hires fix" second pass when set
     refine_from: RefineSource | None = None  # img2img from this image when set
     filename_prefix: str = "draftgrid"
+    # txt2img only: this prompt makes batch indexes first_index .. first_index + batch_size - 1 of
+    # the seed's batch (LatentFromBatch), so a job split into pieces makes the very same images
+    first_index: int = 0
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ from comfy.models import (
     ServerStatus,
 )
 from comfy.protocol import ImageRef, Preview, Progress
-from comfy.scheduler import CostModel, Scheduler, ServerSlot, ewma, group_key, simulate
-from comfy.workflow import build_workflow
+from comfy.scheduler import CostLearner, CostModel, Scheduler, ServerSlot, ewma, group_key, simulate
+from comfy.pieces import build_piece_workflow
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class _Member:
     status: ServerStatus
     inventory: ServerInventory | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    speed: float = 1.0  # measured / estimated job seconds, EWMA
+    learner: CostLearner = field(default_factory=CostLearner)  # its cost terms, from its measured prompts
     loaded: Any = None  # scheduler GroupKey of what we last ran there
     uploads: dict[str, str] = field(default_factory=dict)  # png sha256 -> LoadImage name
     metadata: dict[tuple[str, str], dict[str, str] | None] = field(default_factory=dict)  # (folder, name)
@@ -83,14 +83,15 @@ class _Member:
 
     @property
     def measured(self) -> bool:
-        """Its speed comes from a finished job, not the initial guess."""
-        return self.status.seconds_per_image is not None
+        """Its costs come from finished jobs, not the initial guess."""
+        return self.learner.measured
 
-    def slot(self, peer_speed: float = 1.0) -> ServerSlot:
-        """Scheduler view; an unmeasured server borrows `peer_speed` (see `ServerPool._slots`)."""
+    def slot(self, peer: CostLearner | None = None) -> ServerSlot:
+        """Scheduler view; an unmeasured server starts from `peer` (see `ServerPool._slots`)."""
         inventory = self.inventory or ServerInventory((), (), (), ())
+        learner = self.learner if self.measured or peer is None else CostLearner(prior=peer.model)
         return ServerSlot(self.name, frozenset(inventory.checkpoints), frozenset(inventory.loras),
-                          loaded=self.loaded, speed=self.speed if self.measured else peer_speed)
+                          loaded=self.loaded, learner=learner)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class _Batch:
     running: dict[str, str] = field(default_factory=dict)  # server -> prompt id in flight
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # a worker per server, image downloads
     cancelled: bool = False
+    failures: dict[str, JobFailed] = field(default_factory=dict)  # job id -> first failure of a split job's pieces
 
     def emit(self, event: PoolEvent) -> None:
         self.events.put_nowait(event)
@@ -139,10 +141,10 @@ class ServerPool:
             raise ValueError("names must be unique and one per url")
         self.health_interval = health_interval
         self.quarantine = quarantine  # seconds a server that sent malformed data stays out
-        self.cost = cost or CostModel()
+        self.cost = cost or CostModel()  # the nominal model every server's learner starts from
         self._members = {
             name: _Member(ComfyClient(url, timeout=timeout, connect_timeout=connect_timeout, name=name),
-                          ServerStatus(name=name, url=url, online=False))
+                          ServerStatus(name=name, url=url, online=False), learner=CostLearner(prior=self.cost))
             for name, url in zip(names, urls)
         }
         self._health_timeout = min(timeout, max(health_interval, 1.0))
@@ -294,11 +296,12 @@ class ServerPool:
 
     def _slots(self, members: list[_Member]) -> list[ServerSlot]:
         """Scheduler slots. A server that has not finished a job yet (it joined or died before
-        its first) is assumed as fast as the measured ones: with the nominal 1.0 against
-        measured peers it could be estimated so slow that it never gets a job to measure."""
-        measured = [m.speed for m in self._online() if m.measured]
-        peer_speed = sum(measured) / len(measured) if measured else 1.0
-        return [m.slot(peer_speed) for m in members]
+        its first) starts from the costs measured on a peer (the one measured most): the
+        nominal model against measured peers is off by the whole per-prompt overhead, in either
+        direction, until its first job corrects it."""
+        measured = [m.learner for m in self._online() if m.measured]
+        peer = max(measured, key=lambda l: len(l.plain) + len(l.switching), default=None)
+        return [m.slot(peer) for m in members]
 
     # ------------------------------------------------------------------ batches
 
@@ -372,9 +375,20 @@ class ServerPool:
         for job in jobs:
             why = reason or _unplaceable_reason(job, any_online=bool(self._online()))
             log.warning("job %s failed: %s", job.job_id, why)
-            batch.emit(JobFailed(job.job_id, why, server))
-        if jobs:
-            batch.job_ended(len(jobs))
+            self._piece_ended(batch, job, JobFailed(job.job_id, why, server))
+
+    def _piece_ended(self, batch: _Batch, job: PoolJob, failure: JobFailed | None = None) -> None:
+        """One prompt of a job ended. A job the scheduler split runs as several prompts; it ends
+        with its last one, in one JobFailed (the first failure's) if any of them failed, so the
+        `PoolEvent` contract holds: exactly one JobFailed per failed job, as its last event."""
+        if failure is not None:
+            batch.failures.setdefault(job.job_id, failure)
+        if not batch.scheduler.piece_ended(job):
+            return
+        failed = batch.failures.pop(job.job_id, None)
+        if failed is not None:
+            batch.emit(failed)
+        batch.job_ended()
 
     async def _worker(self, batch: _Batch, member: _Member) -> None:
         loop = asyncio.get_running_loop()
@@ -455,17 +469,18 @@ class ServerPool:
             log.exception("images of job %s on %s: unexpected error", job.job_id, member.name)
             self._fail(batch, [job], f"internal error fetching images from {member.name}: {exc!r}", member.name)
             return
+        first = job.spec.first_index  # a piece of a split job: its images are these indexes of the job
         for image in images:
-            batch.emit(ImageResult(job.job_id, image.batch_index, member.name, image.data, image.filename,
+            batch.emit(ImageResult(job.job_id, first + image.batch_index, member.name, image.data, image.filename,
                                    prompt_id, seconds))
         if len(images) < size:
             self._fail(batch, [job], f"server {member.name} returned {len(images)} of {size} images", member.name)
         else:
-            batch.job_ended()
+            self._piece_ended(batch, job)
 
     async def _execute(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str) -> list[ImageRef]:
         init_image = await self._upload_refine_source(member, job) if job.spec.refine_from else None
-        workflow = build_workflow(job.spec, init_image_name=init_image)
+        workflow = build_piece_workflow(job.spec, init_image_name=init_image)
 
         def progress(p: Progress) -> None:
             batch.emit(JobProgress(job.job_id, member.name, p.value, p.max))
@@ -486,15 +501,30 @@ class ServerPool:
         return member.uploads[digest]
 
     def _record_success(self, batch: _Batch, member: _Member, job: PoolJob, seconds: float) -> None:
-        batch.scheduler.job_done(member.name, seconds)
-        slot = batch.scheduler.slots.get(member.name)
-        if slot is not None:
-            member.speed = slot.speed
+        """The server learns from the job's seconds, in every running batch (one server, one
+        truth: a batch started before this job finished plans with it from now on)."""
+        now = asyncio.get_running_loop().time()
+        observation = batch.scheduler.job_done(member.name, seconds, now)
+        if observation is not None:
+            member.learner = member.learner.observed(observation)
+            for each in self._batches.values():
+                if member.name in each.scheduler.slots:
+                    each.scheduler.slots[member.name].learner = member.learner
+                    if each is not batch:
+                        each.scheduler.learnt(now)
+            log.info("%s: job %s took %.2fs; learnt %s", member.name, job.job_id, seconds,
+                     _describe(member.learner.model))
         member.loaded = group_key(job)
         status = member.status
         status.images_done += job.spec.batch_size
         status.loaded_checkpoint = job.spec.checkpoint
         status.seconds_per_image = ewma(status.seconds_per_image, seconds / max(job.spec.batch_size, 1))
+
+
+def _describe(cost: CostModel) -> str:
+    loads = ", ".join(f"{family} {seconds:.2f}s" for family, seconds in sorted(cost.checkpoint_load.items()))
+    return (f"load {loads}; overhead {cost.prompt_overhead:.2f}s/prompt; step {1000 * cost.step_seconds:.1f}ms "
+            f"at 512²; batch n costs n**{cost.batch_exponent:.1f}")
 
 
 def _one_per_index(refs: list[ImageRef], batch_size: int) -> tuple[list[ImageRef], int]:

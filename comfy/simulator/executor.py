@@ -297,6 +297,7 @@ class _Run:
                                                       "prompt_id": pid})
                 self.progress.finish(node_id)
                 await self.send_progress_state()
+            await self.spend(self.env.time_model.prompt_seconds())  # validation, saving, the fetch: per prompt
             await self.add_message("execution_success", {"prompt_id": pid, "timestamp": now_ms()})
         except Interrupted:
             status = "error"

@@ -45,6 +45,7 @@ class Latent:
     batch_size: int
     sample: SampleRecipe | None = None
     prior: tuple[Image.Image, ...] | None = field(default=None, compare=False)
+    first_index: int = 0  # batch index of the first picture (ComfyUI's `batch_index` after LatentFromBatch)
 
 
 @dataclass
@@ -73,7 +74,8 @@ def decode_latent(latent: Latent) -> tuple[Image.Image, ...]:
             return tuple(blank_latent_image(*size) for _ in range(latent.batch_size))
         return tuple(image.resize(size) for image in latent.prior)
     priors = latent.prior or (None,) * latent.batch_size
-    return tuple(render_sample(latent.sample, index, *size, prior) for index, prior in enumerate(priors))
+    return tuple(render_sample(latent.sample, latent.first_index + index, *size, prior)
+                 for index, prior in enumerate(priors))
 
 
 def _latent_side(pixels: float) -> int:
@@ -113,11 +115,12 @@ async def ksampler(ctx: RunContext, model: ModelRef, seed: int, steps: int, cfg:
                           sampler_name, scheduler, denoise)
     has_picture = latent_image.sample is not None or latent_image.prior is not None
     prior = await asyncio.to_thread(decode_latent, latent_image) if has_picture and denoise < 1.0 else None
-    result = Latent(latent_image.width, latent_image.height, latent_image.batch_size, recipe, prior)
+    result = Latent(latent_image.width, latent_image.height, latent_image.batch_size, recipe, prior,
+                    latent_image.first_index)
     first_prior = prior[0] if prior else None
 
     def final_picture() -> Image.Image:
-        return render_sample(recipe, 0, result.width, result.height, first_prior)
+        return render_sample(recipe, result.first_index, result.width, result.height, first_prior)
 
     await ctx.sample(steps, result, final_picture)
     return NodeResult((result,))
@@ -150,6 +153,15 @@ async def repeat_latent_batch(ctx: RunContext, samples: Latent, amount: int) -> 
         return NodeResult((replace(samples, batch_size=samples.batch_size * amount),))
     pictures = await asyncio.to_thread(decode_latent, samples)
     return NodeResult((Latent(samples.width, samples.height, samples.batch_size * amount, prior=pictures * amount),))
+
+
+async def latent_from_batch(ctx: RunContext, samples: Latent, batch_index: int, length: int) -> NodeResult:
+    """ComfyUI's slice of a latent batch, clamped as it clamps; the slice keeps its batch indexes,
+    so the next sampler gives each picture the noise it had in the whole batch."""
+    batch_index = min(samples.batch_size - 1, batch_index)
+    length = min(samples.batch_size - batch_index, length)
+    prior = samples.prior[batch_index:batch_index + length] if samples.prior is not None else None
+    return NodeResult((replace(samples, batch_size=length, prior=prior, first_index=samples.first_index + batch_index),))
 
 
 async def image_scale_by(ctx: RunContext, image: tuple[Image.Image, ...], upscale_method: str,
@@ -191,6 +203,7 @@ NODE_FUNCTIONS: dict[str, NodeFunction] = {
     "VAEEncode": vae_encode,
     "LatentUpscaleBy": latent_upscale_by,
     "RepeatLatentBatch": repeat_latent_batch,
+    "LatentFromBatch": latent_from_batch,
     "ImageScaleBy": image_scale_by,
     "EmptyImage": empty_image,
     "LoadImage": load_image,

@@ -6,11 +6,18 @@ Cost of one prompt (seconds, before `scale`):
            + lora_change                      if the LoRA set (names+strengths) differs
     sample = steps * step_seconds * (width*height / 512²) * batch_size ** batch_exponent
     decode = decode_seconds * (width*height / 512²) * batch_size ** batch_exponent
+    (load, sample and decode above are GPU work: each is multiplied by `gpu_factor`)
+    prompt = prompt_overhead                    once per executed prompt, whatever its size
 
 The load is paid by the KSampler (that is when ComfyUI moves the model to the GPU), so a prompt
-whose checkpoint and LoRAs are already loaded pays only sampling and decoding.
+whose checkpoint and LoRAs are already loaded pays only sampling, decoding and the overhead.
 
 `batch_exponent` < 1 models the GPU's batch speed-up: a batch of n costs n**0.8 single images.
+`prompt_overhead` is what a real server spends per prompt besides the GPU work above
+(validation, the VAE decode's fixed part, PNG encode and save, the client's fetch): on small
+images it dwarfs the sampling, which is what a scheduler learning from real servers must cope
+with. `gpu_factor` makes one server slower or faster than another (1.5 = 50 % more GPU seconds
+for the same work; the per-prompt overhead is not GPU work and is not scaled by it).
 Everything is multiplied by `scale` (1 = realistic, 0 = instant, for tests).
 """
 
@@ -30,13 +37,15 @@ class TimeModel:
     step_seconds: float = 0.05
     decode_seconds: float = 0.02
     batch_exponent: float = 0.8
+    prompt_overhead: float = 0.0  # seconds per executed prompt, not scaled by gpu_factor
+    gpu_factor: float = 1.0  # this GPU's seconds per nominal GPU second (1.5 = 1.5x slower)
     scale: float = 1.0
 
     def load_seconds(self, family: str, checkpoint_changed: bool, loras_changed: bool) -> float:
         """Seconds to bring a checkpoint (and LoRA set) onto the GPU."""
         seconds = self.checkpoint_load.get(family, max(self.checkpoint_load.values(), default=0.0)) if checkpoint_changed else 0.0
         seconds += self.lora_change if loras_changed else 0.0
-        return seconds * self.scale
+        return seconds * self._gpu()
 
     def batch_factor(self, batch_size: int) -> float:
         """How many single-image costs a batch of `batch_size` costs."""
@@ -44,11 +53,26 @@ class TimeModel:
 
     def step_seconds_for(self, width: int, height: int, batch_size: int) -> float:
         """Seconds one sampler step takes for this latent size and batch."""
-        return self.step_seconds * (width * height / REFERENCE_PIXELS) * self.batch_factor(batch_size) * self.scale
+        return self.step_seconds * (width * height / REFERENCE_PIXELS) * self.batch_factor(batch_size) * self._gpu()
 
     def decode_seconds_for(self, width: int, height: int, batch_size: int) -> float:
         """Seconds the VAE decode of a batch takes."""
-        return self.decode_seconds * (width * height / REFERENCE_PIXELS) * self.batch_factor(batch_size) * self.scale
+        return self.decode_seconds * (width * height / REFERENCE_PIXELS) * self.batch_factor(batch_size) * self._gpu()
+
+    def prompt_seconds(self) -> float:
+        """The fixed seconds every executed prompt costs on top of its GPU work."""
+        return self.prompt_overhead * self.scale
+
+    def txt2img_seconds(self, family: str, steps: int, width: int, height: int, batch_size: int,
+                        checkpoint_changed: bool, loras_changed: bool) -> float:
+        """All a txt2img prompt takes (the executor spends these parts one by one, as it runs)."""
+        return (self.load_seconds(family, checkpoint_changed, loras_changed)
+                + steps * self.step_seconds_for(width, height, batch_size)
+                + self.decode_seconds_for(width, height, batch_size) + self.prompt_seconds())
+
+    def _gpu(self) -> float:
+        """What one nominal GPU second takes on this server, in real seconds."""
+        return self.gpu_factor * self.scale
 
     def scaled(self, factor: float) -> TimeModel:
         """The same model with `scale` multiplied by `factor` (the CLI's --speed divides by it)."""

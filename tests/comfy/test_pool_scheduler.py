@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from comfy.models import GenerationSpec, LoraSpec, PoolJob
-from comfy.scheduler import CostModel, Scheduler, ServerSlot, ewma, group_key, simulate
+from comfy.scheduler import CostLearner, CostModel, Scheduler, ServerSlot, ewma, group_key, simulate
 
 COST = CostModel()
 
 
-def job(job_id: str, checkpoint: str, images: int, *, loras: tuple[LoraSpec, ...] = (), family: str = "sd15") -> PoolJob:
+def job(job_id: str, checkpoint: str, images: int, *, loras: tuple[LoraSpec, ...] = (), family: str = "sd15",
+        sampler: str = "euler_ancestral") -> PoolJob:
+    """A pool job; its default sampler draws noise per step, so the scheduler never splits it
+    (`splits_exactly`): these tests are about whole jobs, test_pool_split.py about pieces."""
     spec = GenerationSpec(checkpoint=checkpoint, positive="p", negative="n", seed=1, width=512, height=512,
-                          steps=20, cfg=7.0, batch_size=images, loras=loras)
+                          steps=20, cfg=7.0, batch_size=images, loras=loras, sampler_name=sampler)
     return PoolJob(job_id, spec, family)
 
 
 def batch_20_3() -> list[PoolJob]:
     """20 images over 3 checkpoints (7/7/6) in jobs of at most 4."""
     return [job("a1", "A", 4), job("a2", "A", 3), job("b1", "B", 4), job("b2", "B", 3), job("c1", "C", 4), job("c2", "C", 2)]
+
+
+def scaled(factor: float) -> CostLearner:
+    """A server uniformly `factor` times slower than nominal (faster below 1)."""
+    return CostLearner(prior=COST.scaled(factor))
 
 
 def slots(*specs: tuple[str, str]) -> list[ServerSlot]:
@@ -55,7 +63,7 @@ def test_groups_stay_together_and_prefer_the_loaded_server() -> None:
 def test_balanced_makespan_close_to_the_lower_bound() -> None:
     jobs = batch_20_3()
     result = simulate(jobs, slots(("s0", "ABC"), ("s1", "ABC")))
-    work = sum(COST.sample_seconds(j) for j in jobs) + 3 * COST.checkpoint_load["sd15"]
+    work = sum(COST.job_seconds(j, group_key(j)) for j in jobs) + 3 * COST.checkpoint_load["sd15"]
     assert result.images["s0"] + result.images["s1"] == 20
     assert abs(result.images["s0"] - result.images["s1"]) <= 4
     assert result.makespan <= 1.2 * work / 2
@@ -71,7 +79,7 @@ def test_three_groups_on_two_servers_split_one_group_for_balance() -> None:
     for queue in queues.values():  # and each server still runs a checkpoint's jobs back to back
         letters = [j[0] for j in queue]
         assert letters == sorted(letters, key=letters.index)
-    work_with_one_extra_load = sum(COST.sample_seconds(j) for j in jobs) + 4 * COST.checkpoint_load["sd15"]
+    work_with_one_extra_load = sum(COST.job_seconds(j, group_key(j)) for j in jobs) + 4 * COST.checkpoint_load["sd15"]
     assert simulate(jobs, slots(("s0", "ABC"), ("s1", "ABC"))).makespan <= 1.01 * work_with_one_extra_load / 2
 
 
@@ -88,14 +96,15 @@ def test_a_joining_server_steals_the_tail_of_the_busiest_queue() -> None:
 
 def test_no_steal_when_the_thief_would_finish_later() -> None:
     scheduler = Scheduler([job("a1", "A", 2)], [ServerSlot("s0", frozenset("A"), loaded=("A", ())),
-                                                ServerSlot("s1", frozenset("A"), speed=10.0)])
+                                                ServerSlot("s1", frozenset("A"), learner=scaled(10.0))])
     assert scheduler.next_for("s1", now=0.0) is None
     assert scheduler.next_for("s0", now=0.0) is not None
 
 
 def test_faster_servers_get_more_work() -> None:
     jobs = [job(f"j{i}", "A", 2) for i in range(10)]
-    result = simulate(jobs, [ServerSlot("fast", frozenset("A"), speed=0.5), ServerSlot("slow", frozenset("A"), speed=2.0)])
+    result = simulate(jobs, [ServerSlot("fast", frozenset("A"), learner=scaled(0.5)),
+                               ServerSlot("slow", frozenset("A"), learner=scaled(2.0))])
     assert result.images["fast"] > result.images["slow"]
 
 

@@ -20,8 +20,9 @@ ALPHA, BETA, GAMMA = SD15
 
 
 def make_job(job_id: str, checkpoint: str, images: int, seed: int = 1) -> PoolJob:
+    """A whole job: its sampler draws noise per step, so the scheduler never splits it."""
     spec = GenerationSpec(checkpoint=checkpoint, positive="a lighthouse", negative="blurry", seed=seed,
-                          width=512, height=512, steps=20, cfg=7.0, batch_size=images)
+                          width=512, height=512, steps=20, cfg=7.0, batch_size=images, sampler_name="euler_ancestral")
     return PoolJob(job_id, spec)
 
 

@@ -16,7 +16,7 @@ SIMPLE_CAPTURES = ["system_stats.json", "queue_idle.json", "prompt_get_idle.json
                    "history_empty.json", "history_unknown_id.json", "object_info_unknown_node.json",
                    "experiment_models.json", "experiment_models_loras.json"]
 
-NODES_BEYOND_THE_CAPTURE = {"RepeatLatentBatch"}  # defined from ComfyUI 0.3.64's nodes.py, see test_simulator_repeat_latent
+NODES_BEYOND_THE_CAPTURE = {"RepeatLatentBatch", "LatentFromBatch"}  # from ComfyUI 0.3.64's nodes.py, see test_simulator_repeat_latent, test_pool_split
 
 
 def assert_matches_capture(response: httpx.Response, captured: dict[str, Any]) -> None:
