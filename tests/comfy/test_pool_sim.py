@@ -282,7 +282,7 @@ async def test_an_unexpected_bug_fails_the_job_instead_of_hanging_the_batch(
     def broken(*args: object, **kwargs: object) -> dict:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("comfy.pool.build_workflow", broken)
+    monkeypatch.setattr("comfy.pool.build_piece_workflow", broken)
     events = await asyncio.wait_for(collect(pool.run([make_job("j1", ALPHA, 2)], batch_key="bug")), timeout=10)
     failed = [e for e in events if isinstance(e, JobFailed)]
     assert [f.job_id for f in failed] == ["j1"] and "internal error" in failed[0].reason
