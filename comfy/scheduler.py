@@ -13,6 +13,12 @@ more queued than its next job, it takes one anyway (an estimate can be wrong; a 
 runs is never measured again). Servers pull one job at a time (`next_for`), so at most one prompt
 is ever in flight per server.
 
+The first image comes sooner: each server that could show the batch's first image (estimated
+within `FIRST_IMAGE_RACE` of the soonest) starts on one image of its first job and runs the rest of
+that job as one prompt after — a piece that makes the very same images (comfy/pieces.py) — so the
+first thumbnail comes after a load and one image, as with round-robin's single-image prompts,
+while the batch sizes that use the GPU's batch speed-up come right after.
+
 Estimates come from each server's own `CostLearner` (comfy/costs.py): load, per-prompt overhead
 and sampling terms learnt separately from its measured prompts, not one speed factor. The
 `cost` given to the Scheduler is the nominal model; it only orders groups (longest first).
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _MIN_GAIN = 1e-6  # seconds a move must save, so rebalancing always terminates
 MAX_PLANS = 64  # up to this many ways of giving groups to servers are all tried; beyond, greedy
+FIRST_IMAGE_RACE = 1.25  # servers whose first image is estimated within this of the soonest start small
 
 
 def ewma(previous: float | None, sample: float, alpha: float = 0.4) -> float:
@@ -78,10 +85,10 @@ class Scheduler:
         self.cost = cost or CostModel()
         self.slots: dict[str, ServerSlot] = {s.name: s for s in servers}
         self.pieces: dict[str, int] = {}  # job id -> pieces not yet ended, for jobs split in more than one
-        self.first_image: str | None = None  # the server that starts on one image (`_first_piece`)
+        self.first_image: frozenset[str] = frozenset()  # the servers that start on one image (`_first_piece`)
         self.unplaceable: list[PoolJob] = self.assign(list(jobs), now=0.0)
         self._choose_first_image(now=0.0)
-        self.learnt(now=0.0)  # the moves again, now that one server starts on one image
+        self.learnt(now=0.0)  # the moves again, now that some servers start on one image
 
     # -------------------------------------------------------------- estimates
 
@@ -236,21 +243,28 @@ class Scheduler:
         return job
 
     def _choose_first_image(self, now: float) -> None:
-        """The server that would show the batch's first image soonest starts on one image of its
-        first job (`_first_piece`): the first thumbnail then comes after a load and one image,
-        not a whole batch. One server is enough — the first image is the first of all — and each
-        more would pay a prompt's overhead and a lost batch speed-up on the makespan."""
+        """Each server that could show the batch's first image starts on one image of its first
+        job (`_first_piece`), the rest following as one prompt: the first thumbnail then comes
+        after a load and one image, not a whole batch, as with round-robin's single-image prompts.
+        "Could" is an estimated first image within `FIRST_IMAGE_RACE` of the soonest: estimates
+        are rough and the first image is whichever server is first in fact, so servers that are
+        close all race (like round-robin, where every server starts on one image); a server far
+        behind cannot win it, and starting it small would only pay a prompt's overhead and a
+        lost batch speed-up on the makespan."""
         def first_image_at(slot: ServerSlot) -> float:
             first = slot.queue[0]
             head = _split(first, 1)[0] if _splits_first(first) else first
             return max(0.0, slot.running_until - now) + self.estimate(slot, head, slot.loaded)  # type: ignore[arg-type]
 
-        candidates = [s for s in self.slots.values() if not s.started and s.queue]
-        if candidates:  # (if its first job cannot split, or is one image already, nobody splits)
-            self.first_image = min(candidates, key=lambda s: (first_image_at(s), s.name)).name
+        candidates = {s.name: first_image_at(s) for s in self.slots.values() if not s.started and s.queue}
+        if candidates:  # (a server whose first job cannot split, or is one image already, starts as it is)
+            soonest = min(candidates.values())
+            self.first_image = frozenset(name for name, at in candidates.items() if at <= FIRST_IMAGE_RACE * soonest)
+            log.info("first image: %s start on one image (estimated first image %s)", ", ".join(sorted(self.first_image)),
+                     ", ".join(f"{name} {at:.1f}s" for name, at in sorted(candidates.items())))
 
     def _starts_small(self, slot: ServerSlot, job: PoolJob) -> bool:
-        return slot.name == self.first_image and not slot.started and _splits_first(job)
+        return slot.name in self.first_image and not slot.started and _splits_first(job)
 
     def _first_piece(self, slot: ServerSlot, job: PoolJob) -> PoolJob:
         """One image of `job` now; the rest of it runs right after as one prompt (its learner then

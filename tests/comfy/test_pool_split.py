@@ -64,7 +64,7 @@ def test_the_server_first_to_show_an_image_starts_on_one_and_the_rest_follows() 
     jobs = [PoolJob(f"a{i}", spec(4)) for i in range(4)]
     scheduler = Scheduler(jobs, [ServerSlot("s0", frozenset(SD15)),
                                  ServerSlot("s1", frozenset(SD15), loaded=(ALPHA, ()))])
-    assert scheduler.first_image == "s1"
+    assert scheduler.first_image == {"s1"}
     first = scheduler.next_for("s1", now=0.0)
     assert first is not None and (first.spec.batch_size, first.spec.first_index) == (1, 0)
     other = scheduler.next_for("s0", now=0.0)
@@ -74,6 +74,19 @@ def test_the_server_first_to_show_an_image_starts_on_one_and_the_rest_follows() 
     assert rest is not None and (rest.job_id, rest.spec.first_index, rest.spec.batch_size) == (first.job_id, 1, 3)
     assert scheduler.piece_ended(first) is False  # one of two pieces
     assert scheduler.piece_ended(rest) is True
+
+
+def test_equal_fresh_servers_all_start_on_one_image() -> None:
+    """Nothing tells two fresh servers apart, so either may show the first image: both start on
+    one image, as round-robin's single-image prompts do, and grow to the rest of the job after."""
+    jobs = [PoolJob(f"a{i}", spec(4)) for i in range(4)]
+    scheduler = Scheduler(jobs, [ServerSlot("s0", frozenset(SD15)), ServerSlot("s1", frozenset(SD15))])
+    assert scheduler.first_image == {"s0", "s1"}
+    firsts = [scheduler.next_for(name, now=0.0) for name in ("s0", "s1")]
+    assert [(j.spec.batch_size, j.spec.first_index) for j in firsts if j is not None] == [(1, 0), (1, 0)]
+    scheduler.job_done("s0")
+    rest = scheduler.next_for("s0", now=1.0)
+    assert rest is not None and (rest.job_id, rest.spec.first_index, rest.spec.batch_size) == (firsts[0].job_id, 1, 3)
 
 
 def test_jobs_whose_pieces_would_differ_are_never_split() -> None:
