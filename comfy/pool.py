@@ -6,7 +6,9 @@ worker takes that server's lock first and only then pulls one job, holding the l
 prompt runs, so there is at most one prompt in flight per server even across concurrent batches
 (ComfyUI runs one at a time; anything queued there would make cancel and failover harder), and a
 job is never taken by a server busy with another batch: it stays queued, where stealing, cancel
-and failover see it. A failure is sorted by whose fault it is: the server's (refused, dropped,
+and failover see it. A worker with nothing to take sleeps on its batch's wakeup, so whatever
+changes a batch's queues wakes that batch: a job ending, a server lost or back, a cancel, and a
+re-plan after another batch's job taught a server's costs. A failure is sorted by whose fault it is: the server's (refused, dropped,
 hung → mark offline, re-place its jobs), a stale inventory (model missing there → refresh,
 re-place elsewhere), or the job's own (validation, execution → JobFailed with the readable
 reason, no retry).
