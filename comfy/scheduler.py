@@ -260,7 +260,8 @@ class Scheduler:
         if candidates:  # (a server whose first job cannot split, or is one image already, starts as it is)
             soonest = min(candidates.values())
             self.first_image = frozenset(name for name, at in candidates.items() if at <= FIRST_IMAGE_RACE * soonest)
-            log.info("first image: %s start on one image (estimated first image %s)", ", ".join(sorted(self.first_image)),
+            small = sorted(name for name in self.first_image if _splits_first(self.slots[name].queue[0]))
+            log.info("first image: %s start on one image (estimated first image %s)", ", ".join(small) or "no server",
                      ", ".join(f"{name} {at:.1f}s" for name, at in sorted(candidates.items())))
 
     def _starts_small(self, slot: ServerSlot, job: PoolJob) -> bool:
