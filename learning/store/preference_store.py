@@ -70,9 +70,9 @@ COMPACT_EVERY_WRITES = 200
 
 # Close and re-open the database file after this many writes: DuckDB keeps what it has written
 # cached and its allocator keeps freed memory, so without this the app's RSS grows with every image
-# it records (~1.5 KB an image in the soak); a re-open gives it all back and holds the clicks queued
-# behind it for 40-70 ms (docs/RELIABILITY.md, "store memory"). At ~5 writes a second under load,
-# that is once every few minutes.
+# it records (~1.5 KB an image in the soak); a re-open gives it all back (docs/RELIABILITY.md, "store
+# memory"). Writes and reads queued behind it wait while it runs (not yet measured on this code).
+# At ~5 writes a second under load, that is once every few minutes.
 REOPEN_EVERY_WRITES = 1000
 # How long a re-open waits for the reads in flight before it gives up and tries again later.
 REOPEN_WAIT_SECONDS = 0.05
