@@ -497,17 +497,17 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
 def _connect_again(path: str, attempts: int = REOPEN_ATTEMPTS) -> duckdb.DuckDBPyConnection:
     """Open the file the store just closed; a failure (another process grabbed the lock in the
     gap, a slow disk) is retried before the store gives up with a StoreError."""
-    for attempt in range(1, attempts):
+    failure: Exception | None = None
+    for attempt in range(1, attempts + 1):
         try:
             return _connect(path, read_only=False)
         except (duckdb.Error, DatabaseLockedError) as exc:
+            failure = exc
             log.warning("re-opening %s failed (try %d of %d): %s", path, attempt, attempts, exc)
-            time.sleep(0.1 * attempt)
-    try:
-        return _connect(path, read_only=False)
-    except (duckdb.Error, DatabaseLockedError) as exc:
-        raise StoreError(f"the preference store could not re-open {path} after {attempts} tries: "
-                         f"{exc}; restart the app") from exc
+            if attempt < attempts:
+                time.sleep(0.1 * attempt)
+    raise StoreError(f"the preference store could not re-open {path} after {attempts} tries: "
+                     f"{failure}; restart the app") from failure
 
 
 def _log_failed_compaction(future: Future[int]) -> None:
