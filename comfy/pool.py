@@ -35,6 +35,7 @@ from comfy.errors import (
     ComfyTimeout,
     ComfyValidationError,
 )
+from comfy.loop_lag import LoopLagMeter
 from comfy.models import (
     ImageResult,
     JobFailed,
@@ -61,6 +62,9 @@ _END = object()
 # time-out and be fine; a refused connection counts at once, a slow answer only this many times in a
 # row. A server that hangs while running a prompt is caught sooner, by the prompt's own time-outs.
 HUNG_AFTER_CHECKS = 2
+# A health check that timed out while the pool's own loop ran late for at least this share of the
+# time-out is not counted against the server: it never had a fair hearing (comfy/loop_lag.py).
+LAG_EXCUSES_TIME_OUT = 0.5
 
 
 @dataclass
@@ -152,11 +156,13 @@ class ServerPool:
         self._health_timeout = min(timeout, max(health_interval, 1.0))
         self._batches: dict[str, _Batch] = {}
         self._health_task: asyncio.Task[None] | None = None
+        self._lag = LoopLagMeter()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """First health check, then keep checking every `health_interval` seconds."""
+        self._lag.start()
         await self.refresh()
         self._health_task = asyncio.create_task(self._health_loop(), name="comfy-pool-health")
 
@@ -169,6 +175,7 @@ class ServerPool:
         # servers: nobody is left to watch them
         await asyncio.gather(*(self.cancel(key) for key in list(self._batches)))
         await asyncio.gather(*(m.client.close() for m in self._members.values()))
+        await self._lag.stop()
 
     async def __aenter__(self) -> ServerPool:
         await self.start()
@@ -193,10 +200,16 @@ class ServerPool:
         if asyncio.get_running_loop().time() < member.quarantined_until:
             return  # it answers health checks fine; what it sends during work is the problem
         losses = member.losses
+        lag_before = self._lag.total
         try:
             async with asyncio.timeout(self._health_timeout):
                 stats, queue, inventory = await asyncio.gather(client.system_stats(), client.queue(), client.inventory())
         except (ComfyError, TimeoutError) as exc:
+            lagged = self._lag.total - lag_before
+            if isinstance(exc, TimeoutError) and lagged >= LAG_EXCUSES_TIME_OUT * self._health_timeout:
+                log.warning("%s: health check timed out while this app's own loop ran %.1f s late; "
+                            "not counted against the server", member.name, lagged)
+                return
             error = exc if isinstance(exc, ComfyError) else ComfyTimeout(f"{member.name}: health check timed out")
             if isinstance(error, ComfyTimeout) and member.status.online and member.slow_checks + 1 < HUNG_AFTER_CHECKS:
                 member.slow_checks += 1  # busy (loading a model, a loaded machine), not yet hung
