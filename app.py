@@ -26,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     for chatty in ("httpx", "httpcore", "aiohttp.access"):  # one line per request drowns the decisions
         logging.getLogger(chatty).setLevel(logging.WARNING)
     tune_for_serving()  # before Gradio's import starts any thread (logged: logging is set up first)
-    from draftgrid.launch import launch  # Gradio loads only once the configuration is good: bad input fails fast
+    from draftgrid.bootstrap import start_backend  # the store opens before Gradio loads: a locked file fails fast
     try:
-        running = launch(config)
+        backend = start_backend(config)
     except DatabaseLockedError as exc:
         print(f"DraftGrid cannot start: {exc}", file=sys.stderr)
         return 2
+    from draftgrid.launch import launch  # Gradio loads only once the configuration and the database are good
+    running = launch(config, backend)
     freeze_startup_objects()
     print(f"DraftGrid is running at {running.local_url}" + (f" (public: {running.share_url})" if running.share_url else ""),
           flush=True)

@@ -14,7 +14,7 @@ import gradio as gr
 from draftgrid.api import install_api
 from draftgrid.api_reset_monitor import build_reset_monitor_router
 from draftgrid.auth import make_current_user
-from draftgrid.bootstrap import Backend, start_backend
+from draftgrid.bootstrap import Backend
 from draftgrid.config import AppConfig
 from draftgrid.ui import build_ui
 
@@ -35,8 +35,9 @@ class RunningApp:
             self.backend.stop()
 
 
-def launch(config: AppConfig) -> RunningApp:
-    backend = start_backend(config)
+def launch(config: AppConfig, backend: Backend) -> RunningApp:
+    """Serve the UI and REST on a started backend (`start_backend`, which opens the database
+    first); on a failure here the backend is stopped."""
     try:
         # thumbnails are served from their folder as they are: Gradio would otherwise copy each one
         # into its own cache on every gallery value, a copy per image that nothing ever removes

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from bench.app_process import free_port
+from draftgrid.bootstrap import start_backend
 from draftgrid.config import AppConfig
 from draftgrid.launch import RunningApp, launch
 
@@ -18,7 +19,8 @@ from draftgrid.launch import RunningApp, launch
 def start_app(tmp: Path, **overrides: Any) -> RunningApp:
     settings: dict[str, Any] = dict(db_path=tmp / "dg.duckdb", data_dir=tmp, port=free_port(), sim_gpus=2,
                                     sim_speed=0.0, sim_previews=False)
-    return launch(AppConfig(**{**settings, **overrides}))
+    config = AppConfig(**{**settings, **overrides})
+    return launch(config, start_backend(config))
 
 
 @pytest.fixture(scope="module")
