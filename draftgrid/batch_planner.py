@@ -152,7 +152,7 @@ class BatchPlanner:
     def _settings(family: str, aspect: str, tier: str, req: GenerateRequest) -> RenderSettings:
         d = defaults_for(family, tier)
         width, height = size_for(family, aspect, tier)
-        base = RenderSettings(width=width, height=height, steps=d.steps, cfg=d.cfg, sampler_name=d.sampler_name,
+        base = RenderSettings(width=width, height=height, steps=d.steps, cfg=d.cfg, sampler_name=d.sampler,
                               scheduler=d.scheduler, hires_scale=d.hires_scale)
         return apply_overrides(base, width=req.width, height=req.height, steps=req.steps, cfg=req.cfg,
                                sampler_name=req.sampler_name, scheduler=req.scheduler)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from learning.families import family_from_metadata, family_from_name, file_stem, raw_name_tokens
+from families.recognise import family_from_metadata, family_from_name, file_stem, lora_fits, raw_name_tokens
 from learning.keywords import content_words, stem
 from learning.models import ExplicitLora, Keyword, LoraChoice, LoraInfo, ParsedPrompt
 
@@ -263,7 +263,7 @@ def match_loras(
     ranked: list[tuple[float, LoraChoice]] = []
     for lora in loras:
         flagged = lora.base_model is None
-        if not flagged and lora.base_model != family:
+        if not flagged and not lora_fits(family, lora.base_model):
             log.debug("LoRA %s skipped: base %s, checkpoint %s", lora.name, lora.base_model, family)
             continue
         relevance = _relevance(keywords, lora)
@@ -296,7 +296,7 @@ def match_loras(
 def _unknown_base_allowed(lora: LoraInfo, relevance: _Relevance, family: str) -> bool:
     """Unknown base: only on a file-name match, and never when the name hints at another family."""
     hint = family_from_name(lora.name)
-    allowed = relevance.name_match and hint in (None, family)
+    allowed = relevance.name_match and (hint is None or lora_fits(family, hint))
     if relevance.score > 0 and not allowed:
         log.debug("LoRA %s skipped: base unknown (name hint %s, name match %s)",
                   lora.name, hint, relevance.name_match)
@@ -350,7 +350,7 @@ def _explicit_problem(name: str, lora: LoraInfo | None, family: str) -> str | No
     if lora is None:
         return f"LoRA {name!r} is not on the servers"
     base = lora.base_model or family_from_name(lora.name)
-    if base is not None and base != family:
+    if base is not None and not lora_fits(family, base):
         return f"{base} LoRA on a {family} checkpoint: ComfyUI will skip its weights"
     return None
 
