@@ -202,7 +202,7 @@ class _Run:
         gpu = self.env.gpu
         checkpoint_changed = gpu.checkpoint != model.checkpoint
         loras_changed = gpu.loras != model.loras
-        entry = self.env.inventory().checkpoints.get(model.checkpoint)
+        entry = self.env.inventory().model(model.checkpoint)
         seconds = self.env.time_model.load_seconds(entry.family if entry else "sd15", checkpoint_changed, loras_changed)
         if checkpoint_changed or loras_changed:
             log.info("loading %s with %d LoRA(s): %.2fs", model.checkpoint, len(model.loras), seconds)
