@@ -100,7 +100,9 @@ class BatchPlanner:
     def _pool_for(self, family: str, tier: str, catalog: Catalog) -> list[str]:
         pool = self._pools.pool_for(family, tier, catalog.checkpoints)
         if not pool:
-            raise InvalidRequest(f"no {family} checkpoint is available on the servers for the {tier} tier")
+            available = catalog.families()
+            raise InvalidRequest(f"no {family} model is on the servers; families available: "
+                                 f"{', '.join(available) or 'none'}")
         return pool
 
     def _recommend(self, user_id: str, parsed: ParsedPrompt, pool: list[str], tier: str, count: int,

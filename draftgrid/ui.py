@@ -22,7 +22,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from draftgrid.errors import ServiceError
-from draftgrid.schemas import ASPECT_RATIOS, FeedbackRequest, GenerateRequest, readable_errors
+from draftgrid.schemas import ASPECT_RATIOS, DEFAULT_FAMILY, FeedbackRequest, GenerateRequest, readable_errors
 from draftgrid.ui_common import error_html, user_of
 from draftgrid.ui_reset_monitor import ResetMonitorPanel
 from learning.recommend.types import MAX_COUNT
@@ -270,6 +270,7 @@ class DraftGridUI:
     def build(self) -> gr.Blocks:
         svc = self.service
         samplers = svc.samplers()
+        families = svc.model_families() or [DEFAULT_FAMILY]
         with gr.Blocks(title="DraftGrid", delete_cache=CACHE_SWEEP) as demo:
             if svc.simulated:
                 gr.HTML("<div class='dg-banner' id='dg-sim-banner'>⚠ Simulated GPUs — the built-in ComfyUI "
@@ -288,7 +289,7 @@ class DraftGridUI:
                                          min_width=100)
                     auto_lora = gr.Checkbox(value=True, label="Auto-LoRA", elem_id="dg-auto-lora", min_width=100)
                     mode = gr.Radio(["Explore", "Quick"], value="Explore", label="Mode", elem_id="dg-mode")
-                    family = gr.Radio(["sd15", "sdxl"], value="sd15", label="Model family", elem_id="dg-family")
+                    family = gr.Radio(families, value=families[0], label="Model family", elem_id="dg-family")
                     count = gr.Slider(1, MAX_COUNT, value=20, step=1, label="Images", elem_id="dg-count-slider")
                 with gr.Accordion("Advanced", open=False):
                     with gr.Row():
