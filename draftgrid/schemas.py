@@ -46,6 +46,7 @@ class GenerateRequest(BaseModel):
     count: int = Field(default=20, ge=1, le=MAX_COUNT)
     explore_mode: bool = True
     auto_lora: bool = True
+    fast_drafts: bool = True  # the draft tier uses a distilled LoRA / checkpoint when the servers have one
     model_family: Family = DEFAULT_FAMILY
     tier: Tier = "draft"
     aspect_ratio: AspectRatio = "1:1"

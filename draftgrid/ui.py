@@ -169,8 +169,9 @@ class DraftGridUI:
 
     def generate(self, prompt: str, negative: str, aspect: str, auto_lora: bool, mode: str, family: str,
                  count: float, steps: float | None, cfg: float | None, sampler: str | None, seed: float | None,
-                 request: gr.Request) -> Iterator[StreamOut]:
+                 fast_drafts: bool, request: gr.Request) -> Iterator[StreamOut]:
         fields = dict(prompt=prompt or "", negative_prompt=negative or "", aspect_ratio=aspect, auto_lora=auto_lora,
+                      fast_drafts=bool(fast_drafts),
                       explore_mode=(mode == "Explore"), model_family=family, count=int(count or 0), tier="draft",
                       steps=int(steps) if steps else None, cfg=cfg if cfg else None,
                       sampler_name=sampler or None, seed=int(seed) if seed not in (None, "") else None)
@@ -297,6 +298,8 @@ class DraftGridUI:
                         cfg = gr.Number(label="CFG (empty: tier default)", minimum=0, maximum=30)
                         sampler = gr.Dropdown(["", *samplers], value="", label="Sampler (empty: tier default)")
                         seed = gr.Number(label="Seed (empty: random)", precision=0, minimum=0)
+                        fast_drafts = gr.Checkbox(value=True, label="Fast drafts (a distilled LoRA / checkpoint "
+                                                  "when the servers have one)", elem_id="dg-fast-drafts")
                 strategy_md = gr.Markdown(elem_id="dg-strategy")
                 status = gr.HTML(elem_id="dg-status")
                 with gr.Row():
@@ -316,7 +319,7 @@ class DraftGridUI:
             stream_outputs = [batch_state, strategy_md, status, gallery, preview, selection_md, picker]
             common = dict(outputs=stream_outputs, show_progress_on=[status], concurrency_id=GENERATE_CONCURRENCY,
                           concurrency_limit=max(1, len(svc.gpus())))
-            inputs = [prompt, negative, aspect, auto_lora, mode, family, count, steps, cfg, sampler, seed]
+            inputs = [prompt, negative, aspect, auto_lora, mode, family, count, steps, cfg, sampler, seed, fast_drafts]
             quick = dict(trigger_mode="multiple", show_progress="hidden", concurrency_limit=None)
             # a last render from the server's state, in case a click landed between the stream's
             # final yield being computed and delivered

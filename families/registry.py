@@ -33,6 +33,19 @@ class TierSettings(_Strict):
     hires_scale: float | None = Field(default=None, gt=1.0, le=2.0)
 
 
+class Accelerator(_Strict):
+    """A distilled LoRA or checkpoint that drafts in a few steps, with the settings it needs."""
+
+    name: str
+    kind: Literal["lora", "checkpoint"]
+    name_tokens: tuple[str, ...]  # any of these in the file name or metadata title recognises it
+    steps: int = Field(ge=1, le=150)  # unless the name says "<N>step"
+    cfg: float = Field(ge=0.0, le=30.0)
+    sampler: str
+    scheduler: str
+    strength: float = Field(default=1.0, ge=0.0, le=2.0)  # LoRAs only
+
+
 class _Sides(_Strict):
     draft: int = Field(ge=64, le=2048)
     standard: int = Field(ge=64, le=2048)
@@ -64,6 +77,7 @@ class Family(_Strict):
     quality_prefix: str = ""
     sides: _Sides
     tiers: _Tiers
+    accelerators: tuple[Accelerator, ...] = ()
 
     def tier(self, tier: str) -> TierSettings:
         if tier not in TIER_NAMES:
