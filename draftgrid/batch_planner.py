@@ -83,7 +83,7 @@ class BatchPlanner:
             raise InvalidRequest("the prompt has only <lora:...> tags; describe the image too")
         family, tier = req.model_family, req.tier
         pool = self._pool_for(family, tier, catalog)
-        fast = self._fast_draft(family, pool, catalog) if tier == "draft" and req.fast_drafts else None
+        fast = self.fast_draft(family, pool, catalog) if tier == "draft" and req.fast_drafts else None
         if fast is not None and fast.accelerator.kind == "checkpoint":
             pool = [c for c in pool if recognise_accelerator(c, None, family, "checkpoint") == fast.accelerator]
         rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
@@ -91,7 +91,7 @@ class BatchPlanner:
         if fast is not None and fast.accelerator.kind == "lora":
             extra = LoraSpec(fast.file, fast.accelerator.strength)
             groups = [replace(g, loras=(*g.loras, extra)) for g in groups]
-        settings = self._settings(family, req.aspect_ratio, tier, req, fast)
+        settings = self.render_settings(family, req.aspect_ratio, tier, req, fast)
         if fast is not None:
             rec = replace(rec, message=f"{rec.message} · Fast drafts on: {fast.file} ({fast.accelerator.name}, "
                                        f"{settings.steps} steps)")
@@ -102,7 +102,7 @@ class BatchPlanner:
         return PlannedBatch(record, plan, rec)
 
     @staticmethod
-    def _fast_draft(family: str, pool: list[str], catalog: Catalog) -> FastSettings | None:
+    def fast_draft(family: str, pool: list[str], catalog: Catalog) -> FastSettings | None:
         """The draft tier's accelerator: a distilled LoRA of the family on the servers, else a
         distilled checkpoint in the draft pool; None when the servers have neither."""
         fast = fast_lora(family, {info.name: (info.base_model or family_from_name(info.name), info.accelerator)
@@ -177,7 +177,7 @@ class BatchPlanner:
         ]
 
     @staticmethod
-    def _settings(family: str, aspect: str, tier: str, req: GenerateRequest,
+    def render_settings(family: str, aspect: str, tier: str, req: GenerateRequest,
                   fast: FastSettings | None = None) -> RenderSettings:
         d = defaults_for(family, tier)
         width, height = size_for(family, aspect, tier)
@@ -229,7 +229,7 @@ class BatchPlanner:
         rec = self._recommend(user_id, parsed, pool, tier, len(parents), quick=True)
         fresh = self._lora_choices(user_id, parsed, catalog, family, first.auto_lora)
         aspect = closest_aspect(parents[0].width, parents[0].height)
-        settings = replace(self._settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
+        settings = replace(self.render_settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
         refine_parents = []
         accelerators = {info.name for info in catalog.loras if info.accelerator is not None}
         for image in parents:
