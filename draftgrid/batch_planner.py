@@ -24,6 +24,7 @@ from draftgrid.sharing import PreferenceSharing
 from families.accelerators import FastSettings, fast_lora, steps_for
 from families.accelerators import recognise as recognise_accelerator
 from families.recognise import family_from_name
+from families.registry import registry
 from learning.keywords import parse_prompt
 from learning.lora import apply_triggers, choose_loras, vary_loras
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
@@ -88,6 +89,9 @@ class BatchPlanner:
             pool = [c for c in pool if recognise_accelerator(c, None, family, "checkpoint") == fast.accelerator]
         rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
         groups = self._groups(user_id, parsed, rec, catalog, family, req)
+        prefix = registry().get(family).quality_prefix if req.quality_tags else ""
+        if prefix:  # the family's quality tags (Pony's score_9, ...), asked for
+            groups = [replace(g, positive=prefix + g.positive) for g in groups]
         if fast is not None and fast.accelerator.kind == "lora":
             extra = LoraSpec(fast.file, fast.accelerator.strength)
             groups = [replace(g, loras=(*g.loras, extra)) for g in groups]

@@ -47,6 +47,7 @@ class GenerateRequest(BaseModel):
     explore_mode: bool = True
     auto_lora: bool = True
     fast_drafts: bool = True  # the draft tier uses a distilled LoRA / checkpoint when the servers have one
+    quality_tags: bool = False  # prefix the family's quality tags (assets/families.toml `quality_prefix`)
     model_family: Family = DEFAULT_FAMILY
     tier: Tier = "draft"
     aspect_ratio: AspectRatio = "1:1"

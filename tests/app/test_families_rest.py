@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from draftgrid.launch import RunningApp
 from families.registry import registry
@@ -62,3 +64,16 @@ def test_ui_family_selector_offers_only_the_servers_families_best_first_preselec
     [selector] = [b for b in classic_app.demo.blocks.values() if getattr(b, "elem_id", None) == "dg-family"]
     assert [value for _, value in selector.choices] == ["sdxl", "sd15"]
     assert selector.value == "sdxl"
+
+
+@pytest.mark.parametrize(("quality_tags", "positive"), [(True, "score_9, score_8_up, score_7_up, a lighthouse"),
+                                                        (False, "a lighthouse")])
+def test_pony_quality_tags_are_an_optional_prefix(client: httpx.Client, quality_tags: bool, positive: str) -> None:
+    response = client.post("/api/generate/batch", json={"prompt": "a lighthouse", "model_family": "pony", "count": 1,
+                                                         "auto_lora": False, "fast_drafts": False,
+                                                         "quality_tags": quality_tags})
+    assert response.status_code == 200, response.text
+    [image] = wait_done(client, response.json()["batch_id"])["images"]
+    png = Image.open(io.BytesIO(client.get(f"/api/images/{image['image_id']}").content))
+    graph = json.loads(png.info["prompt"])  # the graph that ran, as ComfyUI writes it into the PNG
+    assert [n["inputs"]["text"] for n in graph.values() if n["_meta"]["title"] == "Positive"] == [positive]
