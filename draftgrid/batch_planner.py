@@ -21,8 +21,7 @@ from draftgrid.planning import (
 )
 from draftgrid.schemas import ASPECT_RATIOS, GenerateRequest
 from draftgrid.sharing import PreferenceSharing
-from families.accelerators import FastSettings, fast_lora, steps_for
-from families.accelerators import recognise as recognise_accelerator
+from families.accelerators import FastSettings, fast_checkpoints, fast_lora
 from families.recognise import family_from_name
 from families.registry import registry
 from learning.keywords import parse_prompt
@@ -85,8 +84,10 @@ class BatchPlanner:
         family, tier = req.model_family, req.tier
         pool = self._pool_for(family, tier, catalog)
         fast = self.fast_draft(family, pool, catalog) if tier == "draft" and req.fast_drafts else None
-        if fast is not None and fast.accelerator.kind == "checkpoint":
-            pool = [c for c in pool if recognise_accelerator(c, None, family, "checkpoint") == fast.accelerator]
+        if fast is not None and fast.accelerator.kind == "checkpoint":  # draft on the distilled checkpoints only
+            pool = [f.file for f in fast_checkpoints(family, pool) if f.accelerator == fast.accelerator]
+        else:
+            pool = self._full_models(family, pool)
         rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
         groups = self._groups(user_id, parsed, rec, catalog, family, req)
         prefix = registry().get(family).quality_prefix if req.quality_tags else ""
@@ -112,11 +113,16 @@ class BatchPlanner:
         fast = fast_lora(family, {info.name: (info.base_model or family_from_name(info.name), info.accelerator)
                                   for info in catalog.loras})
         if fast is None:
-            distilled = [(c, a) for c in pool if (a := recognise_accelerator(c, None, family, "checkpoint"))]
-            fast = FastSettings(distilled[0][1], distilled[0][0], steps_for(distilled[0][1], distilled[0][0])) \
-                if distilled else None
+            fast = next(iter(fast_checkpoints(family, pool)), None)
         log.info("fast drafts for %s: %s", family, f"{fast.file} ({fast.accelerator.name})" if fast else "none on the servers")
         return fast
+
+    @staticmethod
+    def _full_models(family: str, pool: list[str]) -> list[str]:
+        """The pool without its distilled checkpoints (they run at full settings only badly),
+        unless it has nothing else."""
+        distilled = {f.file for f in fast_checkpoints(family, pool)}
+        return [c for c in pool if c not in distilled] or pool
 
     def _check_overrides(self, req: GenerateRequest, catalog: Catalog) -> None:
         if req.sampler_name is not None and req.sampler_name not in catalog.samplers:
@@ -229,7 +235,7 @@ class BatchPlanner:
         family, tier = target
         prompt = req.prompt if req.prompt.strip() else first.prompt
         parsed = parse_prompt(prompt)
-        pool = self._pool_for(family, tier, catalog)
+        pool = self._full_models(family, self._pool_for(family, tier, catalog))
         rec = self._recommend(user_id, parsed, pool, tier, len(parents), quick=True)
         fresh = self._lora_choices(user_id, parsed, catalog, family, first.auto_lora)
         aspect = closest_aspect(parents[0].width, parents[0].height)

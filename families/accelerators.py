@@ -77,3 +77,9 @@ def fast_lora(family: str, loras: Mapping[str, tuple[str | None, Accelerator | N
         return None
     _, name, accelerator = fitting[0]
     return FastSettings(accelerator, name, steps_for(accelerator, name))
+
+
+def fast_checkpoints(family: str, checkpoints: list[str], families: Registry | None = None) -> list[FastSettings]:
+    """The distilled checkpoints of `family` among `checkpoints` (recognised by name), in order."""
+    found = ((name, recognise(name, None, family, "checkpoint", families)) for name in checkpoints)
+    return [FastSettings(accelerator, name, steps_for(accelerator, name)) for name, accelerator in found if accelerator]

@@ -15,6 +15,7 @@ from .conftest import start_app, wait_done
 
 REPO = Path(__file__).resolve().parents[2]
 LIGHTNING = "sdxl_lightning_4step_lora.safetensors"
+SCHNELL = "flux1-schnell-fp8.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,8 @@ def fast_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Clie
     inventory["loras"].append({"name": LIGHTNING, "family": "sdxl", "size": 393854592, "metadata": {
         "modelspec.architecture": "stable-diffusion-xl-v1-base/lora", "modelspec.title": "SDXL-Lightning 4-step",
         "ss_base_model_version": "sdxl_base_v1-0"}})
+    inventory["checkpoints"].append({"name": SCHNELL, "family": "flux", "size": 17246524772, "metadata": {
+        "modelspec.architecture": "flux-1-schnell", "modelspec.title": "FLUX.1 [schnell] fp8"}})
     path = tmp / "inventory.json"
     path.write_text(json.dumps(inventory))
     running: RunningApp = start_app(tmp, sim_inventory=path)
@@ -76,3 +79,19 @@ def test_a_refine_drops_the_accelerator_and_keeps_the_seed(fast_client: httpx.Cl
 def test_auto_lora_never_picks_the_accelerator_as_a_style(fast_client: httpx.Client) -> None:
     _, batch = draft(fast_client, fast_drafts=False, auto_lora=True, prompt="lightning fast sdxl lightning")
     assert all(LIGHTNING not in [lora["name"] for lora in image["loras"]] for image in batch["images"])
+
+
+def test_a_flux_draft_runs_on_schnell_and_its_refine_on_dev(fast_client: httpx.Client) -> None:
+    ticket, batch = draft(fast_client, "flux")
+    assert "Fast drafts on: " + SCHNELL in ticket["strategy"]["message"]
+    assert all(i["checkpoint"] == SCHNELL and (i["steps"], i["cfg"]) == (4, 1.0) for i in batch["images"])
+    response = fast_client.post("/api/generate/batch", json={"parent_image_ids": [batch["images"][0]["image_id"]]})
+    assert response.status_code == 200, response.text
+    [image] = wait_done(fast_client, response.json()["batch_id"])["images"]
+    assert image["checkpoint"] == "flux1-dev-fp8.safetensors" and image["steps"] == 20
+    assert image["seed"] == batch["images"][0]["seed"]
+
+
+def test_a_flux_draft_without_fast_drafts_runs_on_dev(fast_client: httpx.Client) -> None:
+    _, batch = draft(fast_client, "flux", fast_drafts=False)
+    assert all(i["checkpoint"] == "flux1-dev-fp8.safetensors" and i["steps"] == 14 for i in batch["images"])
