@@ -62,12 +62,11 @@ class NodeCatalog:
             self._set_combo("DualCLIPLoader", f"clip_name{index}", inventory.text_encoders)
         for index in (1, 2, 3):
             self._set_combo("TripleCLIPLoader", f"clip_name{index}", inventory.text_encoders)
-        self._set_combo("VAELoader", "vae_name", [*inventory.vae, PIXEL_SPACE_VAE])
+        self._set_combo("VAELoader", "vae_name", inventory.vae, last=(PIXEL_SPACE_VAE,))
 
-    def _set_combo(self, class_type: str, input_name: str, values: Iterable[str]) -> None:
+    def _set_combo(self, class_type: str, input_name: str, values: Iterable[str], last: tuple[str, ...] = ()) -> None:
         definition = copy.deepcopy(self._defs[class_type])
-        listed = sorted(v for v in values if v != PIXEL_SPACE_VAE)
-        definition["input"]["required"][input_name][0] = listed + ([PIXEL_SPACE_VAE] if PIXEL_SPACE_VAE in values else [])
+        definition["input"]["required"][input_name][0] = sorted(values) + list(last)
         self._defs[class_type] = definition
 
     def object_info(self) -> dict[str, Any]:

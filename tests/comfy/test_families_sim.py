@@ -17,6 +17,7 @@ from PIL import Image
 
 from comfy.models import GenerationSpec, LoraSpec, RefineSource
 from comfy.simulator import load_inventory
+from comfy.simulator.inventory import inventory_from_dict
 from comfy.simulator.nodedefs import NodeCatalog, _static_defs
 from comfy.simulator.validation import validate_prompt
 from comfy.workflow import build_workflow, defaults_for, size_for
@@ -161,3 +162,16 @@ async def test_every_family_renders_on_the_simulator(tmp_path: Path, family: str
         assert Image.open(io.BytesIO(png)).size == (spec.width, spec.height)
     finally:
         await server.stop()
+
+
+def test_split_file_loaders_list_the_inventory_folders() -> None:
+    inventory = inventory_from_dict({
+        "diffusion_models": [{"name": "flux1-dev.safetensors", "family": "flux"}],
+        "text_encoders": [{"name": "t5xxl_fp8.safetensors"}, {"name": "clip_l.safetensors"}],
+        "vae": [{"name": "ae.safetensors"}]})
+    catalog = NodeCatalog(inventory, [])
+    combo = lambda node, name: catalog.node(node)["input"]["required"][name][0]  # noqa: E731
+    assert combo("UNETLoader", "unet_name") == ["flux1-dev.safetensors"]
+    assert combo("DualCLIPLoader", "clip_name2") == ["clip_l.safetensors", "t5xxl_fp8.safetensors"]
+    assert combo("VAELoader", "vae_name") == ["ae.safetensors", "pixel_space"]
+    assert inventory.model("flux1-dev.safetensors").family == "flux"
