@@ -18,6 +18,9 @@ loaded, no cache).
 - lower bound: max(total work / servers, longest job), total work = one load per distinct
   checkpoint + every job's sampling + decode from the same time model.
 
+Fast drafts: the same 20 images as an SDXL draft planned by the app (its accelerator choice and
+settings), with an SDXL Lightning LoRA on the servers vs without, on the same simulated GPUs.
+
 Also: time to first image, and the app-side overhead per image with a zero-latency simulator
 (`--speed 0`, every GPU cost 0): wall time per image, and this process's CPU time per image.
 """
@@ -44,7 +47,13 @@ from comfy.pool import ServerPool
 from comfy.costs import changes
 from comfy.scheduler import CostLearner, GroupKey, ServerSlot, simulate
 from comfy.simulator import TimeModel
+from comfy.models import LoraSpec, ServerInventory
 from comfy.workflow import build_workflow
+from draftgrid.batch_planner import BatchPlanner
+from draftgrid.catalog import Catalog
+from draftgrid.planning import CheckpointGroup, plan_txt2img
+from draftgrid.schemas import GenerateRequest
+from learning.lora import lora_info_from_metadata
 
 DEFAULT_SCALE = 0.5
 CHECKPOINTS = ("alpha.safetensors", "beta.safetensors", "gamma.safetensors")
@@ -75,7 +84,8 @@ def single_images(order: str) -> list[GenerationSpec]:
 def prompt_seconds(job: PoolJob, model: TimeModel, load: bool) -> float:
     """What one prompt of `job` takes under the simulator's time model, with or without a load."""
     spec = job.spec
-    return model.txt2img_seconds(job.family, spec.steps, spec.width, spec.height, spec.batch_size, load, False)
+    return model.txt2img_seconds(job.family, spec.steps, spec.width, spec.height, spec.batch_size, load, False,
+                                 spec.cfg)
 
 
 def lower_bound(jobs: list[PoolJob], models: Sequence[TimeModel], loaded: Sequence[str | None] = ()) -> float:
@@ -138,13 +148,19 @@ def _fluid(fixed: list[float], free: list[tuple[float, float]]) -> float:
     return high
 
 
+def bench_inventory(family: str = "sd15", loras: Sequence[dict] = ()) -> dict:
+    """The simulated servers' models: the bench's checkpoints as `family`, and `loras`."""
+    return {"checkpoints": [{"name": c, "family": family} for c in CHECKPOINTS], "loras": list(loras)}
+
+
 @asynccontextmanager
-async def simulators(speed: float, prompt_overhead: float = 0.0,
-                     gpu_factors: Sequence[float] = (1.0,)) -> AsyncIterator[list[str]]:
-    """Fresh simulated servers in a process of their own; yields their URLs."""
+async def simulators(speed: float, prompt_overhead: float = 0.0, gpu_factors: Sequence[float] = (1.0,),
+                     models: dict | None = None) -> AsyncIterator[list[str]]:
+    """Fresh simulated servers in a process of their own (models: `bench_inventory()` unless
+    given); yields their URLs."""
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as folder:
         inventory = Path(folder) / "inventory.json"
-        inventory.write_text(json.dumps({"checkpoints": [{"name": c, "family": "sd15"} for c in CHECKPOINTS]}))
+        inventory.write_text(json.dumps(models or bench_inventory()))
         process = subprocess.Popen(
             [sys.executable, "-m", "comfy.simulator", "--port", "0", "--gpus", str(SERVERS), "--speed", str(speed),
              "--prompt-overhead", str(prompt_overhead), "--gpu-factors", ",".join(map(str, gpu_factors)),
@@ -202,11 +218,12 @@ async def pool_batch(pool: ServerPool, jobs: list[PoolJob], key: str, image_done
                 image_done(event.server, event.prompt_id, event.seconds)
 
 
-async def run_pool(speed: float, batches: int = 1, warm_up: bool = False) -> Run:
-    """`batches` pool batches (after one untimed batch when `warm_up`) on fresh simulators."""
-    async with simulators(speed) as urls, ServerPool(urls, health_interval=3600) as pool:
+async def run_pool(speed: float, batches: int = 1, warm_up: bool = False, jobs: Callable[[], list[PoolJob]] = pool_jobs,
+                   models: dict | None = None) -> Run:
+    """`batches` pool batches of `jobs()` (after one untimed batch when `warm_up`) on fresh simulators."""
+    async with simulators(speed, models=models) as urls, ServerPool(urls, health_interval=3600) as pool:
         async def batch(key: str, image_done: ImageDone) -> None:
-            await pool_batch(pool, pool_jobs(), key, image_done)
+            await pool_batch(pool, jobs(), key, image_done)
         if warm_up:
             await batch("warm-up", lambda *_: None)
 
@@ -217,10 +234,11 @@ async def run_pool(speed: float, batches: int = 1, warm_up: bool = False) -> Run
 
 
 async def run_round_robin(speed: float, order: str, specs: list[GenerationSpec] | None = None,
-                          prompt_overhead: float = 0.0, gpu_factors: Sequence[float] = (1.0,)) -> Run:
+                          prompt_overhead: float = 0.0, gpu_factors: Sequence[float] = (1.0,),
+                          models: dict | None = None) -> Run:
     """Single-image prompts dealt round-robin, one in flight per server."""
     specs = specs if specs is not None else single_images(order)
-    async with simulators(speed, prompt_overhead, gpu_factors) as urls:
+    async with simulators(speed, prompt_overhead, gpu_factors, models) as urls:
         clients = [ComfyClient(url, name=f"gpu-{i}") for i, url in enumerate(urls)]
         try:
             async def body(image_done: ImageDone) -> None:
@@ -285,7 +303,7 @@ def replay(models: Sequence[TimeModel]) -> list[BatchOutcome]:
         checkpoint, loras = changes(job, before)
         spec = job.spec
         return models[names.index(server)].txt2img_seconds(job.family, spec.steps, spec.width, spec.height,
-                                                           spec.batch_size, checkpoint, loras)
+                                                           spec.batch_size, checkpoint, loras, spec.cfg)
     outcomes = []
     for index in range(len(MIXED)):
         jobs = mixed_batch(index)
@@ -329,6 +347,46 @@ async def measure_mixed(scale: float) -> None:
           f"(pool's batch 0: first image {runs[0].first_image:5.2f} s)")
 
 
+# A 20-image SDXL draft as the app plans it, with an SDXL Lightning LoRA on the servers or not.
+LIGHTNING = "sdxl_lightning_4step_lora.safetensors"
+LIGHTNING_FILE = {"name": LIGHTNING, "family": "sdxl", "metadata": {
+    "modelspec.architecture": "stable-diffusion-xl-v1-base/lora", "ss_base_model_version": "sdxl_base_v1-0"}}
+DRAFTS = {"explore, 3 checkpoints 7/7/6, fresh servers": ((7, 7, 6), False),
+          "quick, 1 checkpoint, warm servers": ((20,), True)}
+
+
+def sdxl_draft_jobs(lightning: bool, counts: Sequence[int]) -> list[PoolJob]:
+    """The planner's jobs for the draft (its accelerator choice and settings, its chunking)."""
+    loras = (lora_info_from_metadata(LIGHTNING, LIGHTNING_FILE["metadata"]),) if lightning else ()
+    catalog = Catalog({c: "sdxl" for c in CHECKPOINTS}, loras, (), (),
+                      ServerInventory(CHECKPOINTS, tuple(i.name for i in loras), (), ()))
+    fast = BatchPlanner.fast_draft("sdxl", list(CHECKPOINTS), catalog)
+    settings = BatchPlanner.render_settings("sdxl", "1:1", "draft", GenerateRequest(prompt="a lighthouse"), fast)
+    extra = (LoraSpec(fast.file, fast.accelerator.strength),) if fast else ()
+    groups = [CheckpointGroup(c, n, extra, "a lighthouse at dusk") for c, n in zip(CHECKPOINTS, counts)]
+    return list(plan_txt2img(groups, negative="blurry", settings=settings, base_seed=100, family="sdxl").jobs)
+
+
+async def measure_fast_drafts(scale: float) -> None:
+    models = bench_inventory("sdxl", [LIGHTNING_FILE])
+    full, fast = sdxl_draft_jobs(False, (20,))[0].spec, sdxl_draft_jobs(True, (20,))[0].spec
+    print(f"\nfast drafts: 20 SDXL draft images at {fast.width}x{fast.height}, {LIGHTNING} on the servers or not "
+          f"({full.steps} steps cfg {full.cfg:g} vs {fast.steps} steps cfg {fast.cfg:g}), time scale {scale}")
+    gpu = [sum(prompt_seconds(job, TimeModel(), False) for job in sdxl_draft_jobs(on, (20,))) for on in (False, True)]
+    print(f"  time model alone (GPU seconds of the sampling and decoding, no loads): {gpu[0]:.1f} s vs {gpu[1]:.1f} s, "
+          f"{gpu[0] / gpu[1]:.1f}x")
+    for label, (counts, warm) in DRAFTS.items():
+        runs = [await run_pool(1 / scale, warm_up=warm, jobs=lambda on=on: sdxl_draft_jobs(on, counts), models=models)
+                for on in (False, True)]
+        singles = [replace(job.spec, batch_size=1) for job in sdxl_draft_jobs(True, counts)
+                   for _ in range(job.spec.batch_size)]
+        rr = await run_round_robin(1 / scale, "plan order", singles, models=models)
+        print(f"  {label}: without {runs[0].makespan:6.2f} s (first image {runs[0].first_image:5.2f} s), "
+              f"with {runs[1].makespan:6.2f} s (first image {runs[1].first_image:5.2f} s): "
+              f"{runs[0].makespan / runs[1].makespan:.2f}x faster; round-robin with it {rr.makespan:6.2f} s, "
+              f"first image {rr.first_image:5.2f} s (fresh servers)")
+
+
 async def measure(scale: float) -> None:
     bound = lower_bound(pool_jobs(), [TimeModel(scale=scale)] * SERVERS)
     print(f"workload: 20 images, 3 checkpoints (7/7/6), jobs <= 4, {SERVERS} simulated GPUs (own process), "
@@ -350,6 +408,7 @@ async def measure(scale: float) -> None:
     print(f"overhead at speed 0      {1000 * overhead.makespan / overhead.images:6.2f} ms/image wall, "
           f"{1000 * overhead.cpu / overhead.images:.2f} ms/image CPU of the app process, over {overhead.images} images")
     await measure_mixed(scale)
+    await measure_fast_drafts(scale)
 
 
 def main(argv: list[str] | None = None) -> None:

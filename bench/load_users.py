@@ -181,7 +181,7 @@ class UserRun:
             while time.monotonic() < self.deadline:
                 start = time.perf_counter()
                 job = ui.submit(self.rng.choice(PROMPTS), "", "1:1", True, "Explore", "sd15",
-                                self.rng.randint(8, 20), None, None, "", None, api_name="/generate")
+                                self.rng.randint(8, 20), None, None, "", None, True, api_name="/generate")
                 batch_id = next((o[5]["value"] for o in job if isinstance(o[5], dict) and o[5].get("value")), None)
                 job.result()
                 self.rec.add("gradio_generate_stream", time.perf_counter() - start)

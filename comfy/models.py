@@ -50,6 +50,7 @@ class GenerationSpec:
     hires_scale: float | None = None  # latent upscale "hires fix" second pass when set
     refine_from: RefineSource | None = None  # img2img from this image when set
     filename_prefix: str = "draftgrid"
+    family: str = "sd15"  # the registry family whose graph shape the workflow builder uses
     # txt2img only: this prompt makes batch indexes first_index .. first_index + batch_size - 1 of
     # the seed's batch (LatentFromBatch), so a job split into pieces makes the very same images
     first_index: int = 0
@@ -59,13 +60,16 @@ class GenerationSpec:
 class PoolJob:
     """An atomic unit of work for the pool: one prompt on one server, `spec.batch_size` images.
 
-    `family` (e.g. "sd15", "sdxl") lets the time model / scheduler estimate its cost; `job_id` is
-    the caller's id, echoed on every event about this job.
+    `job_id` is the caller's id, echoed on every event about this job.
     """
 
     job_id: str
     spec: GenerationSpec
-    family: str = "sd15"
+
+    @property
+    def family(self) -> str:
+        """The spec's family: the time model / scheduler estimate its cost by it."""
+        return self.spec.family
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ Choices worth knowing:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from comfy.models import GenerationSpec
+from families.registry import TierSettings, registry
 
 Link = list[Any]  # ["node_id", output_index], ComfyUI's link format
 
@@ -34,53 +34,21 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {
     "3:2": (3, 2),
     "2:3": (2, 3),
 }
-# Side of the square whose area each tier targets; sd15 was trained at 512², sdxl at 1024².
-BASE_SIDE: dict[str, dict[str, int]] = {
-    "sd15": {"draft": 512, "standard": 576, "quality": 640},
-    "sdxl": {"draft": 896, "standard": 1024, "quality": 1024},
-}
 HIRES_DENOISE = 0.5
 HIRES_UPSCALE_METHOD = "nearest-exact"
 SIZE_STEP = 64
 
 
-@dataclass(frozen=True)
-class SamplerDefaults:
-    """What a tier runs with unless the user overrides it."""
-
-    steps: int
-    cfg: float
-    sampler_name: str
-    scheduler: str
-    hires_scale: float | None = None
-
-
-_DEFAULTS: dict[tuple[str, str], SamplerDefaults] = {
-    ("sd15", "draft"): SamplerDefaults(12, 7.0, "euler_ancestral", "normal"),
-    ("sd15", "standard"): SamplerDefaults(25, 7.0, "dpmpp_2m", "karras"),
-    ("sd15", "quality"): SamplerDefaults(35, 7.0, "dpmpp_2m", "karras", hires_scale=1.5),
-    ("sdxl", "draft"): SamplerDefaults(12, 6.0, "euler_ancestral", "normal"),
-    ("sdxl", "standard"): SamplerDefaults(25, 6.0, "dpmpp_2m", "karras"),
-    ("sdxl", "quality"): SamplerDefaults(35, 6.0, "dpmpp_2m", "karras", hires_scale=1.25),
-}
-
-
-def defaults_for(family: str, tier: str) -> SamplerDefaults:
-    """Steps / cfg / sampler / scheduler (and hires scale) for a family and tier."""
-    try:
-        return _DEFAULTS[(family, tier)]
-    except KeyError:
-        raise ValueError(f"unknown family/tier {family!r}/{tier!r}") from None
+def defaults_for(family: str, tier: str) -> TierSettings:
+    """Steps / cfg / sampler / scheduler (and hires scale) for a family and tier, from the registry."""
+    return registry().get(family).tier(tier)
 
 
 def size_for(family: str, aspect_ratio: str, tier: str) -> tuple[int, int]:
     """(width, height) near the tier's pixel area for that aspect ratio, multiples of 64."""
     if aspect_ratio not in ASPECT_RATIOS:
         raise ValueError(f"unknown aspect ratio {aspect_ratio!r}; use one of {', '.join(ASPECT_RATIOS)}")
-    try:
-        side = BASE_SIDE[family][tier]
-    except KeyError:
-        raise ValueError(f"unknown family/tier {family!r}/{tier!r}") from None
+    side = registry().get(family).side(tier)
     rw, rh = ASPECT_RATIOS[aspect_ratio]
     width = side * math.sqrt(rw / rh)
     height = side * math.sqrt(rh / rw)
@@ -142,11 +110,21 @@ def build_workflow(spec: GenerationSpec, *, init_image_name: str | None = None) 
             strength_clip=lora.strength,
         )
         model, clip = [node, 0], [node, 1]
-    positive = g.add("CLIPTextEncode", "Positive", text=spec.positive, clip=clip)
-    negative = g.add("CLIPTextEncode", "Negative", text=spec.negative, clip=clip)
+    family = registry().get(spec.family)
+    if family.clip_skip > 1:
+        clip = [g.add("CLIPSetLastLayer", "CLIP Skip", clip=clip, stop_at_clip_layer=-family.clip_skip), 0]
+    if family.model_sampling_shift is not None:
+        model = [g.add("ModelSamplingSD3", "Model Sampling SD3", model=model, shift=family.model_sampling_shift), 0]
+    positive: Link = [g.add("CLIPTextEncode", "Positive", text=spec.positive, clip=clip), 0]
+    if family.negative:
+        negative: Link = [g.add("CLIPTextEncode", "Negative", text=spec.negative, clip=clip), 0]
+    else:  # the family has no use for a negative prompt (flux): a zeroed conditioning
+        negative = [g.add("ConditioningZeroOut", "No Negative", conditioning=positive), 0]
+    if family.guidance is not None:
+        positive = [g.add("FluxGuidance", "Flux Guidance", conditioning=positive, guidance=family.guidance), 0]
     if spec.refine_from is None:
         latent: Link = [
-            g.add("EmptyLatentImage", "Empty Latent Image", width=spec.width, height=spec.height,
+            g.add(family.latent, "Empty Latent Image", width=spec.width, height=spec.height,
                   batch_size=spec.batch_size),
             0,
         ]
@@ -173,8 +151,8 @@ def _ksampler(
     g: _Graph,
     spec: GenerationSpec,
     model: Link,
-    positive: str,
-    negative: str,
+    positive: Link,
+    negative: Link,
     latent: Link,
     steps: int,
     denoise: float,
@@ -185,8 +163,8 @@ def _ksampler(
         "KSampler",
         title,
         model=model,
-        positive=[positive, 0],
-        negative=[negative, 0],
+        positive=positive,
+        negative=negative,
         latent_image=latent,
         seed=spec.seed,
         steps=steps,

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from draftgrid.errors import InvalidRequest, ServiceError
-from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, SharingRequest, readable_errors
+from draftgrid.schemas import DEFAULT_FAMILY, Family, FeedbackRequest, GenerateRequest, SharingRequest, readable_errors
 from draftgrid.service import DraftGridService
 from learning.models import Tier
 
@@ -31,7 +31,7 @@ MAX_IMPORT_BYTES = 50 * 1024 * 1024
 class RecommendationQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     prompt: str = Field(min_length=1, max_length=2000)
-    model_family: Family = "sd15"
+    model_family: Family = DEFAULT_FAMILY
     tier: Tier = "standard"
 
 
@@ -107,6 +107,10 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
     async def generate(request: Request, user: str = User) -> Any:
         req = await parse_body(request, GenerateRequest)
         return (await call(service.generate, user, req)).as_json()
+
+    @router.get("/families")
+    async def families() -> Any:
+        return {"families": await call(service.model_families)}
 
     @router.get("/batches/{batch_id}")
     async def batch(batch_id: str, user: str = User) -> Any:

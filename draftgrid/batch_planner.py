@@ -21,6 +21,9 @@ from draftgrid.planning import (
 )
 from draftgrid.schemas import ASPECT_RATIOS, GenerateRequest
 from draftgrid.sharing import PreferenceSharing
+from families.accelerators import FastSettings, fast_checkpoints, fast_lora
+from families.recognise import family_from_name
+from families.registry import registry
 from learning.keywords import parse_prompt
 from learning.lora import apply_triggers, choose_loras, vary_loras
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
@@ -80,14 +83,46 @@ class BatchPlanner:
             raise InvalidRequest("the prompt has only <lora:...> tags; describe the image too")
         family, tier = req.model_family, req.tier
         pool = self._pool_for(family, tier, catalog)
+        fast = self.fast_draft(family, pool, catalog) if tier == "draft" and req.fast_drafts else None
+        if fast is not None and fast.accelerator.kind == "checkpoint":  # draft on the distilled checkpoints only
+            pool = [f.file for f in fast_checkpoints(family, pool) if f.accelerator == fast.accelerator]
+        else:
+            pool = self._full_models(family, pool)
         rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
         groups = self._groups(user_id, parsed, rec, catalog, family, req)
-        settings = self._settings(family, req.aspect_ratio, tier, req)
+        prefix = registry().get(family).quality_prefix if req.quality_tags else ""
+        if prefix:  # the family's quality tags (Pony's score_9, ...), asked for
+            groups = [replace(g, positive=prefix + g.positive) for g in groups]
+        if fast is not None and fast.accelerator.kind == "lora":
+            extra = LoraSpec(fast.file, fast.accelerator.strength)
+            groups = [replace(g, loras=(*g.loras, extra)) for g in groups]
+        settings = self.render_settings(family, req.aspect_ratio, tier, req, fast)
+        if fast is not None:
+            rec = replace(rec, message=f"{rec.message} · Fast drafts on: {fast.file} ({fast.accelerator.name}, "
+                                       f"{settings.steps} steps)")
         base_seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED - 64)
         plan = plan_txt2img(groups, negative=req.negative_prompt, settings=settings, base_seed=base_seed,
                             family=family, max_batch=self._max_batch)
         record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=None)
         return PlannedBatch(record, plan, rec)
+
+    @staticmethod
+    def fast_draft(family: str, pool: list[str], catalog: Catalog) -> FastSettings | None:
+        """The draft tier's accelerator: a distilled LoRA of the family on the servers, else a
+        distilled checkpoint in the draft pool; None when the servers have neither."""
+        fast = fast_lora(family, {info.name: (info.base_model or family_from_name(info.name), info.accelerator)
+                                  for info in catalog.loras})
+        if fast is None:
+            fast = next(iter(fast_checkpoints(family, pool)), None)
+        log.info("fast drafts for %s: %s", family, f"{fast.file} ({fast.accelerator.name})" if fast else "none on the servers")
+        return fast
+
+    @staticmethod
+    def _full_models(family: str, pool: list[str]) -> list[str]:
+        """The pool without its distilled checkpoints (they run at full settings only badly),
+        unless it has nothing else."""
+        distilled = {f.file for f in fast_checkpoints(family, pool)}
+        return [c for c in pool if c not in distilled] or pool
 
     def _check_overrides(self, req: GenerateRequest, catalog: Catalog) -> None:
         if req.sampler_name is not None and req.sampler_name not in catalog.samplers:
@@ -100,7 +135,9 @@ class BatchPlanner:
     def _pool_for(self, family: str, tier: str, catalog: Catalog) -> list[str]:
         pool = self._pools.pool_for(family, tier, catalog.checkpoints)
         if not pool:
-            raise InvalidRequest(f"no {family} checkpoint is available on the servers for the {tier} tier")
+            available = catalog.families()
+            raise InvalidRequest(f"no {family} model is on the servers; families available: "
+                                 f"{', '.join(available) or 'none'}")
         return pool
 
     def _recommend(self, user_id: str, parsed: ParsedPrompt, pool: list[str], tier: str, count: int,
@@ -121,10 +158,11 @@ class BatchPlanner:
         """Explicit `<lora:...>` tags (honoured, flagged when their base model differs) + Auto-LoRA."""
         stems = tuple(k.stem for k in parsed.keywords)
         names = [info.name for info in catalog.loras]
+        styles = [info.name for info in catalog.loras if info.accelerator is None]  # accelerators are no taste
         prefs = None
-        if auto_lora and names:
-            evidence = self._store.arm_stats(user_id, "lora", stems, names)
-            liked = lora_preferences(stems, names, evidence, self._store.base_rate(user_id, "lora"))
+        if auto_lora and styles:
+            evidence = self._store.arm_stats(user_id, "lora", stems, styles)
+            liked = lora_preferences(stems, styles, evidence, self._store.base_rate(user_id, "lora"))
             # only LoRAs with evidence for these keywords; the others stay neutral for Auto-LoRA
             seen = {arm for _, arm in evidence}
             prefs = {name: score for name, score in liked.items() if name in seen}
@@ -149,11 +187,15 @@ class BatchPlanner:
         ]
 
     @staticmethod
-    def _settings(family: str, aspect: str, tier: str, req: GenerateRequest) -> RenderSettings:
+    def render_settings(family: str, aspect: str, tier: str, req: GenerateRequest,
+                  fast: FastSettings | None = None) -> RenderSettings:
         d = defaults_for(family, tier)
         width, height = size_for(family, aspect, tier)
-        base = RenderSettings(width=width, height=height, steps=d.steps, cfg=d.cfg, sampler_name=d.sampler_name,
+        base = RenderSettings(width=width, height=height, steps=d.steps, cfg=d.cfg, sampler_name=d.sampler,
                               scheduler=d.scheduler, hires_scale=d.hires_scale)
+        if fast is not None:
+            base = replace(base, steps=fast.steps, cfg=fast.accelerator.cfg, sampler_name=fast.accelerator.sampler,
+                           scheduler=fast.accelerator.scheduler, hires_scale=None)
         return apply_overrides(base, width=req.width, height=req.height, steps=req.steps, cfg=req.cfg,
                                sampler_name=req.sampler_name, scheduler=req.scheduler)
 
@@ -193,19 +235,20 @@ class BatchPlanner:
         family, tier = target
         prompt = req.prompt if req.prompt.strip() else first.prompt
         parsed = parse_prompt(prompt)
-        pool = self._pool_for(family, tier, catalog)
+        pool = self._full_models(family, self._pool_for(family, tier, catalog))
         rec = self._recommend(user_id, parsed, pool, tier, len(parents), quick=True)
         fresh = self._lora_choices(user_id, parsed, catalog, family, first.auto_lora)
         aspect = closest_aspect(parents[0].width, parents[0].height)
-        settings = replace(self._settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
+        settings = replace(self.render_settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
         refine_parents = []
+        accelerators = {info.name for info in catalog.loras if info.accelerator is not None}
         for image in parents:
             # keep the user's checkpoint when the next tier offers it: they picked its look
             checkpoint = image.checkpoint if image.checkpoint in pool else rec.recommended
-            if family == first.family:  # same LoRAs as the draft the user liked
-                kept = {n for n, _ in image.loras}
+            if family == first.family:  # same LoRAs as the draft the user liked, without its accelerator
+                kept = {n for n, _ in image.loras} - accelerators
                 chosen = [c for c in fresh if c.name in kept]
-                loras = tuple(LoraSpec(n, s) for n, s in image.loras)
+                loras = tuple(LoraSpec(n, s) for n, s in image.loras if n in kept)
             else:  # another family: the draft's LoRAs would not fit, choose again
                 chosen = fresh
                 loras = tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen)

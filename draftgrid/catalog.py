@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from comfy.models import ServerInventory
 from comfy.pool import ServerPool
+from families.registry import registry
 from learning.lora import lora_info_from_metadata
 from learning.models import LoraInfo
 from learning.pools import PoolConfig
@@ -29,6 +30,13 @@ class Catalog:
     samplers: tuple[str, ...]
     schedulers: tuple[str, ...]
     inventory: ServerInventory
+
+    def families(self) -> list[str]:
+        """The registry families the servers have a checkpoint of, most checkpoints first (ties in
+        registry order)."""
+        names = registry().names
+        counts = {family: sum(1 for f in self.checkpoints.values() if f == family) for family in names}
+        return sorted((f for f in names if counts[f]), key=lambda f: (-counts[f], names.index(f)))
 
 
 async def read_catalog(pool: ServerPool, pools: PoolConfig) -> Catalog:

@@ -12,11 +12,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from draftgrid.planning import MAX_SEED
+from families.recognise import DEFAULT_FAMILY
+from families.registry import registry
 from learning.models import Tier
 from learning.recommend.types import MAX_COUNT
 from learning.store.monitoring_sql import MAX_ROWS, MAX_SQL_CHARS
 
-Family = Literal["sd15", "sdxl"]
+Family = Literal[registry().names]  # type: ignore[valid-type]  # every family of assets/families.toml
 AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"]
 ASPECT_RATIOS: tuple[str, ...] = AspectRatio.__args__  # type: ignore[attr-defined]
 MAX_PROMPT_CHARS = 2000
@@ -44,7 +46,9 @@ class GenerateRequest(BaseModel):
     count: int = Field(default=20, ge=1, le=MAX_COUNT)
     explore_mode: bool = True
     auto_lora: bool = True
-    model_family: Family = "sd15"
+    fast_drafts: bool = True  # the draft tier uses a distilled LoRA / checkpoint when the servers have one
+    quality_tags: bool = False  # prefix the family's quality tags (assets/families.toml `quality_prefix`)
+    model_family: Family = DEFAULT_FAMILY
     tier: Tier = "draft"
     aspect_ratio: AspectRatio = "1:1"
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)

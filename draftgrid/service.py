@@ -87,6 +87,12 @@ class DraftGridService:
         catalog = self._servers.catalog_if_read()
         return list(catalog.samplers) if catalog else []
 
+    def model_families(self) -> list[str]:
+        """The model families the servers have a checkpoint of, best-represented first (no request
+        when the catalog was read already)."""
+        catalog = self._servers.catalog_if_read() or self._servers.catalog()
+        return catalog.families()
+
     def gpus(self) -> list[ServerStatus]:
         return self._servers.statuses()
 

@@ -22,7 +22,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from draftgrid.errors import ServiceError
-from draftgrid.schemas import ASPECT_RATIOS, FeedbackRequest, GenerateRequest, readable_errors
+from draftgrid.schemas import ASPECT_RATIOS, DEFAULT_FAMILY, FeedbackRequest, GenerateRequest, readable_errors
 from draftgrid.ui_common import error_html, user_of
 from draftgrid.ui_reset_monitor import ResetMonitorPanel
 from learning.recommend.types import MAX_COUNT
@@ -169,8 +169,9 @@ class DraftGridUI:
 
     def generate(self, prompt: str, negative: str, aspect: str, auto_lora: bool, mode: str, family: str,
                  count: float, steps: float | None, cfg: float | None, sampler: str | None, seed: float | None,
-                 request: gr.Request) -> Iterator[StreamOut]:
+                 fast_drafts: bool, request: gr.Request) -> Iterator[StreamOut]:
         fields = dict(prompt=prompt or "", negative_prompt=negative or "", aspect_ratio=aspect, auto_lora=auto_lora,
+                      fast_drafts=bool(fast_drafts),
                       explore_mode=(mode == "Explore"), model_family=family, count=int(count or 0), tier="draft",
                       steps=int(steps) if steps else None, cfg=cfg if cfg else None,
                       sampler_name=sampler or None, seed=int(seed) if seed not in (None, "") else None)
@@ -270,6 +271,7 @@ class DraftGridUI:
     def build(self) -> gr.Blocks:
         svc = self.service
         samplers = svc.samplers()
+        families = svc.model_families() or [DEFAULT_FAMILY]
         with gr.Blocks(title="DraftGrid", delete_cache=CACHE_SWEEP) as demo:
             if svc.simulated:
                 gr.HTML("<div class='dg-banner' id='dg-sim-banner'>⚠ Simulated GPUs — the built-in ComfyUI "
@@ -288,7 +290,7 @@ class DraftGridUI:
                                          min_width=100)
                     auto_lora = gr.Checkbox(value=True, label="Auto-LoRA", elem_id="dg-auto-lora", min_width=100)
                     mode = gr.Radio(["Explore", "Quick"], value="Explore", label="Mode", elem_id="dg-mode")
-                    family = gr.Radio(["sd15", "sdxl"], value="sd15", label="Model family", elem_id="dg-family")
+                    family = gr.Radio(families, value=families[0], label="Model family", elem_id="dg-family")
                     count = gr.Slider(1, MAX_COUNT, value=20, step=1, label="Images", elem_id="dg-count-slider")
                 with gr.Accordion("Advanced", open=False):
                     with gr.Row():
@@ -296,6 +298,8 @@ class DraftGridUI:
                         cfg = gr.Number(label="CFG (empty: tier default)", minimum=0, maximum=30)
                         sampler = gr.Dropdown(["", *samplers], value="", label="Sampler (empty: tier default)")
                         seed = gr.Number(label="Seed (empty: random)", precision=0, minimum=0)
+                        fast_drafts = gr.Checkbox(value=True, label="Fast drafts (a distilled LoRA / checkpoint "
+                                                  "when the servers have one)", elem_id="dg-fast-drafts")
                 strategy_md = gr.Markdown(elem_id="dg-strategy")
                 status = gr.HTML(elem_id="dg-status")
                 with gr.Row():
@@ -315,7 +319,7 @@ class DraftGridUI:
             stream_outputs = [batch_state, strategy_md, status, gallery, preview, selection_md, picker]
             common = dict(outputs=stream_outputs, show_progress_on=[status], concurrency_id=GENERATE_CONCURRENCY,
                           concurrency_limit=max(1, len(svc.gpus())))
-            inputs = [prompt, negative, aspect, auto_lora, mode, family, count, steps, cfg, sampler, seed]
+            inputs = [prompt, negative, aspect, auto_lora, mode, family, count, steps, cfg, sampler, seed, fast_drafts]
             quick = dict(trigger_mode="multiple", show_progress="hidden", concurrency_limit=None)
             # a last render from the server's state, in case a click landed between the stream's
             # final yield being computed and delivered

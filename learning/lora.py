@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from learning.families import family_from_metadata, family_from_name, file_stem, raw_name_tokens
+from families.accelerators import recognise as recognise_accelerator
+from families.recognise import family_from_metadata, family_from_name, file_stem, lora_fits, raw_name_tokens
 from learning.keywords import content_words, stem
 from learning.models import ExplicitLora, Keyword, LoraChoice, LoraInfo, ParsedPrompt
 
@@ -73,9 +74,11 @@ def lora_info_from_metadata(name: str, metadata: Mapping[str, str] | None) -> Lo
     ranked = sorted(tag_counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_TAGS]
     tags = tuple(tag for tag, _ in ranked)
     title = (metadata.get("modelspec.title") or metadata.get("ss_output_name") or "").strip()
+    base_model = family_from_metadata(metadata)
     return LoraInfo(
         name=name,
-        base_model=family_from_metadata(metadata),
+        base_model=base_model,
+        accelerator=recognise_accelerator(name, metadata, base_model, "lora"),
         tags=tags,
         trigger_words=_trigger_words(metadata.get("modelspec.trigger_phrase"), tags),
         title=title or None,
@@ -262,8 +265,10 @@ def match_loras(
     """The `top_k` LoRAs that fit the keywords and the checkpoint `family`, best first."""
     ranked: list[tuple[float, LoraChoice]] = []
     for lora in loras:
+        if lora.accelerator is not None:  # infrastructure (the draft tier's business), not style
+            continue
         flagged = lora.base_model is None
-        if not flagged and lora.base_model != family:
+        if not flagged and not lora_fits(family, lora.base_model):
             log.debug("LoRA %s skipped: base %s, checkpoint %s", lora.name, lora.base_model, family)
             continue
         relevance = _relevance(keywords, lora)
@@ -296,7 +301,7 @@ def match_loras(
 def _unknown_base_allowed(lora: LoraInfo, relevance: _Relevance, family: str) -> bool:
     """Unknown base: only on a file-name match, and never when the name hints at another family."""
     hint = family_from_name(lora.name)
-    allowed = relevance.name_match and hint in (None, family)
+    allowed = relevance.name_match and (hint is None or lora_fits(family, hint))
     if relevance.score > 0 and not allowed:
         log.debug("LoRA %s skipped: base unknown (name hint %s, name match %s)",
                   lora.name, hint, relevance.name_match)
@@ -350,7 +355,7 @@ def _explicit_problem(name: str, lora: LoraInfo | None, family: str) -> str | No
     if lora is None:
         return f"LoRA {name!r} is not on the servers"
     base = lora.base_model or family_from_name(lora.name)
-    if base is not None and base != family:
+    if base is not None and not lora_fits(family, base):
         return f"{base} LoRA on a {family} checkpoint: ComfyUI will skip its weights"
     return None
 

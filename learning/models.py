@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from families.registry import Accelerator
+
 ArmKind = Literal["checkpoint", "lora"]
 Tier = Literal["draft", "standard", "quality"]
 FeedbackAction = Literal["select", "unselect", "reject", "reject_all", "viewed"]
@@ -79,11 +81,12 @@ class LoraInfo:
     """A LoRA as discovered from ComfyUI: file name plus what its safetensors metadata says."""
 
     name: str
-    base_model: str | None  # "sd15", "sdxl", or None when unknown
+    base_model: str | None  # a registry family ("sd15", "sdxl", ...), or None when unknown
     tags: tuple[str, ...] = ()
     trigger_words: tuple[str, ...] = ()
     title: str | None = None
     tag_shares: tuple[float, ...] = ()  # per tag, its share of all tag counts (same order as tags)
+    accelerator: Accelerator | None = None  # a distilled "fast" LoRA: infrastructure, never a preference
 
 
 @dataclass(frozen=True)

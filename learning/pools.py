@@ -18,14 +18,15 @@ from typing import Annotated, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from learning.families import SD15, SDXL, checkpoint_family, file_stem
+from families.recognise import checkpoint_family, file_stem
+from families.registry import registry
 from learning.models import Tier
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POOLS_PATH = Path(__file__).resolve().parent.parent / "assets" / "pools.toml"
 TIERS: tuple[Tier, ...] = get_args(Tier)
-FAMILIES = (SD15, SDXL)
+FAMILIES = registry().names
 
 _POOL_KEY = rf"^({'|'.join(FAMILIES)})_({'|'.join(TIERS)})$"
 PoolKey = Annotated[str, StringConstraints(pattern=_POOL_KEY)]
@@ -42,7 +43,7 @@ class _PoolFile(BaseModel):
 
     pools: dict[PoolKey, list[str]] = {}
     refine: dict[PoolKey, PoolKey] = {}
-    checkpoint_families: dict[str, Literal["sd15", "sdxl"]] = {}
+    checkpoint_families: dict[str, Literal[FAMILIES]] = {}  # type: ignore[valid-type]
 
 
 def pool_key(family: str, tier: str) -> str:

@@ -202,7 +202,7 @@ class _Run:
         gpu = self.env.gpu
         checkpoint_changed = gpu.checkpoint != model.checkpoint
         loras_changed = gpu.loras != model.loras
-        entry = self.env.inventory().checkpoints.get(model.checkpoint)
+        entry = self.env.inventory().model(model.checkpoint)
         seconds = self.env.time_model.load_seconds(entry.family if entry else "sd15", checkpoint_changed, loras_changed)
         if checkpoint_changed or loras_changed:
             log.info("loading %s with %d LoRA(s): %.2fs", model.checkpoint, len(model.loras), seconds)
@@ -210,7 +210,8 @@ class _Run:
         gpu.checkpoint, gpu.loras = model.checkpoint, model.loras
 
     async def sample(self, steps: int, latent: Latent, final_picture: Callable[[], Image.Image]) -> None:
-        step_seconds = self.env.time_model.step_seconds_for(latent.width, latent.height, latent.batch_size)
+        cfg = latent.sample.cfg if latent.sample is not None else None
+        step_seconds = self.env.time_model.step_seconds_for(latent.width, latent.height, latent.batch_size, cfg)
         picture = await asyncio.to_thread(final_picture) if self.env.previews else None
         # Steps keep to one schedule, so a timer firing late (~1 ms each) is not added 20 times over.
         step_end = asyncio.get_running_loop().time()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+SIMULATED_FOLDERS = ("checkpoints", "loras", "diffusion_models", "text_encoders", "vae")
 DEFAULT_INVENTORY_PATH = Path(__file__).resolve().parents[2] / "assets" / "sim_inventory.json"
 
 
@@ -22,32 +23,44 @@ class ModelFile:
     """One checkpoint or LoRA: name as ComfyUI lists it (may hold `sub/` folders)."""
 
     name: str
-    family: str  # "sd15" | "sdxl": drives the time model's load cost
+    family: str  # a family of assets/families.toml ("sd15", "sdxl", "flux", ...): the time model's load cost
     metadata: dict[str, str] | None = None  # None → /view_metadata answers 404
     size: int = 0
 
 
 @dataclass
 class Inventory:
-    """Checkpoints and LoRAs of one server; mutable so faults can remove a checkpoint."""
+    """Model files of one server, per ComfyUI model folder; mutable so faults can remove a checkpoint.
+
+    `diffusion_models`, `text_encoders` and `vae` hold split-file models (UNETLoader, the CLIP
+    loaders, VAELoader).
+    """
 
     checkpoints: dict[str, ModelFile] = field(default_factory=dict)
     loras: dict[str, ModelFile] = field(default_factory=dict)
+    diffusion_models: dict[str, ModelFile] = field(default_factory=dict)
+    text_encoders: dict[str, ModelFile] = field(default_factory=dict)
+    vae: dict[str, ModelFile] = field(default_factory=dict)
 
     def folder(self, folder: str) -> dict[str, ModelFile] | None:
         """The files of a ComfyUI model folder name, or None for folders we do not simulate."""
-        return {"checkpoints": self.checkpoints, "loras": self.loras}.get(folder)
+        return getattr(self, folder, None) if folder in SIMULATED_FOLDERS else None
+
+    def model(self, name: str) -> ModelFile | None:
+        """A checkpoint or diffusion model by name (what a sampler's MODEL was loaded from)."""
+        return self.checkpoints.get(name) or self.diffusion_models.get(name)
 
     def copy(self) -> Inventory:
         """An independent copy, so one server's fault does not leak into its siblings."""
-        return Inventory(dict(self.checkpoints), dict(self.loras))
+        return Inventory(**{folder: dict(getattr(self, folder)) for folder in SIMULATED_FOLDERS})
 
 
 def _model_file(raw: dict) -> ModelFile:
+    """One inventory entry; `family` may be left out for text encoders and VAEs."""
     metadata = raw.get("metadata")
     if metadata is not None:
         metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    return ModelFile(name=raw["name"], family=raw["family"], metadata=metadata, size=int(raw.get("size", 0)))
+    return ModelFile(name=raw["name"], family=raw.get("family", ""), metadata=metadata, size=int(raw.get("size", 0)))
 
 
 def inventory_from_dict(raw: dict) -> Inventory:
@@ -56,9 +69,8 @@ def inventory_from_dict(raw: dict) -> Inventory:
     Non-string metadata values (e.g. `ss_tag_frequency` written as an object for readability)
     are serialised to JSON strings, as safetensors headers store them.
     """
-    checkpoints = {f.name: f for f in map(_model_file, raw.get("checkpoints", []))}
-    loras = {f.name: f for f in map(_model_file, raw.get("loras", []))}
-    return Inventory(checkpoints=checkpoints, loras=loras)
+    return Inventory(**{folder: {f.name: f for f in map(_model_file, raw.get(folder, []))}
+                        for folder in SIMULATED_FOLDERS})
 
 
 def load_inventory(path: Path | None = None) -> Inventory:

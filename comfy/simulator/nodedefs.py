@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from comfy.simulator.inventory import Inventory
 
 _DEFS_PATH = Path(__file__).with_name("node_defs.json")
+PIXEL_SPACE_VAE = "pixel_space"  # VAELoader's always-listed last option on ComfyUI 0.3.64
 
 
 @cache
@@ -55,10 +56,17 @@ class NodeCatalog:
         self._set_combo("LoraLoader", "lora_name", inventory.loras)
         self._set_combo("LoraLoaderModelOnly", "lora_name", inventory.loras)
         self._set_combo("LoadImage", "image", input_images)
+        self._set_combo("UNETLoader", "unet_name", inventory.diffusion_models)
+        self._set_combo("CLIPLoader", "clip_name", inventory.text_encoders)
+        for index in (1, 2):
+            self._set_combo("DualCLIPLoader", f"clip_name{index}", inventory.text_encoders)
+        for index in (1, 2, 3):
+            self._set_combo("TripleCLIPLoader", f"clip_name{index}", inventory.text_encoders)
+        self._set_combo("VAELoader", "vae_name", inventory.vae, last=(PIXEL_SPACE_VAE,))
 
-    def _set_combo(self, class_type: str, input_name: str, values: Iterable[str]) -> None:
+    def _set_combo(self, class_type: str, input_name: str, values: Iterable[str], last: tuple[str, ...] = ()) -> None:
         definition = copy.deepcopy(self._defs[class_type])
-        definition["input"]["required"][input_name][0] = sorted(values)
+        definition["input"]["required"][input_name][0] = sorted(values) + list(last)
         self._defs[class_type] = definition
 
     def object_info(self) -> dict[str, Any]:

@@ -102,7 +102,45 @@ async def clip_text_encode(ctx: RunContext, text: str, clip: ModelRef) -> NodeRe
     return NodeResult((Conditioning(text),))
 
 
+async def clip_text_encode_flux(ctx: RunContext, clip: ModelRef, clip_l: str, t5xxl: str, guidance: float) -> NodeResult:
+    return NodeResult((Conditioning(t5xxl or clip_l),))
+
+
+async def clip_text_encode_sd3(ctx: RunContext, clip: ModelRef, clip_l: str, clip_g: str, t5xxl: str,
+                               empty_padding: str) -> NodeResult:
+    return NodeResult((Conditioning(t5xxl or clip_g or clip_l),))
+
+
+async def conditioning_zero_out(ctx: RunContext, conditioning: Conditioning) -> NodeResult:
+    """A zeroed conditioning: the sampler sees no negative text."""
+    return NodeResult((Conditioning(""),))
+
+
+_PASSED_THROUGH = ("model", "clip", "conditioning", "samples")
+
+
+async def passthrough(ctx: RunContext, **inputs: Any) -> NodeResult:
+    """Nodes that tune a model, clip or conditioning the symbolic values do not model
+    (CLIPSetLastLayer, ModelSampling*, FluxGuidance, SetLatentNoiseMask): the value they tune."""
+    return NodeResult((next(inputs[name] for name in _PASSED_THROUGH if name in inputs),))
+
+
+async def unet_loader(ctx: RunContext, unet_name: str, weight_dtype: str) -> NodeResult:
+    ctx.check_checkpoint(unet_name)
+    return NodeResult((ModelRef(unet_name),))
+
+
+async def clip_loader(ctx: RunContext, **inputs: Any) -> NodeResult:
+    names = [str(v) for k, v in sorted(inputs.items()) if k.startswith("clip_name")]
+    return NodeResult((ModelRef("+".join(names)),))
+
+
+async def vae_loader(ctx: RunContext, vae_name: str) -> NodeResult:
+    return NodeResult((ModelRef(vae_name),))
+
+
 async def empty_latent_image(ctx: RunContext, width: int, height: int, batch_size: int) -> NodeResult:
+    """EmptyLatentImage and EmptySD3LatentImage (16 channels there; the same symbolic latent)."""
     return NodeResult((Latent(width // LATENT_FACTOR * LATENT_FACTOR, height // LATENT_FACTOR * LATENT_FACTOR,
                               batch_size),))
 
@@ -164,6 +202,12 @@ async def latent_from_batch(ctx: RunContext, samples: Latent, batch_index: int, 
     return NodeResult((replace(samples, batch_size=length, prior=prior, first_index=samples.first_index + batch_index),))
 
 
+async def image_scale(ctx: RunContext, image: tuple[Image.Image, ...], upscale_method: str, width: int,
+                      height: int, crop: str) -> NodeResult:
+    resample = Image.Resampling.NEAREST if upscale_method == "nearest-exact" else Image.Resampling.BILINEAR
+    return NodeResult((tuple(i.resize((width or i.width, height or i.height), resample) for i in image),))
+
+
 async def image_scale_by(ctx: RunContext, image: tuple[Image.Image, ...], upscale_method: str,
                          scale_by: float) -> NodeResult:
     resample = Image.Resampling.NEAREST if upscale_method == "nearest-exact" else Image.Resampling.BILINEAR
@@ -198,6 +242,22 @@ NODE_FUNCTIONS: dict[str, NodeFunction] = {
     "LoraLoaderModelOnly": lora_loader_model_only,
     "CLIPTextEncode": clip_text_encode,
     "EmptyLatentImage": empty_latent_image,
+    "EmptySD3LatentImage": empty_latent_image,
+    "CLIPTextEncodeFlux": clip_text_encode_flux,
+    "CLIPTextEncodeSD3": clip_text_encode_sd3,
+    "ConditioningZeroOut": conditioning_zero_out,
+    "CLIPSetLastLayer": passthrough,
+    "ModelSamplingSD3": passthrough,
+    "ModelSamplingFlux": passthrough,
+    "ModelSamplingDiscrete": passthrough,
+    "FluxGuidance": passthrough,
+    "SetLatentNoiseMask": passthrough,
+    "UNETLoader": unet_loader,
+    "CLIPLoader": clip_loader,
+    "DualCLIPLoader": clip_loader,
+    "TripleCLIPLoader": clip_loader,
+    "VAELoader": vae_loader,
+    "ImageScale": image_scale,
     "KSampler": ksampler,
     "VAEDecode": vae_decode,
     "VAEEncode": vae_encode,

@@ -5,6 +5,7 @@ Cost of one prompt (seconds, before `scale`):
     load   = checkpoint_load[family]          if the checkpoint differs from the loaded one
            + lora_change                      if the LoRA set (names+strengths) differs
     sample = steps * step_seconds * (width*height / 512²) * batch_size ** batch_exponent
+             * cfg_one_factor                  when cfg is 1.0 (ComfyUI then skips the negative pass)
     decode = decode_seconds * (width*height / 512²) * batch_size ** batch_exponent
     (load, sample and decode above are GPU work: each is multiplied by `gpu_factor`)
     prompt = prompt_overhead                    once per executed prompt, whatever its size
@@ -37,6 +38,7 @@ class TimeModel:
     step_seconds: float = 0.05
     decode_seconds: float = 0.02
     batch_exponent: float = 0.8
+    cfg_one_factor: float = 0.5  # a step at cfg 1.0 runs the model once, not twice (ComfyUI's cfg1 optimisation)
     prompt_overhead: float = 0.0  # seconds per executed prompt, not scaled by gpu_factor
     gpu_factor: float = 1.0  # this GPU's seconds per nominal GPU second (1.5 = 1.5x slower)
     scale: float = 1.0
@@ -51,9 +53,11 @@ class TimeModel:
         """How many single-image costs a batch of `batch_size` costs."""
         return max(batch_size, 1) ** self.batch_exponent
 
-    def step_seconds_for(self, width: int, height: int, batch_size: int) -> float:
-        """Seconds one sampler step takes for this latent size and batch."""
-        return self.step_seconds * (width * height / REFERENCE_PIXELS) * self.batch_factor(batch_size) * self._gpu()
+    def step_seconds_for(self, width: int, height: int, batch_size: int, cfg: float | None = None) -> float:
+        """Seconds one sampler step takes for this latent size and batch (and cfg: 1.0 is cheaper)."""
+        guidance = self.cfg_one_factor if cfg == 1.0 else 1.0
+        return (self.step_seconds * (width * height / REFERENCE_PIXELS) * self.batch_factor(batch_size) * guidance
+                * self._gpu())
 
     def decode_seconds_for(self, width: int, height: int, batch_size: int) -> float:
         """Seconds the VAE decode of a batch takes."""
@@ -64,10 +68,10 @@ class TimeModel:
         return self.prompt_overhead * self.scale
 
     def txt2img_seconds(self, family: str, steps: int, width: int, height: int, batch_size: int,
-                        checkpoint_changed: bool, loras_changed: bool) -> float:
+                        checkpoint_changed: bool, loras_changed: bool, cfg: float | None = None) -> float:
         """All a txt2img prompt takes (the executor spends these parts one by one, as it runs)."""
         return (self.load_seconds(family, checkpoint_changed, loras_changed)
-                + steps * self.step_seconds_for(width, height, batch_size)
+                + steps * self.step_seconds_for(width, height, batch_size, cfg)
                 + self.decode_seconds_for(width, height, batch_size) + self.prompt_seconds())
 
     def _gpu(self) -> float:

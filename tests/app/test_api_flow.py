@@ -86,7 +86,7 @@ def test_reject_all_counts_every_image_as_shown_and_none_selected(client: httpx.
 @pytest.mark.parametrize("body", [
     {"prompt": ""}, {"prompt": "   "}, {"prompt": "x" * 2001}, {"prompt": "cat", "count": 0},
     {"prompt": "cat", "count": 1_000_000}, {"prompt": "cat", "tier": "ultra"},
-    {"prompt": "cat", "model_family": "sd3"}, {"prompt": "cat", "aspect_ratio": "7:3"},
+    {"prompt": "cat", "model_family": "sd4"}, {"prompt": "cat", "aspect_ratio": "7:3"},
     {"prompt": "cat", "sampler_name": "no_such_sampler"}, {"prompt": "cat", "scheduler": "nope"},
     {"prompt": "cat", "parent_image_ids": ["not-an-image"]}, {"prompt": "cat <lora:no_such_lora:0.7>"},
     {"prompt": "cat", "count": "many"}, {"prompt": "a\x00b"}, [1, 2], "just a string",

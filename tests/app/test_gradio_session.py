@@ -29,7 +29,7 @@ def streaming_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningA
 
 
 def _generate(ui: Client, count: int) -> list[dict]:
-    job = ui.submit("a lighthouse at dusk", "", "1:1", True, "Explore", "sd15", count, None, None, "", None,
+    job = ui.submit("a lighthouse at dusk", "", "1:1", True, "Explore", "sd15", count, None, None, "", None, True,
                     api_name="/generate")
     outputs = list(job)
     job.result()

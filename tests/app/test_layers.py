@@ -1,6 +1,7 @@
 """The layering rules of docs/ARCHITECTURE.md, checked on the source: imports only point downward.
 
-comfy/ and learning/ never import each other or draftgrid/; Gradio appears only in the UI module
+families/ (the model-family registry) imports no other layer; comfy/ and learning/ may import it but
+never each other or draftgrid/; Gradio appears only in the UI module
 and app.py; the UI and the REST API reach the service facade, never the store, pool or board.
 """
 
@@ -32,6 +33,7 @@ def sources(folder: str) -> list[Path]:
 @pytest.mark.parametrize(("folder", "forbidden"), [
     ("comfy", ("learning", "draftgrid", "gradio")),
     ("learning", ("comfy", "draftgrid", "gradio", "httpx", "fastapi", "aiohttp", "websockets")),
+    ("families", ("comfy", "learning", "draftgrid", "gradio", "httpx", "fastapi", "aiohttp", "websockets")),
 ])
 def test_lower_layers_do_not_import_upward_or_sideways(folder: str, forbidden: tuple[str, ...]) -> None:
     bad = {f"{p.relative_to(ROOT)}: {m}" for p in sources(folder) for m in imports(p)

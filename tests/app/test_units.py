@@ -26,7 +26,7 @@ from draftgrid.thumbnails import draw_selection, thumbnail
     ({"prompt": "cat", "count": 0}, "count"),
     ({"prompt": "cat", "count": 10**6}, "count"),
     ({"prompt": "cat", "tier": "ultra"}, "tier"),
-    ({"prompt": "cat", "model_family": "sd3"}, "model_family"),
+    ({"prompt": "cat", "model_family": "sd4"}, "model_family"),
     ({"prompt": "cat", "aspect_ratio": "5:1"}, "aspect_ratio"),
     ({"prompt": "a\x00b"}, "prompt"),
     ({"prompt": "cat", "width": 513}, "width"),

@@ -29,7 +29,8 @@ def fixture(name: str) -> Any:
 def captured_inventory() -> Inventory:
     """The checkpoints/LoRAs the captured server had when prompt_errors.json was recorded."""
     inventory = load_inventory()
-    checkpoints = {n: inventory.checkpoints[n] for n in inventory.checkpoints}
+    listed = fixture("models_checkpoints.json")["json"]
+    checkpoints = {n: inventory.checkpoints[n] for n in listed if n in inventory.checkpoints}
     loras = {n: inventory.loras.get(n, ModelFile(n, "sd15")) for n in (
         "add_detail.safetensors", "anime_style_v2.safetensors", "cyberpunk_neon_xl.safetensors",
         "detailed_hair.safetensors", "fantasy_landscape.safetensors")}

@@ -13,8 +13,8 @@ def job(job_id: str, checkpoint: str, images: int, *, loras: tuple[LoraSpec, ...
     """A pool job; its default sampler draws noise per step, so the scheduler never splits it
     (`splits_exactly`): these tests are about whole jobs, test_pool_split.py about pieces."""
     spec = GenerationSpec(checkpoint=checkpoint, positive="p", negative="n", seed=1, width=512, height=512,
-                          steps=20, cfg=7.0, batch_size=images, loras=loras, sampler_name=sampler)
-    return PoolJob(job_id, spec, family)
+                          steps=20, cfg=7.0, batch_size=images, loras=loras, sampler_name=sampler, family=family)
+    return PoolJob(job_id, spec)
 
 
 def batch_20_3() -> list[PoolJob]:

@@ -17,6 +17,7 @@ SIMPLE_CAPTURES = ["system_stats.json", "queue_idle.json", "prompt_get_idle.json
                    "experiment_models.json", "experiment_models_loras.json"]
 
 NODES_BEYOND_THE_CAPTURE = {"RepeatLatentBatch", "LatentFromBatch"}  # from ComfyUI 0.3.64's nodes.py, see test_simulator_repeat_latent, test_pool_split
+FAMILY_NODES = set(fixture("object_info_family_nodes.json"))  # the other capture, see test_families_sim
 
 
 def assert_matches_capture(response: httpx.Response, captured: dict[str, Any]) -> None:
@@ -55,7 +56,7 @@ async def test_object_info_has_the_captured_nodes_and_shapes(http: httpx.AsyncCl
     response = await http.get("/object_info")
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     actual = strip_key(response.json(), "tooltip")  # the capture stripped tooltips
-    assert set(actual) == set(captured) | NODES_BEYOND_THE_CAPTURE
+    assert set(actual) == set(captured) | NODES_BEYOND_THE_CAPTURE | FAMILY_NODES
     for node, definition in captured.items():
         assert_same_shape(actual[node], definition)
         assert actual[node]["input_order"] == definition["input_order"]

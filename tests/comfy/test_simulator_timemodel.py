@@ -68,3 +68,9 @@ def test_cli_sets_each_gpus_factor_and_the_overhead() -> None:
     assert args.gpu_factors == [1.0, 1.5] and args.prompt_overhead == 0.4
     with pytest.raises(argparse.ArgumentTypeError):
         gpu_factors("1,-2")
+
+
+def test_a_step_at_cfg_one_costs_half_as_comfyui_skips_the_negative_pass() -> None:
+    model = TimeModel()
+    assert model.step_seconds_for(512, 512, 1, cfg=1.0) == pytest.approx(0.5 * model.step_seconds_for(512, 512, 1, cfg=7.0))
+    assert model.step_seconds_for(512, 512, 1) == model.step_seconds_for(512, 512, 1, cfg=7.0)

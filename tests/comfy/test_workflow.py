@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from families.registry import registry
 from comfy.models import GenerationSpec, LoraSpec, RefineSource
 from comfy.workflow import (
     ASPECT_RATIOS,
@@ -112,7 +113,7 @@ def test_same_spec_same_graph() -> None:
     assert build_workflow(BASE) == build_workflow(GenerationSpec(**BASE.__dict__))
 
 
-@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+@pytest.mark.parametrize("family", registry().names)
 @pytest.mark.parametrize("tier", ["draft", "standard", "quality"])
 def test_sizes_keep_area_and_ratio(family: str, tier: str) -> None:
     square = size_for(family, "1:1", tier)
@@ -134,4 +135,6 @@ def test_size_and_defaults_by_family_and_tier() -> None:
     with pytest.raises(ValueError):
         size_for("sd15", "5:4", "draft")
     with pytest.raises(ValueError):
-        defaults_for("flux", "draft")
+        defaults_for("nosuchfamily", "draft")
+    with pytest.raises(ValueError):
+        defaults_for("sd15", "ultra")

@@ -53,6 +53,9 @@ def test_families_of_the_captured_checkpoints() -> None:
         ({"modelspec.architecture": "stable-diffusion-v2-768-v"}, "sd2"),
         ({"ss_base_model_version": "sdxl_base_v1-0"}, "sdxl"),
         ({"ss_base_model_version": "sd_v1"}, "sd15"),
+        ({"modelspec.architecture": "stable-diffusion-3-medium"}, "sd3"),
+        ({"modelspec.architecture": "flux-1-dev"}, "flux"),
+        ({"modelspec.architecture": "stable-diffusion-xl-v1-base", "modelspec.title": "Pony Diffusion V6 XL"}, "pony"),
     ],
 )
 def test_metadata_decides_over_the_name(metadata: dict[str, str], family: str) -> None:
@@ -65,9 +68,12 @@ def test_metadata_decides_over_the_name(metadata: dict[str, str], family: str) -
         ("juggernautXL_v9.safetensors", "sdxl"),
         ("realvisxlV40.safetensors", "sdxl"),
         ("sdxl/anything.safetensors", "sdxl"),
-        ("ponyDiffusionV6.safetensors", "sdxl"),
-        ("illustrious_mix.safetensors", "sdxl"),
+        ("ponyDiffusionV6XL.safetensors", "pony"),
+        ("illustrious_mix.safetensors", "illustrious"),
+        ("noobaiXLVpred10.safetensors", "illustrious"),
         ("flux1-dev.safetensors", "flux"),
+        ("sd3.5_large.safetensors", "sd3"),
+        ("v2-1_768-ema-pruned-sd21.safetensors", "sd2"),
         ("dreamshaper_8.safetensors", "sd15"),
         ("mystery.ckpt", "sd15"),
     ],
@@ -182,7 +188,7 @@ def test_refine_can_move_to_another_family(tmp_path: Path) -> None:
         ('# header\n[pools]\nsd15_drafy = ["a"]\n', "line 3"),
         ('[pools]\n\nsd15_draft = ["a", 3]\n', "line 3"),
         ('[refine]\nsdxl_draft = "sdxl_best"\n', "line 2"),
-        ('[checkpoint_families]\nfoo = "flux"\n', "line 2"),
+        ('[checkpoint_families]\nfoo = "fluxx"\n', "line 2"),
         ('[poolz]\nsd15_draft = ["a"]\n', "line 1"),
     ],
 )
