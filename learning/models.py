@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-ArmKind = Literal["checkpoint", "lora"]
+ArmKind = Literal["checkpoint", "lora", "lora-combination", "cfg", "negative-term"]  # learning.arms.ARM_KINDS
 Tier = Literal["draft", "standard", "quality"]
 FeedbackAction = Literal["select", "unselect", "reject", "reject_all", "viewed"]
 
@@ -121,6 +121,7 @@ class BatchRecord:
     parent_batch_id: str | None = None
     created_at: datetime | None = None
     reviewed_at: datetime | None = None  # set by the store when the batch first counts
+    cfg_explicit: bool = False  # the user set the CFG in Advanced: never learnt against
 
 
 @dataclass(frozen=True)
