@@ -21,7 +21,7 @@ import pandas
 
 from learning.store import (
     aggregates, aggregates_reference_sql, crowd_pool, fact_reads, fact_writes, monitoring_sql, resets,
-    retention_sql, sharing, snapshot, stats_tables_sql, transfer,
+    retention_sql, rules, sharing, snapshot, stats_tables_sql, transfer,
 )
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
@@ -300,6 +300,20 @@ class PreferenceStore:
         copied = (self._read(memory_mismatches) if self._writer is None
                   else self._writer.submit(memory_mismatches))
         return rebuilt == 0 and copied == 0
+
+    # the user's rules: LoRA vetoes, dismissed negative terms ----------------------------
+
+    def rules(self, user_id: str, kind: rules.RuleKind) -> tuple[tuple[str, str], ...]:
+        """The user's (keyword, subject) rules of this kind in force (learning.store.rules)."""
+        return self._read(rules.rules_in_force, user_id, kind)
+
+    def set_rule(self, user_id: str, kind: rules.RuleKind, keyword: str, subject: str, active: bool) -> bool:
+        """Set or lift one rule (idempotent); True when it changed."""
+        return self._write(lambda cur, ctx: rules.set_rule(cur, user_id, kind, keyword, subject, active, ctx.now))
+
+    def replace_rules(self, user_id: str, kind: rules.RuleKind, wanted: Sequence[tuple[str, str]]) -> int:
+        """Make exactly `wanted` the rules of this kind in force, in one transaction (an import)."""
+        return self._write(lambda cur, ctx: rules.set_rules(cur, user_id, kind, tuple(wanted), ctx.now))
 
     # sharing with the crowd -------------------------------------------------------------
 
