@@ -33,6 +33,7 @@ class RecommendationQuery(BaseModel):
     prompt: str = Field(min_length=1, max_length=2000)
     model_family: Family = "sd15"
     tier: Tier = "standard"
+    negative_prompt: str = Field(default="", max_length=2000)
 
 
 class FormatQuery(BaseModel):
@@ -150,11 +151,12 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
     @router.get("/recommendation")
     async def recommendation(request: Request, user: str = User) -> Any:
         q = parse_query(request, RecommendationQuery)
-        rec = await call(service.recommendation, user, q.prompt, q.model_family, q.tier)
+        rec = await call(service.recommendation, user, q.prompt, q.model_family, q.tier, q.negative_prompt)
         return {"recommended": rec.recommended, "confidence": rec.confidence, "scores": rec.scores,
                 "checkpoints_to_test": rec.checkpoints_to_test, "allocation": rec.allocation,
                 "strategy": {"mode": rec.mode, "message": rec.message, "policy": rec.policy},
-                "next_stage": rec.next_stage, "evidence": rec.evidence, "crowd_prior": rec.crowd_prior}
+                "next_stage": rec.next_stage, "evidence": rec.evidence, "crowd_prior": rec.crowd_prior,
+                "settings": rec.settings}
 
     @router.get("/gpus")
     async def gpus() -> Any:

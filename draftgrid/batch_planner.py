@@ -11,18 +11,22 @@ import logging
 import random
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from comfy.models import LoraSpec
 from comfy.workflow import defaults_for, size_for
 from draftgrid.catalog import Catalog
+from draftgrid.cell_planner import plan_cells
 from draftgrid.errors import Gone, InvalidRequest
 from draftgrid.image_files import ImageFiles
+from draftgrid.learnt_settings import LearntSettings, learnt_settings, negative_suggestions
 from draftgrid.planning import (
     MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
 )
 from draftgrid.schemas import ASPECT_RATIOS, GenerateRequest
 from draftgrid.sharing import PreferenceSharing
 from learning.keywords import parse_prompt
-from learning.lora import apply_triggers, choose_loras, vary_loras
+from learning.lora import apply_triggers, choose_loras
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
 from learning.pools import PoolConfig
 from learning.recommend.planner import FOLLOWS_TASTE_CHANGES, RecommendRequest, lora_preferences, recommend
@@ -68,10 +72,18 @@ class BatchPlanner:
         self._check_overrides(req, catalog)
         return self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
 
-    def recommendation(self, user_id: str, prompt: str, family: str, tier: str, catalog: Catalog) -> Recommendation:
-        """What the next batch for this prompt would be (no side effects)."""
+    def recommendation(self, user_id: str, prompt: str, family: str, tier: str, catalog: Catalog,
+                       negative_prompt: str = "") -> Recommendation:
+        """What the next batch for this prompt would be (no side effects): checkpoints, the learnt
+        LoRA set and CFG (Quick mode's), and negative terms to suggest."""
         parsed = parse_prompt(prompt)
-        return self._recommend(user_id, parsed, self._pool_for(family, tier, catalog), tier, 20, quick=False)
+        rec = self._recommend(user_id, parsed, self._pool_for(family, tier, catalog), tier, 20, quick=False)
+        choices = self._lora_choices(user_id, parsed, catalog, family, auto_lora=True)
+        learnt = self._learnt(user_id, parsed, family, choices, rec, defaults_for(family, tier).cfg, cfg_explicit=False)
+        stems = tuple(k.stem for k in parsed.keywords)
+        negatives = negative_suggestions(self._store, user_id, stems, negative_prompt)
+        return replace(rec, settings={**learnt.as_json(),
+                                      "negative_suggestions": [n.as_json() for n in negatives]})
 
     # ------------------------------------------------------------------ text to image
     def _txt2img(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> PlannedBatch:
@@ -81,8 +93,8 @@ class BatchPlanner:
         family, tier = req.model_family, req.tier
         pool = self._pool_for(family, tier, catalog)
         rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
-        groups = self._groups(user_id, parsed, rec, catalog, family, req)
         settings = self._settings(family, req.aspect_ratio, tier, req)
+        groups, rec = self._groups(user_id, parsed, rec, catalog, family, req, settings.cfg)
         base_seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED - 64)
         plan = plan_txt2img(groups, negative=req.negative_prompt, settings=settings, base_seed=base_seed,
                             family=family, max_batch=self._max_batch)
@@ -136,17 +148,23 @@ class BatchPlanner:
         return choices
 
     def _groups(self, user_id: str, parsed: ParsedPrompt, rec: Recommendation, catalog: Catalog, family: str,
-                req: GenerateRequest) -> list[CheckpointGroup]:
+                req: GenerateRequest, cfg: float) -> tuple[list[CheckpointGroup], Recommendation]:
+        """The batch's cells (`draftgrid.cell_planner`) and the recommendation with the learnt
+        LoRA set and CFG in its strategy line and settings."""
         choices = self._lora_choices(user_id, parsed, catalog, family, req.auto_lora)
-        allocation = [(c, n) for c, n in rec.allocation.items() if n > 0]
-        # Explore compares LoRA sets across checkpoint groups; Quick applies the best set everywhere
-        variations = vary_loras(choices, len(allocation)) if req.explore_mode else [tuple(choices)] * len(allocation)
-        return [
-            CheckpointGroup(checkpoint=checkpoint, count=count,
-                            loras=tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen),
-                            positive=apply_triggers(parsed.text, chosen))
-            for (checkpoint, count), chosen in zip(allocation, variations)
-        ]
+        allocation = {c: n for c, n in rec.allocation.items() if n > 0}
+        learnt = self._learnt(user_id, parsed, family, choices, rec, cfg, cfg_explicit=req.cfg is not None)
+        groups = plan_cells(allocation, learnt.options, parsed.text, explore=req.explore_mode,
+                            rng=np.random.default_rng())
+        log.info("LoRA/CFG cells for %s: %d cells over %d checkpoints (%s)", user_id, len(groups), len(allocation),
+                 learnt.summary())
+        return groups, replace(rec, message=f"{rec.message}; {learnt.summary()}", settings=learnt.as_json())
+
+    def _learnt(self, user_id: str, parsed: ParsedPrompt, family: str, choices: list[LoraChoice],
+                rec: Recommendation, cfg: float, *, cfg_explicit: bool) -> LearntSettings:
+        stems = tuple(k.stem for k in parsed.keywords)
+        return learnt_settings(self._store, user_id, stems, family, choices, list(rec.allocation) or [rec.recommended],
+                               rec.recommended, cfg, cfg_explicit)
 
     @staticmethod
     def _settings(family: str, aspect: str, tier: str, req: GenerateRequest) -> RenderSettings:
@@ -163,6 +181,7 @@ class BatchPlanner:
         return BatchRecord(
             batch_id=new_id(), user_id=user_id, session_id=req.session_id, prompt=prompt or req.prompt,
             negative_prompt=req.negative_prompt, keywords=tuple(k.stem for k in parsed.keywords), tier=tier,
+            cfg_explicit=req.cfg is not None,
             family=family, explore_mode=req.explore_mode, auto_lora=req.auto_lora, strategy=rec.mode,
             recommended=rec.recommended, confidence=rec.confidence, count=0, policy=rec.policy,
             parent_batch_id=parent,

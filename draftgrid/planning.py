@@ -40,6 +40,7 @@ class CheckpointGroup:
     count: int
     loras: tuple[LoraSpec, ...]
     positive: str
+    cfg: float | None = None  # None: the batch's CFG
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,14 @@ def plan_txt2img(
     images: list[PlannedImage] = []
     jobs: list[PoolJob] = []
     for group in groups:
+        group_settings = settings if group.cfg is None else replace(settings, cfg=group.cfg)
         for k, size in enumerate(chunk_sizes(group.count, max_batch)):
             seed = (base_seed + k) % (MAX_SEED + 1)
             job_id = make_id()
-            spec = _spec(settings, group.checkpoint, group.loras, group.positive, negative, seed, size)
+            spec = _spec(group_settings, group.checkpoint, group.loras, group.positive, negative, seed, size)
             jobs.append(PoolJob(job_id=job_id, spec=spec, family=family))
             images.extend(
-                PlannedImage(make_id(), job_id, group.checkpoint, group.loras, seed, i, settings)
+                PlannedImage(make_id(), job_id, group.checkpoint, group.loras, seed, i, group_settings)
                 for i in range(size)
             )
     return BatchPlan(tuple(images), tuple(jobs))

@@ -103,9 +103,10 @@ class DraftGridService:
         with self._retention.protecting(req.parent_image_ids):  # a refine's parents keep their files
             return self._runner.start(self._planner.plan(user_id, req, catalog))
 
-    def recommendation(self, user_id: str, prompt: str, family: str, tier: str) -> Recommendation:
+    def recommendation(self, user_id: str, prompt: str, family: str, tier: str, negative_prompt: str = "") -> Recommendation:
         """What the next batch for this prompt would be (no side effects)."""
-        return self._planner.recommendation(user_id, prompt, family, tier, self._servers.require_online())
+        return self._planner.recommendation(user_id, prompt, family, tier, self._servers.require_online(),
+                                            negative_prompt)
 
     def cancel(self, user_id: str, batch_id: str) -> None:
         self._reader.view(user_id, batch_id)  # 404 unless it is this user's

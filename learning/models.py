@@ -72,6 +72,8 @@ class Recommendation:
     evidence: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # the crowd prior it used, the same shape (pseudo-counts; empty: none; learning.recommend.crowd)
     crowd_prior: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # the learnt LoRA set and CFG with their evidence (draftgrid.learnt_settings; empty: none)
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
