@@ -20,9 +20,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from draftgrid.errors import InvalidRequest, ServiceError
-from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, SharingRequest, readable_errors
+from draftgrid.preference_rules import SUBJECT_FIELDS
+from draftgrid.schemas import Family, FeedbackRequest, GenerateRequest, RulesRequest, SharingRequest, readable_errors
 from draftgrid.service import DraftGridService
-from learning.models import Tier
+from learning.models import Tier, RuleKind
 
 M = TypeVar("M", bound=BaseModel)
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
@@ -191,7 +192,30 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         req = await parse_body(request, SharingRequest)
         return (await call(service.set_sharing, user, req.share)).as_json()
 
+    for path, kind in (("/loras/vetoes", "lora-veto"), ("/negative-suggestions/dismissed", "negative-dismissal")):
+        _rule_routes(router, service, User, path, kind)
     return router
+
+
+def _rule_routes(router: APIRouter, service: DraftGridService, User: Any, path: str, kind: RuleKind) -> None:  # noqa: N803
+    """GET (the export) and PUT (the import: exactly these rules in force) of one kind of rule."""
+    field = SUBJECT_FIELDS[kind]
+    call = run_in_threadpool
+
+    @router.get(path, name=f"get {kind}")
+    async def get_rules(user: str = User) -> Any:
+        return {"rules": await call(service.rules, user, kind)}
+
+    @router.put(path, name=f"put {kind}")
+    async def put_rules(request: Request, user: str = User) -> Any:
+        req = await parse_body(request, RulesRequest)
+        wanted = []
+        for entry in req.rules:
+            subject = getattr(entry, field)
+            if subject is None:
+                raise InvalidRequest(f"each rule needs a keyword and a {field}")
+            wanted.append((entry.keyword, subject))
+        return {"rules": await call(service.replace_rules, user, kind, wanted)}
 
 
 def install_api(app: FastAPI, service: DraftGridService, current_user: Callable[[Request], Awaitable[str]]) -> None:

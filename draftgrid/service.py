@@ -41,10 +41,11 @@ from draftgrid.reviews import Reviews
 from draftgrid.runtime import LoopThread
 from draftgrid.schemas import FeedbackRequest, GenerateRequest, MonitoringQueryRequest, ResetRequest
 from draftgrid.servers import Servers
+from draftgrid.preference_rules import PreferenceRules
 from draftgrid.sharing import PreferenceSharing, SharingState
 from draftgrid.stats import PreferenceStats, Scope
 from draftgrid.views import BatchView
-from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation, ResetRecord, ResetResult
+from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation, ResetRecord, ResetResult, RuleKind
 from learning.pools import PoolConfig
 from learning.store.preference_store import PreferenceStore, TransferFormat
 
@@ -71,6 +72,7 @@ class DraftGridService:
         self._reviews = Reviews(store, state, self._reader)
         self._stats = PreferenceStats(store)
         self._resets = PreferenceResets(store)
+        self._rules = PreferenceRules(store)
         self._monitoring = Monitoring(store, admins)
         self.thumbnails_dir = files.thumbs_dir  # Gradio serves gallery files from here only
 
@@ -201,6 +203,16 @@ class DraftGridService:
 
     def monitoring_snapshot(self, user_id: str) -> bytes:
         return self._monitoring.snapshot(user_id)
+    # ------------------------------------------------------------------ rules: LoRA vetoes, dismissed negatives
+    def rules(self, user_id: str, kind: RuleKind) -> list[dict[str, str]]:
+        return self._rules.rules(user_id, kind)
+
+    def set_rule(self, user_id: str, kind: RuleKind, keyword: str, subject: str, active: bool) -> list[dict[str, str]]:
+        return self._rules.set_rule(user_id, kind, keyword, subject, active)
+
+    def replace_rules(self, user_id: str, kind: RuleKind, wanted: list[tuple[str, str]]) -> list[dict[str, str]]:
+        return self._rules.replace_rules(user_id, kind, wanted)
+
     # ------------------------------------------------------------------ sharing with the crowd
     def sharing(self, user_id: str) -> SharingState:
         return self._sharing.state(user_id)

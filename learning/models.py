@@ -12,6 +12,7 @@ from typing import Literal
 
 ArmKind = Literal["checkpoint", "lora", "lora-combination", "cfg", "negative-term"]  # learning.arms.ARM_KINDS
 Tier = Literal["draft", "standard", "quality"]
+RuleKind = Literal["lora-veto", "negative-dismissal"]  # a user's rule (learning.store.rules)
 FeedbackAction = Literal["select", "unselect", "reject", "reject_all", "viewed"]
 
 DEFAULT_USER = "local"

@@ -26,7 +26,7 @@ from learning.store import (
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
 from learning.models import (
-    ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
+    ArmKind, ArmStat, BatchRecord, RuleKind, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
     ResetRecord, ResetResult,
 )
 from learning.store.read_gate import ReadGate
@@ -303,15 +303,15 @@ class PreferenceStore:
 
     # the user's rules: LoRA vetoes, dismissed negative terms ----------------------------
 
-    def rules(self, user_id: str, kind: rules.RuleKind) -> tuple[tuple[str, str], ...]:
+    def rules(self, user_id: str, kind: RuleKind) -> tuple[tuple[str, str], ...]:
         """The user's (keyword, subject) rules of this kind in force (learning.store.rules)."""
         return self._read(rules.rules_in_force, user_id, kind)
 
-    def set_rule(self, user_id: str, kind: rules.RuleKind, keyword: str, subject: str, active: bool) -> bool:
+    def set_rule(self, user_id: str, kind: RuleKind, keyword: str, subject: str, active: bool) -> bool:
         """Set or lift one rule (idempotent); True when it changed."""
         return self._write(lambda cur, ctx: rules.set_rule(cur, user_id, kind, keyword, subject, active, ctx.now))
 
-    def replace_rules(self, user_id: str, kind: rules.RuleKind, wanted: Sequence[tuple[str, str]]) -> int:
+    def replace_rules(self, user_id: str, kind: RuleKind, wanted: Sequence[tuple[str, str]]) -> int:
         """Make exactly `wanted` the rules of this kind in force, in one transaction (an import)."""
         return self._write(lambda cur, ctx: rules.set_rules(cur, user_id, kind, tuple(wanted), ctx.now))
 

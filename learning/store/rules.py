@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Literal
+from typing import get_args
 
 import duckdb
 
+from learning.models import RuleKind
+
 log = logging.getLogger(__name__)
 
-RuleKind = Literal["lora-veto", "negative-dismissal"]
-RULE_KINDS: tuple[RuleKind, ...] = ("lora-veto", "negative-dismissal")
+RULE_KINDS: tuple[RuleKind, ...] = get_args(RuleKind)
 
 _IN_FORCE = """
 SELECT keyword, subject FROM preference_rules
