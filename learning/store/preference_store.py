@@ -31,7 +31,7 @@ from learning.models import (
 )
 from learning.store.read_gate import ReadGate
 from learning.store.recent_batches import RecentBatches
-from learning.store.schema import migrate, require_latest
+from learning.store.schema import ARMS_BEYOND_CHECKPOINTS, migrate, require_latest, schema_version
 from learning.store.errors import (
     DatabaseLockedError,
     SchemaTooNewError,
@@ -117,11 +117,15 @@ class PreferenceStore:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         con = _connect(target, read_only)
         try:
+            before = schema_version(con)
             version = require_latest(con) if read_only else migrate(con)
             store = cls(con, target, half_life, read_only)
         except BaseException:
             con.close()
             raise
+        if 0 < before < ARMS_BEYOND_CHECKPOINTS <= version:
+            log.info("rebuilding the aggregates once: schema v%d counts LoRA sets, CFG and negative terms", version)
+            store.rebuild_aggregates()
         log.info("opened preference store %s (schema v%d, half_life=%s%s)",
                  target, version, half_life, ", read-only" if read_only else "")
         return store

@@ -263,6 +263,9 @@ def _with_new_arm_kinds(table: str, columns: str, extra: str = "", indexes: tupl
     )
 
 
+# The version that counts the new arm kinds: a file migrated across it rebuilds its aggregates once
+# on open, so the history counts for them too (PreferenceStore.open).
+ARMS_BEYOND_CHECKPOINTS = 7
 _LEARNING_BEYOND_CHECKPOINTS = (
     *_with_new_arm_kinds("preference_stats", _AGGREGATE_COLUMNS,
                          ",\n        PRIMARY KEY (user_id, keyword, arm_kind, arm)\n    ",
@@ -293,7 +296,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "resets and their undos", _RESETS),
     Migration(5, "monitoring views: image_logs, feedback_logs, reset_logs", _MONITORING_VIEWS),
     Migration(6, "preference_sharing (cross-user priors)", _PREFERENCE_SHARING),
-    Migration(7, "LoRA combinations, CFG and negative terms as arms; vetoes and dismissals",
+    Migration(ARMS_BEYOND_CHECKPOINTS, "LoRA combinations, CFG and negative terms as arms; vetoes and dismissals",
               _LEARNING_BEYOND_CHECKPOINTS),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 
 from learning.arms import ARM_KINDS, cfg_arm, combination_arm, combination_loras, image_arms, negative_terms
@@ -9,7 +10,7 @@ from learning.models import ArmStat
 from learning.recommend import combinations as combos
 from learning.recommend.negatives import suggest_negatives
 from learning.store.preference_store import PreferenceStore
-from learning.store.schema import _NEW_ARM_KINDS_CHECK
+from learning.store.schema import _NEW_ARM_KINDS_CHECK, ARMS_BEYOND_CHECKPOINTS, MIGRATIONS, migrate
 
 
 def test_arm_names_are_order_free_and_read_back() -> None:
@@ -100,5 +101,28 @@ def test_replacing_rules_is_an_import_of_their_export() -> None:
         exported = store.rules("alice", "lora-veto")
         assert store.replace_rules("bob", "lora-veto", exported) == 2  # lifted one, set one
         assert store.rules("bob", "lora-veto") == exported
+    finally:
+        store.close()
+
+
+def test_a_file_migrated_to_the_new_arm_kinds_counts_its_history_for_them(tmp_path) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    migrate(con, [m for m in MIGRATIONS if m.version < ARMS_BEYOND_CHECKPOINTS])
+    con.execute("""INSERT INTO batches VALUES ('b1', 'alice', 's1', 'a cat', 'blurry', ['cat'], 'draft', 'sd15',
+                   true, true, 'explore', 'ckA', 0.2, 1, 'adaptive', NULL, now(), now())""")
+    con.execute("""INSERT INTO images (image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width,
+                   height, steps, cfg, sampler_name, scheduler, denoise, status, created_at, finished_seq)
+                   VALUES ('i1', 'b1', 'alice', 'ckA', [{'name': 'detail', 'strength': 0.6}], 1, 0, 512, 512, 8,
+                           7.0, 'euler', 'normal', 1.0, 'done', now(), nextval('fact_seq'))""")
+    con.execute("INSERT INTO feedback (user_id, batch_id, image_id, action, created_at) "
+                "VALUES ('alice', 'b1', 'i1', 'select', now())")
+    con.close()
+    store = PreferenceStore.open(path)
+    try:
+        found = store.arm_stats("alice", "lora-combination", ["cat"])
+        assert found == {("cat", "sd15|detail@0.60"): ArmStat(1.0, 1.0, 0.0)}
+        assert store.arm_stats("alice", "cfg", ["cat"]) == {("cat", "ckA@7.0"): ArmStat(1.0, 1.0, 0.0)}
+        assert store.aggregates_equal_rebuild()
     finally:
         store.close()
