@@ -1,8 +1,8 @@
 """Which LoRA combination and which CFG each image of a batch gets, learnt from the user's picks.
 
 Two more arm kinds (`learning.arms`) with the checkpoint's Bayesian model
-(`learning.recommend.posterior`: per keyword a Beta centred on the user's base rate of the kind,
-combined over the prompt's keywords):
+(`learning.recommend.posterior`: per keyword a Beta centred on the user's base rate of the kind),
+read from the prompt's most telling keyword (`posterior_for`):
 
 * `lora-combination`, per keyword × LoRA set with strengths, under the family: the candidates
   are "none", each relevant LoRA alone and each pair, at `LORA_STRENGTH_LEVELS` (every LoRA of a
@@ -79,7 +79,19 @@ def cfg_candidates(family: str, default: float) -> tuple[float, ...]:
 
 def posterior_for(keywords: Sequence[str], arms: Sequence[str], evidence: Mapping[tuple[str, str], ArmStat],
                   base: ArmStat) -> Posterior:
-    return combined_posterior(keywords, arms, evidence, base, PRIOR_STRENGTH)
+    """The posterior of the prompt's most telling keyword: the one whose arms differ most, in
+    standard errors. Subject words shared by styles that want different settings ("castle" in
+    anime and photo prompts) average those wants away; the style word keeps them apart. Without
+    any evidence: the prior (every keyword ties)."""
+    stems = list(dict.fromkeys(keywords)) or [""]
+    per_keyword = [combined_posterior([stem], arms, evidence, base, PRIOR_STRENGTH) for stem in stems]
+    return max(per_keyword, key=_contrast)
+
+
+def _contrast(posterior: Posterior) -> float:
+    mean = posterior.mean
+    variance = mean * (1.0 - mean) / (posterior.alpha + posterior.beta + 1.0)
+    return float((mean.max() - mean.min()) / np.sqrt(variance.mean()))
 
 
 def best_arm(posterior: Posterior, kind: str) -> ArmChoice:
