@@ -2,7 +2,7 @@
 
 Two more arm kinds (`learning.arms`) with the checkpoint's Bayesian model
 (`learning.recommend.posterior`: per keyword a Beta centred on the user's base rate of the kind),
-read from the prompt's most telling keyword (`posterior_for`):
+read from the prompt's best-informed keyword (`posterior_for`):
 
 * `lora-combination`, per keyword × LoRA set with strengths, under the family: the candidates
   are "none", each relevant LoRA alone and each pair, at `LORA_STRENGTH_LEVELS` (every LoRA of a
@@ -12,8 +12,10 @@ read from the prompt's most telling keyword (`posterior_for`):
   also takes the other checkpoints' evidence for the same CFG at `OTHER_CHECKPOINTS_WEIGHT` (a
   user's taste in CFG mostly carries over, and one checkpoint alone learns it slowly).
 
-Explore draws each image's arm from the posterior (Thompson sampling), so a batch spends its
-images where the chance of being the best is, without growing. Quick mode and refines take the
+Explore draws each image's arm from the posterior (Thompson sampling, sharpened by
+`DRAW_SHARPNESS`: the draws of a posterior three times as sure, which explores less and kept the
+bench's selections higher), so a batch spends its images where the chance of being the best is,
+without growing. Quick mode and refines take the
 best posterior mean. With no evidence every candidate ties and the order decides: today's
 Auto-LoRA set first (the relevant LoRAs together at their relevance strength), then the rest.
 """
@@ -39,6 +41,7 @@ MAX_COMBINED_LORAS = 2  # LoRAs in one tested combination
 MAX_CANDIDATE_LORAS = 2  # relevant LoRAs whose sets are tested (more arms than a batch can compare)
 CFG_LEVELS: dict[str, tuple[float, ...]] = {"sd15": (5.0, 7.0, 9.0), "sdxl": (5.0, 6.0, 8.0)}
 OTHER_CHECKPOINTS_WEIGHT = 0.5
+DRAW_SHARPNESS = 3.0
 PRIOR_STRENGTH = PolicyConfig().prior_strength  # the prior's weight in images, as for checkpoints
 
 LoraSet = tuple[tuple[str, float], ...]
@@ -79,19 +82,15 @@ def cfg_candidates(family: str, default: float) -> tuple[float, ...]:
 
 def posterior_for(keywords: Sequence[str], arms: Sequence[str], evidence: Mapping[tuple[str, str], ArmStat],
                   base: ArmStat) -> Posterior:
-    """The posterior of the prompt's most telling keyword: the one whose arms differ most, in
-    standard errors. Subject words shared by styles that want different settings ("castle" in
-    anime and photo prompts) average those wants away; the style word keeps them apart. Without
-    any evidence: the prior (every keyword ties)."""
+    """The posterior of the prompt's best-informed keyword (most reviewed images over these
+    arms). Subject words shared by styles that want different settings ("castle" in anime and
+    photo prompts) would average those wants away in the checkpoints' precision-weighted mix; the
+    word the user keeps typing (the style) keeps them apart. Chosen over that mix and over the
+    keyword whose arms differ most (noise wins that contest) by bench/bench_combinations.py.
+    Without any evidence: the prior (every keyword ties)."""
     stems = list(dict.fromkeys(keywords)) or [""]
     per_keyword = [combined_posterior([stem], arms, evidence, base, PRIOR_STRENGTH) for stem in stems]
-    return max(per_keyword, key=_contrast)
-
-
-def _contrast(posterior: Posterior) -> float:
-    mean = posterior.mean
-    variance = mean * (1.0 - mean) / (posterior.alpha + posterior.beta + 1.0)
-    return float((mean.max() - mean.min()) / np.sqrt(variance.mean()))
+    return max(per_keyword, key=lambda p: float((p.alpha + p.beta).sum()))
 
 
 def best_arm(posterior: Posterior, kind: str) -> ArmChoice:
@@ -108,7 +107,8 @@ def draw_arms(posterior: Posterior, count: int, rng: np.random.Generator) -> lis
     """Thompson sampling: per image, the index of the arm that wins one posterior draw."""
     if count <= 0:
         return []
-    draws = rng.beta(posterior.alpha, posterior.beta, size=(count, len(posterior.arms)))
+    draws = rng.beta(posterior.alpha * DRAW_SHARPNESS, posterior.beta * DRAW_SHARPNESS,
+                     size=(count, len(posterior.arms)))
     return draws.argmax(axis=1).tolist()
 
 
