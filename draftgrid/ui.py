@@ -215,6 +215,24 @@ class DraftGridUI:
         if batch_id:
             self.service.cancel(user_of(request), batch_id)
 
+    # ---------------------------------------------------------------- LoRA vetoes
+    def veto_choices(self, batch_id: str | None, request: gr.Request) -> Any:
+        """Every (LoRA of the shown batch, keyword of its prompt) pair, to veto one."""
+        if not batch_id:
+            return gr.update(choices=[], value=None)
+        view = self.service.batch_view(user_of(request), batch_id)
+        loras = dict.fromkeys(name for v in view.images for name, _ in v.record.loras)
+        keywords = [k for k in view.batch.keywords if " " not in k]
+        return gr.update(choices=[(f"never use {name.removesuffix('.safetensors')} for '{keyword}'",
+                                   f"{keyword}\t{name}") for name in loras for keyword in keywords], value=None)
+
+    def veto(self, choice: str | None, request: gr.Request) -> str:
+        if not choice:
+            return ""
+        keyword, lora = choice.split("\t", 1)
+        self.service.set_rule(user_of(request), "lora-veto", keyword, lora, True)
+        return f"<span id='dg-veto-done'>{lora.removesuffix('.safetensors')} is vetoed for '{keyword}'</span>"
+
     # ---------------------------------------------------------------- stats
     def stats(self, scope: str, keyword_filter: str, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
@@ -342,6 +360,10 @@ class DraftGridUI:
                     stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80)
                     reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
                     refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
+                with gr.Row(equal_height=True):
+                    veto_pick = gr.Dropdown([], label="Veto a LoRA of this batch for a keyword", elem_id="dg-veto",
+                                            min_width=240)
+                    veto_md = gr.HTML(elem_id="dg-veto-status")
 
             stream_outputs = [batch_state, strategy_md, status, gallery, preview, selection_md, picker]
             common = dict(outputs=stream_outputs, show_progress_on=[status], concurrency_id=GENERATE_CONCURRENCY,
@@ -358,6 +380,8 @@ class DraftGridUI:
             gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             stop_btn.click(self.stop, inputs=[batch_state], outputs=None, **quick)
+            veto_pick.focus(self.veto_choices, inputs=[batch_state], outputs=[veto_pick], **quick)
+            veto_pick.input(self.veto, inputs=[veto_pick], outputs=[veto_md], **quick)
             chips_out = dict(fn=self.negative_chips, inputs=[prompt, negative, family],
                              outputs=[negative_chips, negative_dismiss], **quick)
             prompt.blur(**chips_out)

@@ -7,6 +7,9 @@ from collections.abc import Callable
 
 import httpx
 
+from draftgrid.launch import RunningApp
+
+from draftgrid.ui import DraftGridUI
 from learning.recommend.combinations import cfg_candidates
 from tests.app.conftest import wait_done
 
@@ -61,3 +64,17 @@ def test_the_recommendation_returns_settings_and_negative_suggestions(client: ht
     assert rec["settings"]["lora_set"]["arm"].startswith("sd15|")
     assert rec["settings"]["cfg"]["arm"].rsplit("@", 1)[1] in {f"{v:.1f}" for v in cfg_candidates("sd15", 7.0)}
 
+
+
+def test_the_ui_vetoes_a_lora_of_the_shown_batch_and_adds_a_chip_only_on_click(
+        app: RunningApp, client: httpx.Client, generate: Callable[..., dict]) -> None:
+    ui = DraftGridUI(app.backend.service)
+    ticket = generate(prompt="anime girl <lora:anime_style_v2:0.7>", count=4, model_family="sd15", explore_mode=True)
+    wait_done(client, ticket["batch_id"])
+    choices = dict(ui.veto_choices(ticket["batch_id"], None)["choices"])
+    label = "never use anime_style_v2 for 'anime'"
+    assert choices[label] == "anime\tanime_style_v2.safetensors"
+    assert "is vetoed" in ui.veto(choices[label], None)
+    assert {"keyword": "anime", "lora": "anime_style_v2.safetensors"} in client.get("/api/loras/vetoes").json()["rules"]
+    client.put("/api/loras/vetoes", json={"rules": []})
+    assert ui.add_negative("lowres", "blurry,") == "blurry, lowres" and ui.add_negative("lowres", "") == "lowres"
