@@ -79,8 +79,7 @@ def negative_suggestions(store: PreferenceStore, user_id: str, stems: Sequence[s
                          negative_prompt: str) -> list[NegativeSuggestion]:
     """Negative terms the user's history backs for these keywords, not yet in the prompt, not dismissed."""
     terms = store.arm_stats(user_id, "negative-term", stems)
-    totals = {stem: sum_stats(stat for (keyword, _), stat in store.arm_stats(user_id, "checkpoint", [stem]).items()
-                              if keyword == stem) for stem in stems}
+    totals = {stem: sum_stats(store.arm_stats(user_id, "checkpoint", [stem]).values()) for stem in stems}
     dismissed = store.rules(user_id, "negative-dismissal")
     return suggest_negatives(stems, terms, totals, negative_terms(negative_prompt), dismissed)
 

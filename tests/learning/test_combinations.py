@@ -10,6 +10,7 @@ from learning.models import ArmStat
 from learning.recommend import combinations as combos
 from learning.recommend.negatives import suggest_negatives
 from learning.store.preference_store import PreferenceStore
+from tests.learning.store_builders import make_batch, make_image
 from learning.store.schema import _NEW_ARM_KINDS_CHECK, ARMS_BEYOND_CHECKPOINTS, MIGRATIONS, migrate
 
 
@@ -124,5 +125,19 @@ def test_a_file_migrated_to_the_new_arm_kinds_counts_its_history_for_them(tmp_pa
         assert found == {("cat", "sd15|detail@0.60"): ArmStat(1.0, 1.0, 0.0)}
         assert store.arm_stats("alice", "cfg", ["cat"]) == {("cat", "ckA@7.0"): ArmStat(1.0, 1.0, 0.0)}
         assert store.aggregates_equal_rebuild()
+    finally:
+        store.close()
+
+
+def test_a_batch_whose_cfg_the_user_set_is_never_learnt_against() -> None:
+    store = PreferenceStore.open(":memory:")
+    try:
+        for batch_id, explicit in (("mine", True), ("planned", False)):
+            batch = make_batch(batch_id, keywords=("cat",), cfg_explicit=explicit)
+            store.add_batch(batch, [make_image(batch, 0, cfg=11.0 if explicit else 7.0)])
+            store.apply_feedback("alice", batch_id, "select", [f"{batch_id}-0"])
+        assert store.get_batch("mine", "alice").cfg_explicit
+        assert store.arm_stats("alice", "cfg", ["cat"]) == {("cat", "ckA@7.0"): ArmStat(1.0, 1.0, 0.0)}
+        assert store.arm_stats("alice", "checkpoint", ["cat"])[("cat", "ckA")].shown == 2.0  # the rest still counts
     finally:
         store.close()
