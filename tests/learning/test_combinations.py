@@ -138,6 +138,6 @@ def test_a_batch_whose_cfg_the_user_set_is_never_learnt_against() -> None:
             store.apply_feedback("alice", batch_id, "select", [f"{batch_id}-0"])
         assert store.get_batch("mine", "alice").cfg_explicit
         assert store.arm_stats("alice", "cfg", ["cat"]) == {("cat", "ckA@7.0"): ArmStat(1.0, 1.0, 0.0)}
-        assert store.arm_stats("alice", "checkpoint", ["cat"])[("cat", "ckA")].shown == 2.0  # the rest still counts
+        assert store.arm_totals("alice", "checkpoint")["ckA"]["total"] == 2  # the rest of it still counts
     finally:
         store.close()
