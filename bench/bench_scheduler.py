@@ -362,9 +362,10 @@ def sdxl_draft_jobs(lightning: bool, counts: Sequence[int]) -> list[PoolJob]:
                       ServerInventory(CHECKPOINTS, tuple(i.name for i in loras), (), ()))
     fast = BatchPlanner.fast_draft("sdxl", list(CHECKPOINTS), catalog)
     settings = BatchPlanner.render_settings("sdxl", "1:1", "draft", GenerateRequest(prompt="a lighthouse"), fast)
-    extra = (LoraSpec(fast.file, fast.accelerator.strength),) if fast else ()
-    groups = [CheckpointGroup(c, n, extra, "a lighthouse at dusk") for c, n in zip(CHECKPOINTS, counts)]
-    return list(plan_txt2img(groups, negative="blurry", settings=settings, base_seed=100, family="sdxl").jobs)
+    accelerator = (LoraSpec(fast.file, fast.accelerator.strength),) if fast else ()
+    groups = [CheckpointGroup(c, n, (), "a lighthouse at dusk") for c, n in zip(CHECKPOINTS, counts)]
+    return list(plan_txt2img(groups, negative="blurry", settings=settings, base_seed=100, family="sdxl",
+                             accelerator=accelerator).jobs)
 
 
 async def measure_fast_drafts(scale: float) -> None:

@@ -20,9 +20,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from draftgrid.errors import InvalidRequest, ServiceError
-from draftgrid.schemas import DEFAULT_FAMILY, Family, FeedbackRequest, GenerateRequest, SharingRequest, readable_errors
+from draftgrid.preference_rules import SUBJECT_FIELDS
+from draftgrid.schemas import (DEFAULT_FAMILY, Family, FeedbackRequest, GenerateRequest, RulesRequest, SharingRequest,
+                               readable_errors)
 from draftgrid.service import DraftGridService
-from learning.models import Tier
+from learning.models import Tier, RuleKind
 
 M = TypeVar("M", bound=BaseModel)
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
@@ -33,6 +35,7 @@ class RecommendationQuery(BaseModel):
     prompt: str = Field(min_length=1, max_length=2000)
     model_family: Family = DEFAULT_FAMILY
     tier: Tier = "standard"
+    negative_prompt: str = Field(default="", max_length=2000)
 
 
 class FormatQuery(BaseModel):
@@ -154,11 +157,12 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
     @router.get("/recommendation")
     async def recommendation(request: Request, user: str = User) -> Any:
         q = parse_query(request, RecommendationQuery)
-        rec = await call(service.recommendation, user, q.prompt, q.model_family, q.tier)
+        rec = await call(service.recommendation, user, q.prompt, q.model_family, q.tier, q.negative_prompt)
         return {"recommended": rec.recommended, "confidence": rec.confidence, "scores": rec.scores,
                 "checkpoints_to_test": rec.checkpoints_to_test, "allocation": rec.allocation,
                 "strategy": {"mode": rec.mode, "message": rec.message, "policy": rec.policy},
-                "next_stage": rec.next_stage, "evidence": rec.evidence, "crowd_prior": rec.crowd_prior}
+                "next_stage": rec.next_stage, "evidence": rec.evidence, "crowd_prior": rec.crowd_prior,
+                "settings": rec.settings}
 
     @router.get("/gpus")
     async def gpus() -> Any:
@@ -193,7 +197,30 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         req = await parse_body(request, SharingRequest)
         return (await call(service.set_sharing, user, req.share)).as_json()
 
+    for path, kind in (("/loras/vetoes", "lora-veto"), ("/negative-suggestions/dismissed", "negative-dismissal")):
+        _rule_routes(router, service, User, path, kind)
     return router
+
+
+def _rule_routes(router: APIRouter, service: DraftGridService, User: Any, path: str, kind: RuleKind) -> None:  # noqa: N803
+    """GET (the export) and PUT (the import: exactly these rules in force) of one kind of rule."""
+    field = SUBJECT_FIELDS[kind]
+    call = run_in_threadpool
+
+    @router.get(path, name=f"get {kind}")
+    async def get_rules(user: str = User) -> Any:
+        return {"rules": await call(service.rules, user, kind)}
+
+    @router.put(path, name=f"put {kind}")
+    async def put_rules(request: Request, user: str = User) -> Any:
+        req = await parse_body(request, RulesRequest)
+        wanted = []
+        for entry in req.rules:
+            subject = getattr(entry, field)
+            if subject is None:
+                raise InvalidRequest(f"each rule needs a keyword and a {field}")
+            wanted.append((entry.keyword, subject))
+        return {"rules": await call(service.replace_rules, user, kind, wanted)}
 
 
 def install_api(app: FastAPI, service: DraftGridService, current_user: Callable[[Request], Awaitable[str]]) -> None:

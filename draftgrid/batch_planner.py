@@ -11,11 +11,15 @@ import logging
 import random
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from comfy.models import LoraSpec
 from comfy.workflow import defaults_for, size_for
 from draftgrid.catalog import Catalog
+from draftgrid.cell_planner import plan_cells
 from draftgrid.errors import Gone, InvalidRequest
 from draftgrid.image_files import ImageFiles
+from draftgrid.learnt_settings import LearntSettings, learnt_settings, negative_suggestions
 from draftgrid.planning import (
     MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
 )
@@ -25,7 +29,7 @@ from families.accelerators import FastSettings, fast_checkpoints, fast_lora
 from families.recognise import family_from_name
 from families.registry import registry
 from learning.keywords import parse_prompt
-from learning.lora import apply_triggers, choose_loras, vary_loras
+from learning.lora import apply_triggers, choose_loras
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
 from learning.pools import PoolConfig
 from learning.recommend.planner import FOLLOWS_TASTE_CHANGES, RecommendRequest, lora_preferences, recommend
@@ -71,10 +75,18 @@ class BatchPlanner:
         self._check_overrides(req, catalog)
         return self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
 
-    def recommendation(self, user_id: str, prompt: str, family: str, tier: str, catalog: Catalog) -> Recommendation:
-        """What the next batch for this prompt would be (no side effects)."""
+    def recommendation(self, user_id: str, prompt: str, family: str, tier: str, catalog: Catalog,
+                       negative_prompt: str = "") -> Recommendation:
+        """What the next batch for this prompt would be (no side effects): checkpoints, the learnt
+        LoRA set and CFG (Quick mode's), and negative terms to suggest."""
         parsed = parse_prompt(prompt)
-        return self._recommend(user_id, parsed, self._pool_for(family, tier, catalog), tier, 20, quick=False)
+        rec = self._recommend(user_id, parsed, self._pool_for(family, tier, catalog), tier, 20, quick=False)
+        choices = self._lora_choices(user_id, parsed, catalog, family, auto_lora=True)
+        learnt = self._learnt(user_id, parsed, family, choices, rec, defaults_for(family, tier).cfg, cfg_explicit=False)
+        stems = tuple(k.stem for k in parsed.keywords)
+        negatives = negative_suggestions(self._store, user_id, stems, negative_prompt)
+        return replace(rec, settings={**learnt.as_json(),
+                                      "negative_suggestions": [n.as_json() for n in negatives]})
 
     # ------------------------------------------------------------------ text to image
     def _txt2img(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> PlannedBatch:
@@ -89,21 +101,21 @@ class BatchPlanner:
         else:
             pool = self._full_models(family, pool)
         rec = self._recommend(user_id, parsed, pool, tier, req.count, quick=not req.explore_mode)
-        groups = self._groups(user_id, parsed, rec, catalog, family, req)
+        settings = self.render_settings(family, req.aspect_ratio, tier, req, fast)
+        cfg_fixed = req.cfg is not None or fast is not None  # the user's CFG or the accelerator's: not learnt
+        groups, rec = self._groups(user_id, parsed, rec, catalog, family, req, settings.cfg, cfg_fixed=cfg_fixed)
         prefix = registry().get(family).quality_prefix if req.quality_tags else ""
         if prefix:  # the family's quality tags (Pony's score_9, ...), asked for
             groups = [replace(g, positive=prefix + g.positive) for g in groups]
-        if fast is not None and fast.accelerator.kind == "lora":
-            extra = LoraSpec(fast.file, fast.accelerator.strength)
-            groups = [replace(g, loras=(*g.loras, extra)) for g in groups]
-        settings = self.render_settings(family, req.aspect_ratio, tier, req, fast)
+        accelerator = ((LoraSpec(fast.file, fast.accelerator.strength),)
+                       if fast is not None and fast.accelerator.kind == "lora" else ())
         if fast is not None:
             rec = replace(rec, message=f"{rec.message} · Fast drafts on: {fast.file} ({fast.accelerator.name}, "
                                        f"{settings.steps} steps)")
         base_seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED - 64)
         plan = plan_txt2img(groups, negative=req.negative_prompt, settings=settings, base_seed=base_seed,
-                            family=family, max_batch=self._max_batch)
-        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=None)
+                            family=family, max_batch=self._max_batch, accelerator=accelerator)
+        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=None, cfg_explicit=cfg_fixed)
         return PlannedBatch(record, plan, rec)
 
     @staticmethod
@@ -174,17 +186,23 @@ class BatchPlanner:
         return choices
 
     def _groups(self, user_id: str, parsed: ParsedPrompt, rec: Recommendation, catalog: Catalog, family: str,
-                req: GenerateRequest) -> list[CheckpointGroup]:
+                req: GenerateRequest, cfg: float, *, cfg_fixed: bool) -> tuple[list[CheckpointGroup], Recommendation]:
+        """The batch's cells (`draftgrid.cell_planner`) and the recommendation with the learnt
+        LoRA set and CFG in its strategy line and settings."""
         choices = self._lora_choices(user_id, parsed, catalog, family, req.auto_lora)
-        allocation = [(c, n) for c, n in rec.allocation.items() if n > 0]
-        # Explore compares LoRA sets across checkpoint groups; Quick applies the best set everywhere
-        variations = vary_loras(choices, len(allocation)) if req.explore_mode else [tuple(choices)] * len(allocation)
-        return [
-            CheckpointGroup(checkpoint=checkpoint, count=count,
-                            loras=tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen),
-                            positive=apply_triggers(parsed.text, chosen))
-            for (checkpoint, count), chosen in zip(allocation, variations)
-        ]
+        allocation = {c: n for c, n in rec.allocation.items() if n > 0}
+        learnt = self._learnt(user_id, parsed, family, choices, rec, cfg, cfg_explicit=cfg_fixed)
+        groups = plan_cells(allocation, learnt.options, parsed.text, explore=req.explore_mode,
+                            rng=np.random.default_rng())
+        log.info("LoRA/CFG cells for %s: %d cells over %d checkpoints (%s)", user_id, len(groups), len(allocation),
+                 learnt.summary())
+        return groups, replace(rec, message=f"{rec.message}; {learnt.summary()}", settings=learnt.as_json())
+
+    def _learnt(self, user_id: str, parsed: ParsedPrompt, family: str, choices: list[LoraChoice],
+                rec: Recommendation, cfg: float, *, cfg_explicit: bool) -> LearntSettings:
+        stems = tuple(k.stem for k in parsed.keywords)
+        return learnt_settings(self._store, user_id, stems, family, choices, list(rec.allocation) or [rec.recommended],
+                               rec.recommended, cfg, cfg_explicit)
 
     @staticmethod
     def render_settings(family: str, aspect: str, tier: str, req: GenerateRequest,
@@ -201,10 +219,12 @@ class BatchPlanner:
 
     @staticmethod
     def _batch_record(user_id: str, req: GenerateRequest, parsed: ParsedPrompt, rec: Recommendation,
-                      family: str, tier: str, parent: str | None, prompt: str | None = None) -> BatchRecord:
+                      family: str, tier: str, parent: str | None, prompt: str | None = None,
+                      cfg_explicit: bool | None = None) -> BatchRecord:
         return BatchRecord(
             batch_id=new_id(), user_id=user_id, session_id=req.session_id, prompt=prompt or req.prompt,
             negative_prompt=req.negative_prompt, keywords=tuple(k.stem for k in parsed.keywords), tier=tier,
+            cfg_explicit=req.cfg is not None if cfg_explicit is None else cfg_explicit,
             family=family, explore_mode=req.explore_mode, auto_lora=req.auto_lora, strategy=rec.mode,
             recommended=rec.recommended, confidence=rec.confidence, count=0, policy=rec.policy,
             parent_batch_id=parent,
@@ -241,12 +261,11 @@ class BatchPlanner:
         aspect = closest_aspect(parents[0].width, parents[0].height)
         settings = replace(self.render_settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
         refine_parents = []
-        accelerators = {info.name for info in catalog.loras if info.accelerator is not None}
         for image in parents:
             # keep the user's checkpoint when the next tier offers it: they picked its look
             checkpoint = image.checkpoint if image.checkpoint in pool else rec.recommended
-            if family == first.family:  # same LoRAs as the draft the user liked, without its accelerator
-                kept = {n for n, _ in image.loras} - accelerators
+            if family == first.family:  # same LoRAs as the draft the user liked (an accelerator is never on it)
+                kept = {n for n, _ in image.loras}
                 chosen = [c for c in fresh if c.name in kept]
                 loras = tuple(LoraSpec(n, s) for n, s in image.loras if n in kept)
             else:  # another family: the draft's LoRAs would not fit, choose again

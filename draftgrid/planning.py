@@ -40,6 +40,7 @@ class CheckpointGroup:
     count: int
     loras: tuple[LoraSpec, ...]
     positive: str
+    cfg: float | None = None  # None: the batch's CFG
 
 
 @dataclass(frozen=True)
@@ -103,18 +104,23 @@ def plan_txt2img(
     family: str,
     max_batch: int = 4,
     make_id: IdFactory = new_id,
+    accelerator: tuple[LoraSpec, ...] = (),
 ) -> BatchPlan:
-    """Plan a text-to-image batch: one job per chunk of each checkpoint group."""
+    """Plan a text-to-image batch: one job per chunk of each checkpoint group. An `accelerator`
+    LoRA (fast drafts) goes on every job but not on the images' records: it is infrastructure,
+    so the learning never counts it and a refine never inherits it."""
     images: list[PlannedImage] = []
     jobs: list[PoolJob] = []
     for group in groups:
+        group_settings = settings if group.cfg is None else replace(settings, cfg=group.cfg)
         for k, size in enumerate(chunk_sizes(group.count, max_batch)):
             seed = (base_seed + k) % (MAX_SEED + 1)
             job_id = make_id()
-            spec = _spec(settings, family, group.checkpoint, group.loras, group.positive, negative, seed, size)
+            spec = _spec(group_settings, family, group.checkpoint, (*group.loras, *accelerator), group.positive,
+                         negative, seed, size)
             jobs.append(PoolJob(job_id=job_id, spec=spec))
             images.extend(
-                PlannedImage(make_id(), job_id, group.checkpoint, group.loras, seed, i, settings)
+                PlannedImage(make_id(), job_id, group.checkpoint, group.loras, seed, i, group_settings)
                 for i in range(size)
             )
     return BatchPlan(tuple(images), tuple(jobs))

@@ -103,6 +103,25 @@ class SharingRequest(BaseModel):
     share: bool
 
 
+class RuleEntry(BaseModel):
+    """One rule: a LoRA (`lora`) or negative term (`term`) for a keyword."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keyword: str = Field(min_length=1, max_length=200)
+    lora: str | None = Field(default=None, min_length=1, max_length=500)
+    term: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RulesRequest(BaseModel):
+    """Body of `PUT /api/loras/vetoes` and `PUT /api/negative-suggestions/dismissed`: every rule
+    of that kind the user wants in force (the export of GET, re-imported)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[RuleEntry] = Field(max_length=10_000)
+
+
 def readable_errors(exc: ValidationError) -> str:
     """One line per problem, field first: what a person (or a script's log) can act on."""
     parts = []

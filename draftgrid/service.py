@@ -41,10 +41,11 @@ from draftgrid.reviews import Reviews
 from draftgrid.runtime import LoopThread
 from draftgrid.schemas import FeedbackRequest, GenerateRequest, MonitoringQueryRequest, ResetRequest
 from draftgrid.servers import Servers
+from draftgrid.preference_rules import PreferenceRules
 from draftgrid.sharing import PreferenceSharing, SharingState
 from draftgrid.stats import PreferenceStats, Scope
 from draftgrid.views import BatchView
-from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation, ResetRecord, ResetResult
+from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation, ResetRecord, ResetResult, RuleKind
 from learning.pools import PoolConfig
 from learning.store.preference_store import PreferenceStore, TransferFormat
 
@@ -71,6 +72,7 @@ class DraftGridService:
         self._reviews = Reviews(store, state, self._reader)
         self._stats = PreferenceStats(store)
         self._resets = PreferenceResets(store)
+        self._rules = PreferenceRules(store)
         self._monitoring = Monitoring(store, admins)
         self.thumbnails_dir = files.thumbs_dir  # Gradio serves gallery files from here only
 
@@ -109,9 +111,10 @@ class DraftGridService:
         with self._retention.protecting(req.parent_image_ids):  # a refine's parents keep their files
             return self._runner.start(self._planner.plan(user_id, req, catalog))
 
-    def recommendation(self, user_id: str, prompt: str, family: str, tier: str) -> Recommendation:
+    def recommendation(self, user_id: str, prompt: str, family: str, tier: str, negative_prompt: str = "") -> Recommendation:
         """What the next batch for this prompt would be (no side effects)."""
-        return self._planner.recommendation(user_id, prompt, family, tier, self._servers.require_online())
+        return self._planner.recommendation(user_id, prompt, family, tier, self._servers.require_online(),
+                                            negative_prompt)
 
     def cancel(self, user_id: str, batch_id: str) -> None:
         self._reader.view(user_id, batch_id)  # 404 unless it is this user's
@@ -206,6 +209,16 @@ class DraftGridService:
 
     def monitoring_snapshot(self, user_id: str) -> bytes:
         return self._monitoring.snapshot(user_id)
+    # ------------------------------------------------------------------ rules: LoRA vetoes, dismissed negatives
+    def rules(self, user_id: str, kind: RuleKind) -> list[dict[str, str]]:
+        return self._rules.rules(user_id, kind)
+
+    def set_rule(self, user_id: str, kind: RuleKind, keyword: str, subject: str, active: bool) -> list[dict[str, str]]:
+        return self._rules.set_rule(user_id, kind, keyword, subject, active)
+
+    def replace_rules(self, user_id: str, kind: RuleKind, wanted: list[tuple[str, str]]) -> list[dict[str, str]]:
+        return self._rules.replace_rules(user_id, kind, wanted)
+
     # ------------------------------------------------------------------ sharing with the crowd
     def sharing(self, user_id: str) -> SharingState:
         return self._sharing.state(user_id)

@@ -216,19 +216,63 @@ class DraftGridUI:
         if batch_id:
             self.service.cancel(user_of(request), batch_id)
 
+    # ---------------------------------------------------------------- LoRA vetoes
+    def veto_choices(self, batch_id: str | None, request: gr.Request) -> Any:
+        """Every (LoRA of the shown batch, keyword of its prompt) pair, to veto one."""
+        if not batch_id:
+            return gr.update(choices=[], value=None)
+        view = self.service.batch_view(user_of(request), batch_id)
+        loras = dict.fromkeys(name for v in view.images for name, _ in v.record.loras)
+        keywords = [k for k in view.batch.keywords if " " not in k]
+        return gr.update(choices=[(f"never use {name.removesuffix('.safetensors')} for '{keyword}'",
+                                   f"{keyword}\t{name}") for name in loras for keyword in keywords], value=None)
+
+    def veto(self, choice: str | None, request: gr.Request) -> str:
+        if not choice:
+            return ""
+        keyword, lora = choice.split("\t", 1)
+        self.service.set_rule(user_of(request), "lora-veto", keyword, lora, True)
+        return f"<span id='dg-veto-done'>{lora.removesuffix('.safetensors')} is vetoed for '{keyword}'</span>"
+
     # ---------------------------------------------------------------- stats
     def stats(self, scope: str, keyword_filter: str, request: gr.Request) -> tuple[Any, ...]:
         user = user_of(request)
         scope_name = "global" if scope == "All users" else "user"
         ckpt = _rates_frame(self.service.arm_totals(user, "checkpoint", scope_name), "checkpoint")
         lora = _rates_frame(self.service.arm_totals(user, "lora", scope_name), "lora")
+        combos = _rates_frame(self.service.arm_totals(user, "lora-combination", scope_name), "family | LoRA set")
+        cfgs = _rates_frame(self.service.arm_totals(user, "cfg", scope_name), "checkpoint @ CFG")
         keywords = self.service.keyword_table(user, scope_name, keyword_filter or None).round(3)
         history = self.service.confidence_history(user, scope_name)
         history = history.assign(batch=range(1, len(history) + 1)) if len(history) else pd.DataFrame(
             {"batch": [], "confidence": [], "strategy": []})
         summary = (f"<span id='dg-stats-summary'>{int(ckpt['selected'].sum()) if len(ckpt) else 0} selected of "
                    f"{int(ckpt['total'].sum()) if len(ckpt) else 0} reviewed images</span>")
-        return summary, ckpt, ckpt, keywords, lora, history
+        return summary, ckpt, ckpt, keywords, lora, combos, cfgs, history
+
+    # ---------------------------------------------------------------- negative-prompt suggestions
+    def negative_chips(self, prompt: str, negative: str, family: str, request: gr.Request) -> tuple[Any, Any]:
+        """The suggested negative terms for this prompt as chips (click: add) and as dismiss choices."""
+        if not (prompt or "").strip():
+            return gr.update(choices=[], value=None, visible=False), gr.update(choices=[], value=None, visible=False)
+        rec = self.service.recommendation(user_of(request), prompt, family, "draft", negative or "")
+        found = rec.settings.get("negative_suggestions", [])
+        chips = [s["term"] for s in found]
+        dismiss = [(s["term"], f"{s['keyword']}\t{s['term']}") for s in found]
+        return (gr.update(choices=chips, value=None, visible=bool(chips)),
+                gr.update(choices=dismiss, value=None, visible=bool(chips)))
+
+    @staticmethod
+    def add_negative(term: str | None, negative: str) -> Any:
+        """A clicked chip joins the negative prompt (nothing is added without the click)."""
+        if not term:
+            return gr.skip()
+        return f"{negative.rstrip(' ,')}, {term}" if (negative or "").strip(" ,") else term
+
+    def dismiss_negative(self, choice: str | None, request: gr.Request) -> None:
+        if choice:
+            keyword, term = choice.split("\t", 1)
+            self.service.set_rule(user_of(request), "negative-dismissal", keyword, term, True)
 
     def export(self, fmt: str, request: gr.Request) -> str:
         data = self.service.export_preferences(user_of(request), fmt)
@@ -286,6 +330,11 @@ class DraftGridUI:
                     generate_btn = gr.Button("Generate", variant="primary", scale=1, elem_id="dg-generate")
                 negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="dg-negative")
                 with gr.Row():
+                    negative_chips = gr.Radio([], label="Suggested from your picks (click to add)", visible=False,
+                                              elem_id="dg-negative-chips")
+                    negative_dismiss = gr.Dropdown([], label="Stop suggesting", visible=False,
+                                                   elem_id="dg-negative-dismiss")
+                with gr.Row():
                     aspect = gr.Dropdown(list(ASPECT_RATIOS), value="1:1", label="Aspect ratio", elem_id="dg-aspect",
                                          min_width=100)
                     auto_lora = gr.Checkbox(value=True, label="Auto-LoRA", elem_id="dg-auto-lora", min_width=100)
@@ -315,6 +364,10 @@ class DraftGridUI:
                     stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80)
                     reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
                     refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
+                with gr.Row(equal_height=True):
+                    veto_pick = gr.Dropdown([], label="Veto a LoRA of this batch for a keyword", elem_id="dg-veto",
+                                            min_width=240)
+                    veto_md = gr.HTML(elem_id="dg-veto-status")
 
             stream_outputs = [batch_state, strategy_md, status, gallery, preview, selection_md, picker]
             common = dict(outputs=stream_outputs, show_progress_on=[status], concurrency_id=GENERATE_CONCURRENCY,
@@ -331,6 +384,16 @@ class DraftGridUI:
             gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             stop_btn.click(self.stop, inputs=[batch_state], outputs=None, **quick)
+            veto_pick.focus(self.veto_choices, inputs=[batch_state], outputs=[veto_pick], **quick)
+            veto_pick.input(self.veto, inputs=[veto_pick], outputs=[veto_md], **quick)
+            chips_out = dict(fn=self.negative_chips, inputs=[prompt, negative, family],
+                             outputs=[negative_chips, negative_dismiss], **quick)
+            prompt.blur(**chips_out)
+            negative.blur(**chips_out)
+            negative_chips.input(self.add_negative, inputs=[negative_chips, negative], outputs=[negative],
+                                 **quick).then(**chips_out)
+            negative_dismiss.input(self.dismiss_negative, inputs=[negative_dismiss], outputs=None,
+                                   **quick).then(**chips_out)
 
             with gr.Tab("Stats", id="stats") as stats_tab:
                 with gr.Row():
@@ -343,6 +406,9 @@ class DraftGridUI:
                 kw_filter = gr.Textbox(label="Filter keywords", placeholder="e.g. portrait")
                 kw_table = gr.Dataframe(label="Keyword × checkpoint")
                 lora_table = gr.Dataframe(label="LoRAs: selection rate")
+                combo_table = gr.Dataframe(label="LoRA combinations (per family, with strengths): selection rate",
+                                           elem_id="dg-combo-table")
+                cfg_table = gr.Dataframe(label="Settings (checkpoint × CFG): selection rate", elem_id="dg-cfg-table")
                 conf_plot = gr.LinePlot(x="batch", y="confidence", label="Confidence over time", y_lim=[0, 1])
                 with gr.Row():
                     fmt = gr.Radio(["csv", "parquet"], value="csv", label="Export format")
@@ -358,7 +424,7 @@ class DraftGridUI:
                                                   "point for newcomers; never shown as yours)",
                                             elem_id="dg-share", interactive=False)
                     share_md = gr.HTML(elem_id="dg-share-status")
-            stats_out = [stats_summary, ckpt_table, ckpt_plot, kw_table, lora_table, conf_plot]
+            stats_out = [stats_summary, ckpt_table, ckpt_plot, kw_table, lora_table, combo_table, cfg_table, conf_plot]
             stats_kw = dict(inputs=[scope, kw_filter], outputs=stats_out, concurrency_limit=None,
                             trigger_mode="always_last")
             stats_tab.select(self.stats, **stats_kw)

@@ -89,12 +89,13 @@ def batch_status(statuses: list[str], finished: bool) -> str:
 
 
 def caption(view: ImageView) -> str:
-    """Gallery caption: selection mark first, then checkpoint, LoRAs and seed."""
+    """Gallery caption: selection mark first, then checkpoint, the LoRA set with strengths (or
+    "no LoRA"), CFG and seed."""
     r = view.record
     mark = {"selected": "✓ selected · ", "rejected": "✗ rejected · "}.get(view.state, "")
     ckpt = r.checkpoint.rsplit("/", 1)[-1].removesuffix(".safetensors")
-    loras = ", ".join(f"{n.rsplit('/', 1)[-1].removesuffix('.safetensors')} {s:g}" for n, s in r.loras)
-    return f"{mark}{ckpt}" + (f" + {loras}" if loras else "") + f" · seed {r.seed}#{r.batch_index}"
+    loras = " + ".join(f"{n.rsplit('/', 1)[-1].removesuffix('.safetensors')} {s:g}" for n, s in r.loras)
+    return f"{mark}{ckpt} + {loras or 'no LoRA'} · CFG {r.cfg:g} · seed {r.seed}#{r.batch_index}"
 
 
 ViewKey = tuple[int, int, int]

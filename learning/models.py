@@ -12,8 +12,9 @@ from typing import Literal
 
 from families.registry import Accelerator
 
-ArmKind = Literal["checkpoint", "lora"]
+ArmKind = Literal["checkpoint", "lora", "lora-combination", "cfg", "negative-term"]  # learning.arms.ARM_KINDS
 Tier = Literal["draft", "standard", "quality"]
+RuleKind = Literal["lora-veto", "negative-dismissal"]  # a user's rule (learning.store.rules)
 FeedbackAction = Literal["select", "unselect", "reject", "reject_all", "viewed"]
 
 DEFAULT_USER = "local"
@@ -74,6 +75,8 @@ class Recommendation:
     evidence: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # the crowd prior it used, the same shape (pseudo-counts; empty: none; learning.recommend.crowd)
     crowd_prior: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # the learnt LoRA set and CFG with their evidence (draftgrid.learnt_settings; empty: none)
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class BatchRecord:
     parent_batch_id: str | None = None
     created_at: datetime | None = None
     reviewed_at: datetime | None = None  # set by the store when the batch first counts
+    cfg_explicit: bool = False  # the user set the CFG in Advanced: never learnt against
 
 
 @dataclass(frozen=True)

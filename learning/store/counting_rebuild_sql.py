@@ -13,7 +13,8 @@ this is their set-based form, which replays millions of facts in seconds (run by
   latest active reset covering the keyword (`reset_floors`; the Python twin is
   `counting_write_path.hidden_keywords`); each change is decayed from the user's review_seq at that moment to the
   current one, summed per image, then expanded to every keyword of the batch plus '*' and to
-  the image's checkpoint and each of its LoRAs.
+  each arm the image feeds (`learning.arms`: checkpoint, LoRAs, LoRA combination, CFG, negative
+  terms).
 
 Summing per image before the expansion (which multiplies rows ~14x) is what keeps a rebuild of
 10 million feedback rows under a minute and ~2 GB (bench/bench_store.py).
@@ -23,6 +24,7 @@ Facts are ordered by `ord` (the shared `fact_seq` sequence).
 
 from __future__ import annotations
 
+from learning.arms import FAMILY_SEPARATOR, LORA_SEPARATOR, NO_LORA, STRENGTH_SEPARATOR
 from learning.store.counting_write_path import ALL_KEYWORDS, CLICK_ACTIONS, REVIEW_ACTIONS
 from learning.store.decay import decayed_counts_sql
 
@@ -43,7 +45,7 @@ def rebuilt_cte(one_user: bool = False) -> str:
     mine = "WHERE user_id = $user_id" if one_user else ""
     return f"""
 WITH image_facts AS (
-    SELECT image_id, batch_id, user_id, checkpoint, loras, finished_seq FROM images {mine}
+    SELECT image_id, batch_id, user_id, checkpoint, loras, cfg, finished_seq FROM images {mine}
 ),
 feedback_facts AS (
     SELECT feedback_id AS ord, batch_id, image_id, action FROM feedback {mine}
@@ -128,13 +130,24 @@ image_totals AS (
     GROUP BY image_id, batch_id, user_id, now_seq, counted_ord
 ),
 image_arms AS (
-    -- Each image's totals once per arm it used: its checkpoint and each distinct LoRA.
+    -- Each image's totals once per arm it feeds (`learning.arms.image_arms`, spelled the same):
+    -- its checkpoint, each distinct LoRA, its LoRA set under the family, checkpoint x CFG unless
+    -- the user set the CFG, each distinct negative term.
     SELECT t.*,
-        unnest(list_prepend({{'arm_kind': 'checkpoint', 'arm': i.checkpoint}},
-                            list_transform(list_distinct(list_transform(i.loras, lambda l: l.name)),
-                                           lambda n: {{'arm_kind': 'lora', 'arm': n}})),
+        unnest([{{'arm_kind': 'checkpoint', 'arm': i.checkpoint}}]
+               || list_transform(list_distinct(list_transform(i.loras, lambda l: l.name)),
+                                 lambda n: {{'arm_kind': 'lora', 'arm': n}})
+               || [{{'arm_kind': 'lora-combination', 'arm': b.family || '{FAMILY_SEPARATOR}' || coalesce(
+                      nullif(array_to_string(list_sort(list_distinct(list_transform(i.loras,
+                          lambda l: l.name || '{STRENGTH_SEPARATOR}' || printf('%.2f', l.strength)))),
+                          '{LORA_SEPARATOR}'), ''), '{NO_LORA}')}}]
+               || CASE WHEN b.cfg_explicit THEN [] ELSE
+                      [{{'arm_kind': 'cfg', 'arm': i.checkpoint || '{STRENGTH_SEPARATOR}' || printf('%.1f', i.cfg)}}] END
+               || list_transform(list_distinct(list_filter(
+                      list_transform(string_split(b.negative_prompt, ','), lambda x: lower(trim(x))),
+                      lambda x: x <> '')), lambda x: {{'arm_kind': 'negative-term', 'arm': x}}),
                recursive := true)
-    FROM image_totals t JOIN image_facts i USING (image_id)
+    FROM image_totals t JOIN image_facts i USING (image_id) JOIN batches b ON b.batch_id = t.batch_id
 ),
 arm_totals AS (
     -- ... and once per keyword of its batch plus the all-prompts row.

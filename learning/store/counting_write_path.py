@@ -10,8 +10,9 @@ tests/learning/test_store_agreement.py hold the two to the same answers.
 * An image's state: select → selected, reject → rejected, unselect → none; reject_all rejects
   every image done before it that is not selected.
 * An image contributes once its batch is reviewed and it is done: shown 1, selected 1 if
-  selected, rejected 1 if rejected — to every keyword of the batch plus '*', and to its
-  checkpoint and each of its LoRAs.
+  selected, rejected 1 if rejected — to every keyword of the batch plus '*', and to each arm it
+  feeds (`learning.arms.image_arms`: its checkpoint, each of its LoRAs, its LoRA combination under
+  the batch's family, its checkpoint × CFG unless the user set the CFG, each negative term).
 * An image counts from the later of its finish and its batch's first review (`counted_from`).
   A reset of a keyword (or of everything, the '*' rows included) that is not undone hides, from
   that keyword's rows, the whole contribution of every image that counted before the reset —
@@ -24,6 +25,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
+
+from learning.arms import image_arms
+from learning.models import BatchRecord, ImageRecord
 
 REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed")
 CLICK_ACTIONS = ("select", "unselect", "reject")
@@ -39,12 +43,19 @@ Counts = tuple[int, int, int]  # (shown, selected, rejected)
 
 @dataclass(frozen=True)
 class ImageFacts:
-    """What the rules need of an image; `finished_seq` orders its finish among the facts."""
+    """What the rules need of an image: the (arm_kind, arm) rows it feeds besides the keyword;
+    `finished_seq` orders its finish among the facts."""
 
     image_id: str
-    checkpoint: str
-    lora_names: tuple[str, ...]
+    arms: tuple[tuple[str, str], ...]
     finished_seq: int | None
+
+
+def image_facts(batch: BatchRecord, image: ImageRecord, finished_seq: int | None) -> ImageFacts:
+    """An image's facts for the rules, its arms spelled by `learning.arms`."""
+    cfg = None if batch.cfg_explicit else image.cfg
+    arms = image_arms(image.checkpoint, image.loras, batch.family, cfg, batch.negative_prompt)
+    return ImageFacts(image.image_id, arms, finished_seq)
 
 
 @dataclass(frozen=True)
@@ -124,10 +135,8 @@ def contributions(
 
 
 def arm_keys(keywords: Sequence[str], image: ImageFacts) -> list[ArmKey]:
-    """Every aggregate row an image feeds: (each keyword and '*') × (checkpoint and LoRAs)."""
-    arms = [("checkpoint", image.checkpoint)]
-    arms += [("lora", name) for name in dict.fromkeys(image.lora_names)]
-    return [(keyword, kind, arm) for keyword in (*keywords, ALL_KEYWORDS) for kind, arm in arms]
+    """Every aggregate row an image feeds: (each keyword and '*') × its arms."""
+    return [(keyword, kind, arm) for keyword in (*keywords, ALL_KEYWORDS) for kind, arm in image.arms]
 
 
 def arm_changes(

@@ -32,6 +32,7 @@ class ReviewedImage:
     selected: bool
     rejected: bool = False
     loras: tuple[str, ...] = ()
+    arms: tuple[tuple[str, str], ...] = ()  # further (arm_kind, arm) rows it feeds (learning.arms)
 
 
 @dataclass
@@ -58,7 +59,7 @@ class InMemoryEvidence:
         stems = list(dict.fromkeys(keywords))
         for image in images:
             loras = dict.fromkeys(image.loras)  # a LoRA named twice counts once, as in the store
-            for kind, arm in [("checkpoint", image.checkpoint), *(("lora", lora) for lora in loras)]:
+            for kind, arm in [("checkpoint", image.checkpoint), *(("lora", lora) for lora in loras), *image.arms]:
                 self._add(self._totals[(user_id, kind)], image, now)
                 for stem in stems:
                     self._add(self._stats[(user_id, kind, stem, arm)], image, now)

@@ -8,12 +8,12 @@ from typing import Any, Sequence
 import duckdb
 import pandas
 
-from learning.store.counting_write_path import FeedbackFact, ImageFacts, fold_states
+from learning.store.counting_write_path import FeedbackFact, ImageFacts, fold_states, image_facts
 from learning.models import BatchRecord, ImageRecord
 
 _BATCH_COLUMNS = """batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
        explore_mode, auto_lora, strategy, recommended, confidence, count, policy,
-       parent_batch_id, created_at, reviewed_at"""
+       parent_batch_id, created_at, reviewed_at, cfg_explicit"""
 _IMAGE_COLUMNS = """image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps,
        cfg, sampler_name, scheduler, status, server, path, error, seconds, parent_image_id,
        denoise, hires_scale, pruned_at"""
@@ -78,8 +78,7 @@ def load_batch_snapshot(cur: duckdb.DuckDBPyConnection, batch_id: str) -> BatchS
         user_id=batch.user_id,
         keywords=batch.keywords,
         reviewed=batch.reviewed_at is not None,
-        images=tuple(ImageFacts(image.image_id, image.checkpoint, tuple(name for name, _ in image.loras), i[-1])
-                     for image, i in zip(images, image_rows)),
+        images=tuple(image_facts(batch, image, i[-1]) for image, i in zip(images, image_rows)),
         feedback=tuple(FeedbackFact(*f) for f in feedback),
     )
     return BatchSnapshot(batch, images, facts)
@@ -162,13 +161,14 @@ def _first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
 def _batch(row: Sequence[Any]) -> BatchRecord:
     (batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
      explore_mode, auto_lora, strategy, recommended, confidence, count, policy,
-     parent_batch_id, created_at, reviewed_at) = row
+     parent_batch_id, created_at, reviewed_at, cfg_explicit) = row
     return BatchRecord(
         batch_id=batch_id, user_id=user_id, session_id=session_id, prompt=prompt,
         negative_prompt=negative_prompt, keywords=tuple(keywords), tier=tier, family=family,
         explore_mode=explore_mode, auto_lora=auto_lora, strategy=strategy,
         recommended=recommended, confidence=confidence, count=count, policy=policy,
         parent_batch_id=parent_batch_id, created_at=created_at, reviewed_at=reviewed_at,
+        cfg_explicit=bool(cfg_explicit),
     )
 
 

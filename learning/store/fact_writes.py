@@ -23,13 +23,13 @@ from learning.store.counting_write_path import (
     CLICK_ACTIONS,
     REVIEW_ACTIONS,
     FeedbackFact,
-    ImageFacts,
     ResetFact,
     arm_changes,
     contribution,
     contributions,
     counted_from,
     hidden_keywords,
+    image_facts,
     reviewed_ord,
 )
 from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus
@@ -44,7 +44,7 @@ IMAGE_STATUSES = ("queued", "running", "done", "failed")
 _BATCH_COLUMNS = (
     "batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family, "
     "explore_mode, auto_lora, strategy, recommended, confidence, count, policy, "
-    "parent_batch_id, created_at"
+    "parent_batch_id, created_at, cfg_explicit"
 )
 _IMAGE_COLUMNS = (
     "image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps, "
@@ -84,8 +84,7 @@ def insert_batch(
         keywords=keywords,
         reviewed=False,
         images=tuple(
-            ImageFacts(image.image_id, image.checkpoint, tuple(name for name, _ in image.loras),
-                       finished[image.image_id])
+            image_facts(batch, image, finished[image.image_id])
             for image in in_grid_order
         ),
         feedback=(),
@@ -102,12 +101,12 @@ def _insert_batch_rows(
 ) -> dict[str, int | None]:
     """Insert the rows; return each image's finish order (None while not done)."""
     cur.execute(
-        f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({', '.join(['?'] * 17)})",
+        f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({', '.join(['?'] * 18)})",
         [
             batch.batch_id, batch.user_id, batch.session_id, batch.prompt,
             batch.negative_prompt, list(keywords), batch.tier, batch.family, batch.explore_mode,
             batch.auto_lora, batch.strategy, batch.recommended, batch.confidence, batch.count,
-            batch.policy, batch.parent_batch_id, batch.created_at or ctx.now,
+            batch.policy, batch.parent_batch_id, batch.created_at or ctx.now, batch.cfg_explicit,
         ],
     )
     if not images:

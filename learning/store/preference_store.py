@@ -21,17 +21,17 @@ import pandas
 
 from learning.store import (
     aggregates, aggregates_reference_sql, crowd_pool, fact_reads, fact_writes, monitoring_sql, resets,
-    retention_sql, sharing, snapshot, stats_tables_sql, transfer,
+    retention_sql, rules, sharing, snapshot, stats_tables_sql, transfer,
 )
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
 from learning.models import (
-    ArmKind, ArmStat, BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
+    ArmKind, ArmStat, BatchRecord, RuleKind, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
     ResetRecord, ResetResult,
 )
 from learning.store.read_gate import ReadGate
 from learning.store.recent_batches import RecentBatches
-from learning.store.schema import migrate, require_latest
+from learning.store.schema import ARMS_BEYOND_CHECKPOINTS, migrate, require_latest, schema_version
 from learning.store.errors import (
     DatabaseLockedError,
     SchemaTooNewError,
@@ -117,11 +117,15 @@ class PreferenceStore:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         con = _connect(target, read_only)
         try:
+            before = schema_version(con)
             version = require_latest(con) if read_only else migrate(con)
             store = cls(con, target, half_life, read_only)
         except BaseException:
             con.close()
             raise
+        if 0 < before < ARMS_BEYOND_CHECKPOINTS <= version:
+            log.info("rebuilding the aggregates once: schema v%d counts LoRA sets, CFG and negative terms", version)
+            store.rebuild_aggregates()
         log.info("opened preference store %s (schema v%d, half_life=%s%s)",
                  target, version, half_life, ", read-only" if read_only else "")
         return store
@@ -300,6 +304,20 @@ class PreferenceStore:
         copied = (self._read(memory_mismatches) if self._writer is None
                   else self._writer.submit(memory_mismatches))
         return rebuilt == 0 and copied == 0
+
+    # the user's rules: LoRA vetoes, dismissed negative terms ----------------------------
+
+    def rules(self, user_id: str, kind: RuleKind) -> tuple[tuple[str, str], ...]:
+        """The user's (keyword, subject) rules of this kind in force (learning.store.rules)."""
+        return self._read(rules.rules_in_force, user_id, kind)
+
+    def set_rule(self, user_id: str, kind: RuleKind, keyword: str, subject: str, active: bool) -> bool:
+        """Set or lift one rule (idempotent); True when it changed."""
+        return self._write(lambda cur, ctx: rules.set_rule(cur, user_id, kind, keyword, subject, active, ctx.now))
+
+    def replace_rules(self, user_id: str, kind: RuleKind, wanted: Sequence[tuple[str, str]]) -> int:
+        """Make exactly `wanted` the rules of this kind in force, in one transaction (an import)."""
+        return self._write(lambda cur, ctx: rules.set_rules(cur, user_id, kind, tuple(wanted), ctx.now))
 
     # sharing with the crowd -------------------------------------------------------------
 

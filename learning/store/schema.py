@@ -244,6 +244,51 @@ _PREFERENCE_SHARING = (
     )""",
 )
 
+# Learning beyond checkpoints (learning.arms): the aggregate tables take the new arm kinds (DuckDB
+# cannot alter a CHECK, so each is rebuilt with its rows), a batch says whether the user set its
+# CFG (then it is never learnt against), and the user's rules are facts: a LoRA vetoed for a
+# keyword, a negative term dismissed from the suggestions (learning.store.rules; the latest per
+# (user, kind, keyword, subject) in force).
+_NEW_ARM_KINDS_CHECK = "CHECK (arm_kind IN ('checkpoint', 'lora', 'lora-combination', 'cfg', 'negative-term'))"
+_OLD_ARM_KINDS_CHECK = "CHECK (arm_kind IN ('checkpoint', 'lora'))"
+
+
+def _with_new_arm_kinds(table: str, columns: str, extra: str = "", indexes: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return (
+        f"CREATE TABLE {table}_v7 ({columns.replace(_OLD_ARM_KINDS_CHECK, _NEW_ARM_KINDS_CHECK)}{extra})",
+        f"INSERT INTO {table}_v7 SELECT * FROM {table}",
+        *(f"DROP INDEX {index}" for index in indexes),
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {table}_v7 RENAME TO {table}",
+    )
+
+
+# The version that counts the new arm kinds: a file migrated across it rebuilds its aggregates once
+# on open, so the history counts for them too (PreferenceStore.open).
+ARMS_BEYOND_CHECKPOINTS = 7
+_LEARNING_BEYOND_CHECKPOINTS = (
+    *_with_new_arm_kinds("preference_stats", _AGGREGATE_COLUMNS,
+                         ",\n        PRIMARY KEY (user_id, keyword, arm_kind, arm)\n    ",
+                         ("preference_stats_keyword_idx",)),
+    "CREATE INDEX preference_stats_keyword_idx ON preference_stats (keyword)",
+    *_with_new_arm_kinds("preference_stats_pending", _AGGREGATE_COLUMNS,
+                         indexes=("preference_stats_pending_keyword_idx",)),
+    "CREATE INDEX preference_stats_pending_keyword_idx ON preference_stats_pending (keyword)",
+    *_with_new_arm_kinds("imported_stats", "\n        import_id BIGINT NOT NULL," + _EVIDENCE_COLUMNS
+                         + ",\n        imported_at TIMESTAMP NOT NULL"),
+    "ALTER TABLE batches ADD COLUMN cfg_explicit BOOLEAN DEFAULT false",
+    "CREATE SEQUENCE rule_seq START 1",
+    """CREATE TABLE preference_rules (
+        rule_id BIGINT NOT NULL DEFAULT nextval('rule_seq'),
+        user_id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL CHECK (kind IN ('lora-veto', 'negative-dismissal')),
+        keyword VARCHAR NOT NULL,
+        subject VARCHAR NOT NULL,
+        active BOOLEAN NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
@@ -251,6 +296,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "resets and their undos", _RESETS),
     Migration(5, "monitoring views: image_logs, feedback_logs, reset_logs", _MONITORING_VIEWS),
     Migration(6, "preference_sharing (cross-user priors)", _PREFERENCE_SHARING),
+    Migration(ARMS_BEYOND_CHECKPOINTS, "LoRA combinations, CFG and negative terms as arms; vetoes and dismissals",
+              _LEARNING_BEYOND_CHECKPOINTS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

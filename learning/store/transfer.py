@@ -14,6 +14,7 @@ from typing import Literal
 
 import duckdb
 
+from learning.arms import ARM_KINDS
 from learning.store.aggregates import apply_import
 from learning.store.fact_writes import WriteContext
 
@@ -41,11 +42,11 @@ SELECT row_number() OVER () AS line,
        TRY_CAST(w_rejected AS DOUBLE) AS w_rejected
 FROM {reader}
 """
-_PROBLEMS = """
+_PROBLEMS = f"""
 SELECT line, CASE
     WHEN keyword IS NULL OR keyword = '' THEN 'keyword is empty'
-    WHEN arm_kind IS NULL OR arm_kind NOT IN ('checkpoint', 'lora')
-        THEN 'arm_kind must be checkpoint or lora'
+    WHEN arm_kind IS NULL OR arm_kind NOT IN ({", ".join(f"'{k}'" for k in ARM_KINDS)})
+        THEN 'arm_kind must be one of {", ".join(ARM_KINDS)}'
     WHEN arm IS NULL OR arm = '' THEN 'arm is empty'
     WHEN shown IS NULL OR selected IS NULL OR rejected IS NULL
         THEN 'shown, selected and rejected must be whole numbers'

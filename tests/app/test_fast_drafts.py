@@ -50,7 +50,7 @@ def test_an_sdxl_family_draft_uses_the_lightning_lora_with_its_settings(fast_cli
     assert "Fast drafts on: " + LIGHTNING in ticket["strategy"]["message"]
     for image in batch["images"]:
         assert image["status"] == "done"
-        assert [lora["name"] for lora in image["loras"]] == [LIGHTNING]
+        assert image["loras"] == []  # on the job, not the image: infrastructure, never learnt from
         assert (image["steps"], image["cfg"]) == (4, 1.0)
 
 

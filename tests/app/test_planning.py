@@ -67,3 +67,12 @@ def test_refine_keeps_each_parents_seed_and_links_it() -> None:
 def test_overrides_replace_only_what_was_given() -> None:
     out = apply_overrides(SETTINGS, width=768, steps=None, cfg=None)
     assert (out.width, out.height, out.steps) == (768, 512, 12)
+
+
+def test_an_accelerator_lora_goes_on_every_job_but_on_no_image() -> None:
+    lightning = LoraSpec("sdxl_lightning_4step_lora.safetensors", 1.0)
+    style = (LoraSpec("anime.safetensors", 0.7),)
+    plan = plan_txt2img([CheckpointGroup("a", 6, style, "a fox")], negative="", settings=SETTINGS, base_seed=1,
+                        family="sdxl", max_batch=4, accelerator=(lightning,))
+    assert all(job.spec.loras == (*style, lightning) for job in plan.jobs)
+    assert all(image.loras == style for image in plan.images)  # what the learning and refines see

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import pytest
 
+from learning.arms import ARM_KINDS
 from learning.models import ArmKind, ArmStat, BatchRecord, ImageRecord
 from learning.store.preference_store import PreferenceStore
 
@@ -22,12 +23,15 @@ def make_batch(
     confidence: float = 0.2,
     strategy: str = "explore",
     count: int = 4,
+    family: str = "sd15",
+    negative_prompt: str = "blurry",
+    cfg_explicit: bool = False,
 ) -> BatchRecord:
     return BatchRecord(
         batch_id=batch_id, user_id=user_id, session_id=session_id, prompt=" ".join(keywords),
-        negative_prompt="blurry", keywords=tuple(keywords), tier="draft", family="sd15",
+        negative_prompt=negative_prompt, keywords=tuple(keywords), tier="draft", family=family,
         explore_mode=True, auto_lora=True, strategy=strategy, recommended="ckA",
-        confidence=confidence, count=count,
+        confidence=confidence, count=count, cfg_explicit=cfg_explicit,
     )
 
 
@@ -39,11 +43,12 @@ def make_image(
     loras: tuple[tuple[str, float], ...] = (),
     status: str = "done",
     parent_image_id: str | None = None,
+    cfg: float = 5.0,
 ) -> ImageRecord:
     return ImageRecord(
         image_id=f"{batch.batch_id}-{index}", batch_id=batch.batch_id, user_id=batch.user_id,
         checkpoint=checkpoint, loras=loras, seed=1000 + index, batch_index=index, width=512,
-        height=512, steps=8, cfg=5.0, sampler_name="euler", scheduler="normal", status=status,
+        height=512, steps=8, cfg=cfg, sampler_name="euler", scheduler="normal", status=status,
         parent_image_id=parent_image_id,
     )
 
@@ -107,7 +112,7 @@ def evidence_snapshot(reads: EvidenceReads, users: Sequence[str | None],
     flat: dict[str, float] = {}
     for user in users:
         flat[f"{user} reviews"] = reads.total_reviews(user)
-        for kind in ("checkpoint", "lora"):
+        for kind in ARM_KINDS:
             for label, stats in (("all", reads.arm_stats(user, kind, keywords)),
                                  ("some", reads.arm_stats(user, kind, keywords, arms)),
                                  ("base", {("*", "*"): reads.base_rate(user, kind)})):

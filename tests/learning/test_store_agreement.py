@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from learning.models import ArmKind, ArmStat, ImageRecord, ImageStatus
+from learning.models import ArmKind, ArmStat, BatchRecord, ImageRecord, ImageStatus
 from learning.store.decay import decay_factor
 from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
 from learning.store.preference_store import (
@@ -42,12 +42,16 @@ from tests.learning.store_builders import (
 
 USERS = ("alice", "bob")
 CHECKPOINTS = ("ckA", "ckB", "ckC")
-LORA_SETS = ((), (("detail", 0.6),), (("detail", 0.5), ("film", 0.8)))
+LORA_SETS = ((), (("detail", 0.6),), (("detail", 0.5), ("film", 0.8)), (("film", 0.8), ("detail", 0.5)),
+             (("detail", 0.65), ("detail", 0.65)))
+FAMILIES = ("sd15", "sdxl")
+NEGATIVE_PROMPTS = ("", "blurry", " Blurry, lowres ,", "lowres,, blurry, LOWRES")
+CFGS = (5.0, 7.0, 8.25)
 LORAS = ("detail", "film")
 KEYWORDS = ("cat", "hat", "sea")
 READERS = (*USERS, None)  # each user, and the global view
 ALL_ROWS = (*KEYWORDS, "*")
-ARMS = ("ckA", "ckC", "film")
+ARMS = ("ckA", "ckC", "film", "sd15|none", "sdxl|detail@0.50+film@0.80", "ckA@5.0", "blurry")
 HALF_LIVES = (1.0, 3.0, 30.0)
 REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed")
 BATCH_ACTIONS = ("reject_all", "viewed")
@@ -89,6 +93,7 @@ class ModelImage:
     """What the test believes about one image, tracked click by click."""
 
     record: ImageRecord
+    batch: BatchRecord
     keywords: tuple[str, ...]
     done: bool
     state: str = "none"
@@ -134,12 +139,11 @@ class Model:
         return any(r.user == key[0] and r.keyword in (None, key[1]) and r.at > counted_from
                    and not r.undone for r in self.resets.values())
 
-    def add_batch(self, batch_id: str, user: str, keywords: tuple[str, ...],
-                  images: Sequence[ImageRecord]) -> None:
-        self.batches[batch_id] = [image.image_id for image in images]
-        self.owners[batch_id] = user
+    def add_batch(self, batch: BatchRecord, images: Sequence[ImageRecord]) -> None:
+        self.batches[batch.batch_id] = [image.image_id for image in images]
+        self.owners[batch.batch_id] = batch.user_id
         for image in images:
-            self.images[image.image_id] = ModelImage(image, keywords, image.status == "done")
+            self.images[image.image_id] = ModelImage(image, batch, batch.keywords, image.status == "done")
 
     def moved_on(self, new_batch_id: str) -> list[str]:
         """The batches a new batch reviews as viewed: its user's earlier unreviewed ones that
@@ -192,10 +196,8 @@ class Model:
             delta = (counts[0] - image.counted[0], counts[1] - image.counted[1],
                      counts[2] - image.counted[2])
             image.counted = counts
-            arms = [("checkpoint", image.record.checkpoint)]
-            arms += [("lora", name) for name in dict.fromkeys(n for n, _ in image.record.loras)]
             for keyword in (*image.keywords, "*"):
-                for kind, arm in arms:
+                for kind, arm in model_arms(image):
                     self.changes.append(((user, keyword, kind, arm), self.seqs.get(user, 0),
                                          delta, (float(delta[0]), float(delta[1]),
                                                  float(delta[2])), image.counted_from))
@@ -220,6 +222,22 @@ class Model:
                 row[n] += counts[n]
                 row[3 + n] += weights[n] * factor
         return rows
+
+
+def model_arms(image: ModelImage) -> list[tuple[str, str]]:
+    """The arms an image feeds, restated: checkpoint, each distinct LoRA, the LoRA set with
+    strengths under the family ('none' without), checkpoint@CFG unless the user set it, each
+    distinct trimmed lower-cased negative term."""
+    record, batch = image.record, image.batch
+    arms = [("checkpoint", record.checkpoint)]
+    arms += [("lora", name) for name in dict.fromkeys(n for n, _ in record.loras)]
+    lora_set = sorted({f"{n}@{s:.2f}" for n, s in record.loras})
+    arms.append(("lora-combination", f"{batch.family}|{'+'.join(lora_set) or 'none'}"))
+    if not batch.cfg_explicit:
+        arms.append(("cfg", f"{record.checkpoint}@{record.cfg:.1f}"))
+    terms = {t.strip(" ").lower() for t in batch.negative_prompt.split(",")} - {""}
+    arms += [("negative-term", term) for term in sorted(terms)]
+    return arms
 
 
 class ModelReads:
@@ -296,14 +314,17 @@ def new_batch(store: PreferenceStore, model: Model, data: st.DataObject, n: int,
               statuses: Sequence[str] = ("done", "done", "queued", "failed")) -> str:
     user = data.draw(st.sampled_from(USERS))
     keywords = tuple(data.draw(st.lists(st.sampled_from(KEYWORDS), max_size=3, unique=True)))
-    batch = make_batch(f"b{n:03d}", user_id=user, keywords=keywords)  # ids sort as they come
+    batch = make_batch(f"b{n:03d}", user_id=user, keywords=keywords,  # ids sort as they come
+                       family=data.draw(st.sampled_from(FAMILIES)),
+                       negative_prompt=data.draw(st.sampled_from(NEGATIVE_PROMPTS)),
+                       cfg_explicit=data.draw(st.booleans()))
     images = [
         make_image(batch, i, checkpoint=data.draw(st.sampled_from(CHECKPOINTS)),
-                   loras=data.draw(st.sampled_from(LORA_SETS)),
+                   loras=data.draw(st.sampled_from(LORA_SETS)), cfg=data.draw(st.sampled_from(CFGS)),
                    status=data.draw(st.sampled_from(statuses)))
         for i in range(data.draw(st.integers(1, 4)))
     ]
-    model.add_batch(batch.batch_id, user, keywords, images)
+    model.add_batch(batch, images)
     model.tick()
     # moved on: the user started it instead of reviewing the session's finished batches
     moved_on = data.draw(st.booleans())
@@ -473,7 +494,8 @@ def test_a_tampered_aggregate_is_detected_and_rebuild_repairs_it(tmp_path) -> No
         store.add_batch(batch, [make_image(batch, 0)])
         store.apply_feedback("alice", "b1", "select", ["b1-0"])
         assert store.aggregates_equal_rebuild()
-        assert store.compact_aggregates() == 3  # ckA under cat, portrait and '*'
+        # ckA, the LoRA set sd15|none, ckA@5.0 and the negative term blurry, under cat, portrait and "*"
+        assert store.compact_aggregates() == 12
         assert store.aggregates_equal_rebuild()
         # Simulate a bug/corruption by writing behind the writer's back (test only).
         store.read_sql("UPDATE preference_stats SET selected = 0 WHERE keyword = '*'")

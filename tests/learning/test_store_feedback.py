@@ -118,7 +118,7 @@ def test_done_image_cannot_go_back(store: PreferenceStore) -> None:
         store.update_images([ImageStatus("nope", "done")])
 
 
-def test_each_keyword_star_checkpoint_and_lora_counted(store: PreferenceStore) -> None:
+def test_each_keyword_star_and_every_arm_kind_counted(store: PreferenceStore) -> None:
     ids = add_simple_batch(store, "b1", ["ckA"], loras=(("detail", 0.6), ("film", 0.7)),
                            keywords=("cat", "hat"))
     store.apply_feedback("alice", "b1", "select", ids)
@@ -126,7 +126,10 @@ def test_each_keyword_star_checkpoint_and_lora_counted(store: PreferenceStore) -
         assert counts(store, "alice", keyword, "ckA") == (1, 1, 0)
         assert counts(store, "alice", keyword, "detail", "lora") == (1, 1, 0)
         assert counts(store, "alice", keyword, "film", "lora") == (1, 1, 0)
-    assert table_rows(store, "preference_stats_now(1.0)") == 9
+        assert counts(store, "alice", keyword, "sd15|detail@0.60+film@0.70", "lora-combination") == (1, 1, 0)
+        assert counts(store, "alice", keyword, "ckA@5.0", "cfg") == (1, 1, 0)
+        assert counts(store, "alice", keyword, "blurry", "negative-term") == (1, 1, 0)
+    assert table_rows(store, "preference_stats_now(1.0)") == 18  # 6 arms × (cat, hat, '*')
 
 
 def test_a_new_batch_reviews_earlier_finished_batches_of_the_session(store: PreferenceStore) -> None:

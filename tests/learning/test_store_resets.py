@@ -20,7 +20,7 @@ def reviewed_batch(store: PreferenceStore, batch_id: str = "b1", **fields: objec
 def test_a_keyword_reset_forgets_that_keyword_only(store: PreferenceStore) -> None:
     reviewed_batch(store)
     result = store.reset_preferences("alice", "cat")
-    assert result.changed and result.reset_id is not None and result.rows == 2  # ckA, ckB under cat
+    assert result.changed and result.reset_id is not None and result.rows == 6  # under cat: ckA, ckB, their CFG arms, the LoRA set sd15|none, the term blurry
     assert counts(store, "alice", "cat", "ckA") == (0, 0, 0)
     assert counts(store, "alice", "portrait", "ckA") == (1, 1, 0)
     assert store.arm_totals("alice", "checkpoint")["ckA"]["selected"] == 1  # '*' totals stay
@@ -33,7 +33,7 @@ def test_resetting_everything_clears_every_row_but_not_the_review_count(store: P
     add_simple_batch(store, "bob1", ["ckA"], user_id="bob")
     store.apply_feedback("bob", "bob1", "select", ["bob1-0"])
     result = store.reset_preferences("alice", None)
-    assert result.keyword is None and result.rows == 6
+    assert result.keyword is None and result.rows == 18  # those 6 arms under cat, portrait and '*'
     assert store.arm_totals("alice", "checkpoint") == {}
     assert store.arm_totals("bob", "checkpoint")["ckA"]["total"] == 1  # another user's stay
     assert store.total_reviews("alice") == 1  # the decay clock goes on

@@ -20,7 +20,7 @@ def test_export_then_import_adds_the_counts(store: PreferenceStore, fmt: str) ->
     ids = add_simple_batch(store, "b1", ["ckA", "ckB"], loras=(("detail", 0.6),))
     store.apply_feedback("alice", "b1", "select", [ids[0]])
     data = store.export_preferences("alice", fmt)
-    assert store.import_preferences("bob", data, fmt) == 9  # (cat, portrait, *) x (2 ck + lora)
+    assert store.import_preferences("bob", data, fmt) == 21  # (cat, portrait, *) x (2 ck + lora + its set + 2 ck@CFG + blurry)
     assert store.arm_totals("bob", "checkpoint") == store.arm_totals("alice", "checkpoint")
     store.import_preferences("bob", data, fmt)
     assert counts(store, "bob", "cat", "ckA") == (2, 2, 0)
@@ -66,7 +66,7 @@ def test_an_undone_selection_exports_and_imports_back() -> None:
         store.apply_feedback("alice", "b0", "unselect", ids)
         assert store.arm_stats("alice", "checkpoint", ["*"])[("*", "ckA")].selected < 0
         assert store.import_preferences("bob", store.export_preferences("alice", "csv"),
-                                        "csv") == 6
+                                        "csv") == 18  # (cat, portrait, *) x (2 ck, sd15|none, 2 ck@CFG, blurry)
         assert store.arm_totals("bob", "checkpoint") == store.arm_totals("alice", "checkpoint")
         assert store.aggregates_equal_rebuild()
     finally:
