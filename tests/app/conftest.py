@@ -30,9 +30,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     running.close()
 
 
+def client_of(app: RunningApp) -> httpx.Client:
+    """A REST client of a running app (use it as a context manager)."""
+    return httpx.Client(base_url=app.local_url.rstrip("/"), timeout=30)
+
+
 @pytest.fixture()
 def client(app: RunningApp) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=app.local_url.rstrip("/"), timeout=30) as c:
+    with client_of(app) as c:
         yield c
 
 

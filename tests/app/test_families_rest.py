@@ -14,7 +14,7 @@ from PIL import Image
 from draftgrid.launch import RunningApp
 from families.registry import registry
 
-from .conftest import start_app, wait_done
+from .conftest import client_of, start_app, wait_done
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def classic_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
 
 @pytest.fixture()
 def classic(classic_app: RunningApp) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=classic_app.local_url.rstrip("/"), timeout=30) as client:
+    with client_of(classic_app) as client:
         yield client
 
 
