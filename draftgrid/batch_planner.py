@@ -219,12 +219,12 @@ class BatchPlanner:
 
     @staticmethod
     def _batch_record(user_id: str, req: GenerateRequest, parsed: ParsedPrompt, rec: Recommendation,
-                      family: str, tier: str, parent: str | None, prompt: str | None = None,
-                      cfg_explicit: bool | None = None) -> BatchRecord:
+                      family: str, tier: str, parent: str | None, cfg_explicit: bool,
+                      prompt: str | None = None) -> BatchRecord:
         return BatchRecord(
             batch_id=new_id(), user_id=user_id, session_id=req.session_id, prompt=prompt or req.prompt,
             negative_prompt=req.negative_prompt, keywords=tuple(k.stem for k in parsed.keywords), tier=tier,
-            cfg_explicit=req.cfg is not None if cfg_explicit is None else cfg_explicit,
+            cfg_explicit=cfg_explicit,
             family=family, explore_mode=req.explore_mode, auto_lora=req.auto_lora, strategy=rec.mode,
             recommended=rec.recommended, confidence=rec.confidence, count=0, policy=rec.policy,
             parent_batch_id=parent,
@@ -283,5 +283,6 @@ class BatchPlanner:
             f"Refining {len(parents)} image(s) at the {family} {tier} tier: {kept} keep their checkpoint"
             + (f", {len(parents) - kept} move to {rec.recommended}" if kept < len(parents) else "")))
         log.info("Refine for %s: %s", user_id, rec.message)
-        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=first.batch_id, prompt=prompt)
+        record = self._batch_record(user_id, req, parsed, rec, family, tier, parent=first.batch_id,
+                                    cfg_explicit=req.cfg is not None, prompt=prompt)
         return PlannedBatch(record, plan, rec)
