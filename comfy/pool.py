@@ -523,14 +523,11 @@ class ServerPool:
         if observation is not None:
             member.learner = member.learner.observed(observation)
             for each in self._batches.values():
-                if member.name in each.scheduler.slots:
-                    each.scheduler.slots[member.name].learner = member.learner
-                    if each is not batch:
-                        each.scheduler.learnt(now)
-                        # re-planning may have queued work for a server whose worker in that batch
-                        # found none and sleeps on its wakeup: it must look again, or the batch
-                        # never ends (this batch's own workers are woken when this job returns)
-                        each.wake()
+                if each.scheduler.adopt(member.name, member.learner, now) and each is not batch:
+                    # re-planning may have queued work for a server whose worker in that batch
+                    # found none and sleeps on its wakeup: it must look again, or the batch
+                    # never ends (this batch's own workers are woken when this job returns)
+                    each.wake()
             log.info("%s: job %s took %.2fs; learnt %s", member.name, job.job_id, seconds,
                      _describe(member.learner.model))
         member.loaded = group_key(job)

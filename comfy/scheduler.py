@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 _MIN_GAIN = 1e-6  # seconds a move must save, so rebalancing always terminates
 MAX_PLANS = 64  # up to this many ways of giving groups to servers are all tried; beyond, greedy
 FIRST_IMAGE_RACE = 1.25  # servers whose first image is estimated within this of the soonest start small
+# A batch re-plans when what a server learnt moves the estimate of the batch's queued work by more
+# than this since the batch last planned: every finished job teaches its server, and with 20
+# batches running, re-planning each of them on every job was a quarter of the app's CPU under load
+# (bench_load, py-spy) while a few per cent of change moves nothing.
+REPLAN_CHANGE = 0.1
 
 
 def ewma(previous: float | None, sample: float, alpha: float = 0.4) -> float:
@@ -69,6 +74,7 @@ class ServerSlot:
     running_estimate: float = 0.0
     running: tuple[PoolJob, GroupKey | None] | None = None  # the job in flight and what was loaded before it
     started: bool = False  # it took a job of this batch already
+    planned: CostModel | None = None  # the cost model this batch's queues were last planned with
 
     @property
     def cost(self) -> CostModel:
@@ -292,25 +298,54 @@ class Scheduler:
     def job_done(self, name: str, measured_seconds: float | None = None, now: float | None = None) -> Observation | None:
         """The server finished its job; a measured duration is learnt by its cost model and
         returned as an Observation (the pool keeps the server's learner across batches). With
-        `now`, queued jobs then move between servers while that lowers the makespan the new
-        estimates give: the plan was made with what was known before this measurement."""
+        `now`, queued jobs then move between servers if the new estimates moved enough
+        (`adopt`): the plan was made with what was known before this measurement."""
         slot = self.slots.get(name)
         if slot is None:
             return None
         observation = None
+        learner = slot.learner
         if measured_seconds is not None and slot.running is not None:
             observation = Observation.of(*slot.running, measured_seconds)
-            slot.learner = slot.learner.observed(observation)
+            learner = learner.observed(observation)
         slot.running_until = slot.running_estimate = 0.0
         slot.running = None
-        if observation is not None and now is not None:
-            self.learnt(now)
+        if now is None:
+            slot.learner = learner
+        else:
+            self.adopt(name, learner, now)
         return observation
+
+    def adopt(self, name: str, learner: CostLearner, now: float) -> bool:
+        """Server `name` now estimates with `learner` (measured in this batch or another); the
+        queued jobs move between servers (True) when that moves the estimate of the batch's queued
+        work by more than `REPLAN_CHANGE` since the batch last planned."""
+        slot = self.slots.get(name)
+        if slot is None:
+            return False
+        slot.learner = learner
+        if slot.planned is not None and not self._estimates_moved(slot.planned, learner.model):
+            return False
+        self.learnt(now)
+        return True
+
+    def _estimates_moved(self, planned: CostModel, learnt: CostModel) -> bool:
+        """Whether `learnt` puts the queued jobs' sampling or loads more than `REPLAN_CHANGE` away
+        from `planned` (each counted apart: the loads would hide a change in step time)."""
+        queued = [job for slot in self.slots.values() for job in slot.queue]
+        for loaded in (group_key, lambda job: None):
+            before = sum(planned.job_seconds(job, loaded(job)) for job in queued)
+            after = sum(learnt.job_seconds(job, loaded(job)) for job in queued)
+            if abs(after - before) > REPLAN_CHANGE * before:
+                return True
+        return False
 
     def learnt(self, now: float) -> None:
         """A server's estimates changed: move queued jobs while that lowers the makespan."""
         while self._move_one_job(now):
             pass
+        for slot in self.slots.values():
+            slot.planned = slot.cost
 
     def _steal(self, thief: ServerSlot, now: float) -> None:
         victims = sorted((s for s in self.slots.values() if s is not thief and s.queue),
