@@ -111,6 +111,18 @@ class CostModel:
         return (self.base_seconds(observation) + (self.load_seconds(observation.family) if observation.checkpoint_load else 0.0)
                 + (self.lora_change if observation.lora_change else 0.0))
 
+    def differs(self, other: CostModel, tolerance: float) -> bool:
+        """Whether some term of `other` is more than `tolerance` (relative) away from this one's,
+        or the batch exponent differs. When no term moved that far, no job's estimate moved more
+        than that either (a job's seconds are a sum of these terms), so this bounds the change of
+        any plan's estimates without looking at a single job."""
+        if other.batch_exponent != self.batch_exponent or other.checkpoint_load.keys() != self.checkpoint_load.keys():
+            return True
+        pairs = [(self.lora_change, other.lora_change), (self.prompt_overhead, other.prompt_overhead),
+                 (self.step_seconds, other.step_seconds),
+                 *((load, other.checkpoint_load[family]) for family, load in self.checkpoint_load.items())]
+        return any(abs(new - old) > tolerance * abs(old) for old, new in pairs)
+
     def scaled(self, factor: float) -> CostModel:
         """Every term × `factor`: a server uniformly that much slower (> 1) or faster."""
         return replace(self, checkpoint_load={k: v * factor for k, v in self.checkpoint_load.items()},

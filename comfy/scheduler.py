@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 _MIN_GAIN = 1e-6  # seconds a move must save, so rebalancing always terminates
 MAX_PLANS = 64  # up to this many ways of giving groups to servers are all tried; beyond, greedy
 FIRST_IMAGE_RACE = 1.25  # servers whose first image is estimated within this of the soonest start small
-# A batch re-plans when what a server learnt moves the estimate of the batch's queued work by more
-# than this since the batch last planned: every finished job teaches its server, and with 20
+# A batch re-plans when what a server learnt moves a term of its cost model by more than this
+# (relative) since the batch last planned: every finished job teaches its server, and with 20
 # batches running, re-planning each of them on every job was a quarter of the app's CPU under load
 # (bench_load, py-spy) while a few per cent of change moves nothing.
 REPLAN_CHANGE = 0.1
@@ -318,27 +318,17 @@ class Scheduler:
 
     def adopt(self, name: str, learner: CostLearner, now: float) -> bool:
         """Server `name` now estimates with `learner` (measured in this batch or another); the
-        queued jobs move between servers (True) when that moves the estimate of the batch's queued
-        work by more than `REPLAN_CHANGE` since the batch last planned."""
+        queued jobs move between servers (True) only when a term of its cost model moved by more
+        than `REPLAN_CHANGE` since the batch last planned (`CostModel.differs`: while none did, no
+        job's estimate did either, and the check costs nothing per queued job)."""
         slot = self.slots.get(name)
         if slot is None:
             return False
         slot.learner = learner
-        if slot.planned is not None and not self._estimates_moved(slot.planned, learner.model):
+        if slot.planned is not None and not slot.planned.differs(learner.model, REPLAN_CHANGE):
             return False
         self.learnt(now)
         return True
-
-    def _estimates_moved(self, planned: CostModel, learnt: CostModel) -> bool:
-        """Whether `learnt` puts the queued jobs' sampling or loads more than `REPLAN_CHANGE` away
-        from `planned` (each counted apart: the loads would hide a change in step time)."""
-        queued = [job for slot in self.slots.values() for job in slot.queue]
-        for loaded in (group_key, lambda job: None):
-            before = sum(planned.job_seconds(job, loaded(job)) for job in queued)
-            after = sum(learnt.job_seconds(job, loaded(job)) for job in queued)
-            if abs(after - before) > REPLAN_CHANGE * before:
-                return True
-        return False
 
     def learnt(self, now: float) -> None:
         """A server's estimates changed: move queued jobs while that lowers the makespan."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from comfy.costs import MAX_LOAD, MAX_OVERHEAD, WINDOW, CostLearner, CostModel, Observation, changes, group_key
@@ -99,3 +101,12 @@ def test_what_a_job_has_to_load() -> None:
     assert changes(job(1), group_key(job(1, loras=style))) == (False, True)
     assert changes(job(1, checkpoint="B"), ("A", ())) == (True, False)
     assert changes(job(2), ("A", ())) == (False, False)
+
+
+def test_a_cost_model_differs_when_one_term_moves_past_the_tolerance() -> None:
+    base = CostModel()
+    assert not base.differs(base.scaled(1.09), 0.1)
+    assert base.differs(base.scaled(1.2), 0.1)
+    assert base.differs(replace(base, checkpoint_load={**base.checkpoint_load, "sdxl": 7.0}), 0.1)
+    assert base.differs(replace(base, batch_exponent=0.9), 0.1)
+    assert base.differs(replace(base, checkpoint_load={"sd15": 3.0}), 0.1)
