@@ -50,8 +50,8 @@ STEP_RANGE = 100.0  # the step time stays within prior / 100 .. prior × 100
 
 
 def group_key(job: PoolJob) -> GroupKey:
-    """Jobs with the same key run back to back without reloading anything."""
-    return job.spec.checkpoint, tuple(sorted((lora.name, lora.strength) for lora in job.spec.loras))
+    """Jobs with the same key run back to back without reloading anything (`PoolJob.group`)."""
+    return job.group
 
 
 def work_units(job: PoolJob) -> float:

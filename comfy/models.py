@@ -8,6 +8,7 @@ learning, users or the UI.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,13 @@ class PoolJob:
     def family(self) -> str:
         """The spec's family: the time model / scheduler estimate its cost by it."""
         return self.spec.family
+
+    @cached_property
+    def group(self) -> tuple[str, tuple[tuple[str, float], ...]]:
+        """The checkpoint and the LoRAs with strengths, sorted: jobs of one group run back to back
+        without reloading anything (`comfy.costs.group_key`). Cached: planning a batch asks it
+        tens of thousands of times, and a job never changes."""
+        return self.spec.checkpoint, tuple(sorted((lora.name, lora.strength) for lora in self.spec.loras))
 
 
 @dataclass(frozen=True)
