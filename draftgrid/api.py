@@ -134,6 +134,19 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
     async def lineage(image_id: str, user: str = User) -> Any:
         return await call(service.lineage, user, image_id)
 
+    def favourite_json(image_id: str, result: Any) -> dict[str, Any]:
+        return {"image_id": image_id, "batch_id": result.batch_id,
+                "favourite": image_id in result.favourites, "selected": image_id in result.selected,
+                "changed": result.changed}
+
+    @router.put("/images/{image_id}/favourite")
+    async def put_favourite(image_id: str, user: str = User) -> Any:
+        return favourite_json(image_id, await call(service.favourite, user, image_id, True))
+
+    @router.delete("/images/{image_id}/favourite")
+    async def delete_favourite(image_id: str, user: str = User) -> Any:
+        return favourite_json(image_id, await call(service.favourite, user, image_id, False))
+
     @router.post("/feedback")
     async def feedback(request: Request, user: str = User) -> Any:
         req = await parse_body(request, FeedbackRequest)

@@ -33,6 +33,7 @@ def build_view(batch_id: str, live: LiveBatch | None, snapshot: BatchSnapshot | 
     if snapshot is None:
         raise NotFound(f"batch {batch_id!r} not found")
     states = snapshot.facts.states()
+    favourites = snapshot.facts.favourites()
     order = {image_id: i for i, image_id in enumerate(live.order)} if live else {}
     running = live.running if live else frozenset()
 
@@ -40,7 +41,8 @@ def build_view(batch_id: str, live: LiveBatch | None, snapshot: BatchSnapshot | 
         return "running" if r.status == "queued" and r.image_id in running else r.status
 
     records = sorted(snapshot.images, key=lambda r: (r.status != "done", order.get(r.image_id, len(order)), r.image_id))
-    views = tuple(ImageView(r, status(r), states.get(r.image_id, "none")) for r in records)
+    views = tuple(ImageView(r, status(r), states.get(r.image_id, "none"), r.image_id in favourites)
+                  for r in records)
     finished = live.finished if live else True
     return BatchView(snapshot.batch, batch_status([v.status for v in views], finished), views, live)
 

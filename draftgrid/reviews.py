@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from draftgrid.batch_reader import BatchReader
 from draftgrid.batch_state import BatchState
-from draftgrid.errors import InvalidRequest
+from draftgrid.errors import InvalidRequest, NotFound
 from draftgrid.schemas import FeedbackRequest
 from learning.models import FeedbackAction, FeedbackResult
-from learning.store.errors import UnknownBatchError, UnknownImageError
+from learning.store.errors import ImageNotDoneError, UnknownBatchError, UnknownImageError
 from learning.store.preference_store import PreferenceStore
 
 ReviewSteps = list[tuple[FeedbackAction, list[str]]]
@@ -58,10 +58,29 @@ class Reviews:
         return self._apply(user_id, batch_id, [("unselect" if target.state == "selected" else "select",
                                                 [target.record.image_id])])
 
+    def favourite(self, user_id: str, image_id: str, on: bool) -> FeedbackResult:
+        """Make the user's image a favourite (which selects it) or not (it stays selected); one
+        click, one transaction, idempotent: a repeat writes nothing. 404 for an unknown or
+        another user's image, 422 for one that is not done."""
+        image = self._store.get_image(image_id, user_id)
+        if image is None:
+            raise NotFound(f"image {image_id} not found")
+        if image.status != "done":
+            raise InvalidRequest(f"image {image_id} is {image.status}; only a finished image can be a favourite")
+        view = self._reader.view(user_id, image.batch_id)
+        current = next(v for v in view.images if v.record.image_id == image_id)
+        if current.favourite == on:
+            return FeedbackResult(batch_id=image.batch_id,
+                                  selected=frozenset(v.record.image_id for v in view.images if v.state == "selected"),
+                                  rejected=frozenset(v.record.image_id for v in view.images if v.state == "rejected"),
+                                  reviewed=view.batch.reviewed_at is not None, changed=False,
+                                  favourites=frozenset(v.record.image_id for v in view.images if v.favourite))
+        return self._apply(user_id, image.batch_id, [("favourite" if on else "unfavourite", [image_id])])
+
     def _apply(self, user_id: str, batch_id: str, steps: ReviewSteps) -> FeedbackResult:
         try:
             return self._store.apply_review(user_id, batch_id, steps)
-        except (UnknownBatchError, UnknownImageError) as exc:
+        except (UnknownBatchError, UnknownImageError, ImageNotDoneError) as exc:
             raise InvalidRequest(str(exc)) from exc
         finally:
             self._state.reviewed(batch_id)

@@ -172,6 +172,10 @@ class DraftGridService:
     def feedback(self, user_id: str, req: FeedbackRequest) -> FeedbackResult:
         return self._reviews.feedback(user_id, req)
 
+    def favourite(self, user_id: str, image_id: str, on: bool) -> FeedbackResult:
+        """Favourite (`on`) or unfavourite one of the user's done images: one transaction."""
+        return self._reviews.favourite(user_id, image_id, on)
+
     def toggle(self, user_id: str, batch_id: str, index: int) -> FeedbackResult | None:
         return self._reviews.toggle(user_id, batch_id, index)
 

@@ -26,6 +26,7 @@ class ImageView:
     record: ImageRecord
     status: str
     state: str  # "selected" | "rejected" | "none"
+    favourite: bool = False  # a favourite is always selected too (issue 13)
 
     @property
     def pruned(self) -> bool:
@@ -42,7 +43,7 @@ class ImageView:
             "selected": self.state == "selected", "rejected": self.state == "rejected", "error": r.error,
             "width": r.width, "height": r.height, "steps": r.steps, "cfg": r.cfg,
             "sampler_name": r.sampler_name, "scheduler": r.scheduler, "parent_image_id": r.parent_image_id,
-            "pruned": self.pruned,
+            "pruned": self.pruned, "favourite": self.favourite,
         }
 
 

@@ -15,7 +15,7 @@ from families.registry import Accelerator
 ArmKind = Literal["checkpoint", "lora", "lora-combination", "cfg", "negative-term"]  # learning.arms.ARM_KINDS
 Tier = Literal["draft", "standard", "quality"]
 RuleKind = Literal["lora-veto", "negative-dismissal"]  # a user's rule (learning.store.rules)
-FeedbackAction = Literal["select", "unselect", "reject", "reject_all", "viewed"]
+FeedbackAction = Literal["select", "unselect", "reject", "reject_all", "viewed", "favourite", "unfavourite"]
 
 DEFAULT_USER = "local"
 
@@ -179,7 +179,7 @@ class FeedbackResult:
     rejected: frozenset[str]
     reviewed: bool
     changed: bool
-
+    favourites: frozenset[str] = frozenset()  # the batch's favourites after it (issue 13)
 
 
 @dataclass(frozen=True)

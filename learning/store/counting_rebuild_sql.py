@@ -7,7 +7,8 @@ this is their set-based form, which replays millions of facts in seconds (run by
 
 * an image contributes once its batch is reviewed AND it is done: shown 1, selected 1 if its
   current state is selected, rejected 1 if rejected (the state comes from the `feedback_state`
-  macro of the schema);
+  macro of the schema); a favourite (the `favourite_state` macro) counts FAVOURITE_WEIGHT shown
+  and selected instead;
 * every fact (a click, a Reject all, the moment an image starts to count) may change that
   contribution; a keyword's rows leave out every image (and import) that counted before the
   latest active reset covering the keyword (`reset_floors`; the Python twin is
@@ -25,15 +26,14 @@ Facts are ordered by `ord` (the shared `fact_seq` sequence).
 from __future__ import annotations
 
 from learning.arms import FAMILY_SEPARATOR, LORA_SEPARATOR, NO_LORA, STRENGTH_SEPARATOR
-from learning.store.counting_write_path import ALL_KEYWORDS, CLICK_ACTIONS, REVIEW_ACTIONS
+from learning.store.counting_write_path import (
+    ALL_KEYWORDS, FAVOURITE_MARKS, FAVOURITE_WEIGHT, REVIEW_ACTIONS, STATE_CLICKS)
 from learning.store.decay import decayed_counts_sql
+from learning.store.schema import sql_list as _sql_list
 
 
-def _sql_list(values: tuple[str, ...]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
-_CLICKS = _sql_list(CLICK_ACTIONS)
+_CLICKS = _sql_list(STATE_CLICKS)
+_MARKS = _sql_list(FAVOURITE_MARKS)
 
 def rebuilt_cte(one_user: bool = False) -> str:
     """`WITH ...` defining `review_seqs(user_id, ord, seq)` (the n-th review of each user),
@@ -83,23 +83,32 @@ states AS (
             arg_max(action, ord) FILTER (WHERE action IN ({_CLICKS})) OVER w,
             max(ord) FILTER (WHERE action IN ({_CLICKS})) OVER w,
             max(ord) FILTER (WHERE action = 'reject_all') OVER w
-        ) AS state
+        ) AS state,
+        favourite_state(arg_max(action, ord) FILTER (WHERE action IN ({_MARKS})) OVER w) AS favourite
     FROM events
     WINDOW w AS (PARTITION BY image_id ORDER BY ord
                  RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 contributions AS (
+    -- counting_write_path.contribution: a favourite counts as FAVOURITE_WEIGHT selected images
     SELECT s.image_id, s.ord, coalesce(c.ord <= s.ord, false) AS counted,
-           coalesce(c.ord <= s.ord, false) AND s.state = 'selected' AS is_selected,
-           coalesce(c.ord <= s.ord, false) AND s.state = 'rejected' AS is_rejected
+           CASE WHEN s.favourite THEN {FAVOURITE_WEIGHT} ELSE 1 END AS weight,
+           s.state
     FROM states s LEFT JOIN counted_from c USING (image_id)
+),
+image_counts AS (
+    SELECT image_id, ord,
+           CASE WHEN counted THEN weight ELSE 0 END AS n_shown,
+           CASE WHEN counted AND state = 'selected' THEN weight ELSE 0 END AS n_selected,
+           CASE WHEN counted AND state = 'rejected' THEN 1 ELSE 0 END AS n_rejected
+    FROM contributions
 ),
 image_deltas AS (
     SELECT image_id, ord,
-        counted::INTEGER - coalesce(lag(counted::INTEGER) OVER p, 0) AS d_shown,
-        is_selected::INTEGER - coalesce(lag(is_selected::INTEGER) OVER p, 0) AS d_selected,
-        is_rejected::INTEGER - coalesce(lag(is_rejected::INTEGER) OVER p, 0) AS d_rejected
-    FROM contributions
+        n_shown - coalesce(lag(n_shown) OVER p, 0) AS d_shown,
+        n_selected - coalesce(lag(n_selected) OVER p, 0) AS d_selected,
+        n_rejected - coalesce(lag(n_rejected) OVER p, 0) AS d_rejected
+    FROM image_counts
     WINDOW p AS (PARTITION BY image_id ORDER BY ord)
 ),
 review_seqs AS (

@@ -8,9 +8,13 @@ tests/learning/test_store_agreement.py hold the two to the same answers.
 
 * A batch is reviewed by its first select, reject, reject_all or viewed.
 * An image's state: select → selected, reject → rejected, unselect → none; reject_all rejects
-  every image done before it that is not selected.
+  every image done before it that is not selected. Favourite selects the image too (and reviews
+  the batch); unfavourite leaves the state as it is.
+* An image is a favourite when the last of its favourite, unfavourite, unselect and reject is a
+  favourite: unselecting or rejecting a favourite ends it, so a favourite is always selected.
 * An image contributes once its batch is reviewed and it is done: shown 1, selected 1 if
-  selected, rejected 1 if rejected — to every keyword of the batch plus '*', and to each arm it
+  selected, rejected 1 if rejected; a favourite counts as FAVOURITE_WEIGHT selected images
+  (shown and selected FAVOURITE_WEIGHT each) — to every keyword of the batch plus '*', and to each arm it
   feeds (`learning.arms.image_arms`: its checkpoint, each of its LoRAs, its LoRA combination under
   the batch's family, its checkpoint × CFG unless the user set the CFG, each negative term).
 * An image counts from the later of its finish and its batch's first review (`counted_from`).
@@ -29,13 +33,24 @@ from typing import Iterable, Mapping, Sequence
 from learning.arms import image_arms
 from learning.models import BatchRecord, ImageRecord
 
-REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed")
-CLICK_ACTIONS = ("select", "unselect", "reject")
+REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed", "favourite")
+# the clicks that set an image's selection state (favourite selects; unfavourite leaves it)
+STATE_CLICKS = ("select", "unselect", "reject", "favourite")
+# the clicks that decide whether an image is a favourite (the last of them)
+FAVOURITE_MARKS = ("favourite", "unfavourite", "unselect", "reject")
+CLICK_ACTIONS = ("select", "unselect", "reject", "favourite", "unfavourite")
 BATCH_ACTIONS = ("reject_all", "viewed")
+# How many selections a favourite is worth: a favourited image counts as this many shown AND
+# selected images, so it weighs more than a plain selection while a rate stays within [0, 1]
+# (selected never exceeds shown). An integer because the plain counts are BIGINT and the
+# rebuild must reproduce the write path exactly. The SQL rebuild uses the same constant
+# (learning.store.counting_rebuild_sql); docs/DESIGN-NOTES.md gives the why.
+FAVOURITE_WEIGHT = 2
 # The keyword whose rows hold an arm's totals over all prompts.
 ALL_KEYWORDS = "*"
 
-_CLICK_STATE = {"select": "selected", "unselect": "none", "reject": "rejected"}
+_CLICK_STATE = {"select": "selected", "unselect": "none", "reject": "rejected", "favourite": "selected"}
+assert tuple(_CLICK_STATE) == STATE_CLICKS
 
 ArmKey = tuple[str, str, str]  # (keyword, arm_kind, arm)
 Counts = tuple[int, int, int]  # (shown, selected, rejected)
@@ -116,20 +131,34 @@ def fold_states(images: Sequence[ImageFacts], feedback: Iterable[FeedbackFact]) 
     return states
 
 
-def contribution(counted: bool, state: str) -> Counts:
+def fold_favourites(feedback: Iterable[FeedbackFact]) -> frozenset[str]:
+    """The images that are favourites after the feedback: the last of their FAVOURITE_MARKS is
+    a favourite (SQL twin: the `favourite_mark` macro of the schema)."""
+    last: dict[str, str] = {}
+    for fact in sorted(feedback, key=lambda f: f.ord):
+        if fact.action in FAVOURITE_MARKS and fact.image_id is not None:
+            last[fact.image_id] = fact.action
+    return frozenset(image_id for image_id, action in last.items() if action == "favourite")
+
+
+def contribution(counted: bool, state: str, favourite: bool = False) -> Counts:
     """What one image adds to each of its (keyword, arm) rows."""
     if not counted:
         return (0, 0, 0)
+    if favourite:
+        return (FAVOURITE_WEIGHT, FAVOURITE_WEIGHT, 0)
     return (1, int(state == "selected"), int(state == "rejected"))
 
 
 def contributions(
-    images: Sequence[ImageFacts], states: dict[str, str], reviewed: bool
+    images: Sequence[ImageFacts], states: dict[str, str], reviewed: bool,
+    favourites: frozenset[str] = frozenset(),
 ) -> dict[str, Counts]:
-    """Each image's contribution given the batch's review status and the images' states."""
+    """Each image's contribution given the batch's review status, the images' states and which
+    of them are favourites."""
     return {
         image.image_id: contribution(reviewed and image.finished_seq is not None,
-                                     states[image.image_id])
+                                     states[image.image_id], image.image_id in favourites)
         for image in images
     }
 

@@ -48,3 +48,11 @@ class UnknownResetError(StoreError, LookupError):
     def __init__(self, reset_id: int) -> None:
         self.reset_id = reset_id
         super().__init__(f"unknown reset {reset_id}")
+
+
+class ImageNotDoneError(StoreError, ValueError):
+    """Only a done image can be a favourite; this one is queued, running or failed."""
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__(f"image {image_id} is not done; only a finished image can be a favourite")
+        self.image_id = image_id

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import duckdb
 import pandas
 
-from learning.store.counting_write_path import FeedbackFact, ImageFacts, fold_states, image_facts
+from learning.store.counting_write_path import FeedbackFact, ImageFacts, fold_favourites, fold_states, image_facts
 from learning.models import BatchRecord, ImageRecord
 
 _BATCH_COLUMNS = """batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
@@ -35,6 +35,10 @@ class BatchFacts:
     def states(self, extra: Sequence[FeedbackFact] = ()) -> dict[str, str]:
         """Each image's selection state, optionally after feedback not stored yet."""
         return fold_states(self.images, (*self.feedback, *extra))
+
+    def favourites(self, extra: Sequence[FeedbackFact] = ()) -> frozenset[str]:
+        """The images that are favourites, optionally after feedback not stored yet."""
+        return fold_favourites((*self.feedback, *extra))
 
     def with_feedback(self, new: Sequence[FeedbackFact], reviewed: bool) -> "BatchFacts":
         """The batch after appending feedback rows."""

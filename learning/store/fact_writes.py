@@ -34,7 +34,7 @@ from learning.store.counting_write_path import (
 )
 from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus
 from learning.store.recent_batches import BatchChanges
-from learning.store.errors import StoreError, UnknownBatchError, UnknownImageError
+from learning.store.errors import ImageNotDoneError, StoreError, UnknownBatchError, UnknownImageError
 from learning.store.fact_reads import BatchFacts
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def _record_finish(
     if not facts.reviewed:
         return
     image = next(i for i in facts.images if i.image_id == image_id)
-    after = contribution(True, facts.states()[image_id])
+    after = contribution(True, facts.states()[image_id], image_id in facts.favourites())
     changes = arm_changes(facts.keywords, [image], {image_id: (0, 0, 0)}, {image_id: after})
     add_changes(cur, ctx.aggregates, facts.user_id, ctx.aggregates.review_seq(facts.user_id),
                 changes, ctx.now)
@@ -247,8 +247,10 @@ def record_review(
         for image_id in ids:
             if image_id not in known:
                 raise UnknownImageError(image_id, batch_id)
+    _check_favourites_done(facts, planned)
     new_facts = _insert_feedback(cur, user_id, batch_id, planned, ctx.now)
     before = facts.states()
+    favourites_before, favourites_after = facts.favourites(), facts.favourites(new_facts)
     step_changed, after = _states_step_by_step(facts, before, planned, new_facts)
     reviews_now = not facts.reviewed and any(action in REVIEW_ACTIONS for action, _ in planned)
     review_seq = ctx.aggregates.review_seq(user_id)
@@ -260,13 +262,13 @@ def record_review(
     changes = arm_changes(
         facts.keywords,
         facts.images,
-        contributions(facts.images, before, facts.reviewed),
-        contributions(facts.images, after, reviewed),
+        contributions(facts.images, before, facts.reviewed, favourites_before),
+        contributions(facts.images, after, reviewed, favourites_after),
         _hidden_by_resets(facts, new_facts, resets) if resets else None,
     )
     add_changes(cur, ctx.aggregates, user_id, review_seq, changes, ctx.now)
     ctx.batches.put(facts.with_feedback(new_facts, reviewed))
-    changed = reviews_now or step_changed
+    changed = reviews_now or step_changed or favourites_before != favourites_after
     log.info("review of batch %s (%s): %s%s, %d aggregate rows", batch_id,
              ", ".join(f"{action} {len(ids)}" if ids else action for action, ids in planned),
              "reviewed now, " if reviews_now else "", "changed" if changed else "no change",
@@ -277,7 +279,18 @@ def record_review(
         rejected=frozenset(i for i, s in after.items() if s == "rejected"),
         reviewed=reviewed,
         changed=changed,
+        favourites=favourites_after,
     )
+
+
+def _check_favourites_done(facts: BatchFacts, planned: list[tuple[str, list[str]]]) -> None:
+    """Only a done image can become a favourite (a queued or failed one shows nothing to like)."""
+    finished = {image.image_id: image.finished_seq for image in facts.images}
+    for action, ids in planned:
+        if action == "favourite":
+            for image_id in ids:
+                if finished[image_id] is None:
+                    raise ImageNotDoneError(image_id)
 
 
 def _hidden_by_resets(

@@ -20,13 +20,13 @@ NOT_A_DRAFT = "not a draft"  # standard / quality images: refine outputs, what t
 NOT_DONE = "not done"  # queued or running: its file may be arriving
 SELECTED = "selected"  # the user's current selection (the last click decides, as everywhere)
 REFINE_PARENT = "refine parent"  # some image names it as parent_image_id
+FAVOURITE = "favourite"  # the user's favourite: never pruned (a favourite is selected too, but
+# it stays its own reason so a later change to the selection rule cannot expose it)
 
 # One row per image whose file may be on disk: not pruned yet, not failed (a failed image has no
 # file). `{source}` is the images to consider, aliased `i` (every image, or the ids `$ids`).
 # The lineage of a protected image is protected by REFINE_PARENT: every ancestor in a refine
 # chain is some image's parent.
-# Favourites (another issue) join here, as one more reason, e.g.
-#     LEFT JOIN favourites f USING (image_id) ... CASE WHEN f.image_id IS NOT NULL THEN 'favourite' END
 _ROWS_SQL = """
     WITH candidates AS (
         SELECT i.image_id, i.batch_id, i.user_id, i.created_at, i.status, b.tier
@@ -34,7 +34,7 @@ _ROWS_SQL = """
         WHERE i.pruned_at IS NULL AND i.status <> 'failed'
     ),
     selected AS (
-        SELECT image_id FROM image_current_state
+        SELECT image_id, favourite FROM image_current_state
         WHERE state = 'selected' AND image_id IN (SELECT image_id FROM candidates)
     ),
     refine_parents AS (
@@ -46,6 +46,7 @@ _ROWS_SQL = """
                CASE WHEN c.tier <> 'draft' THEN '""" + NOT_A_DRAFT + """' END,
                CASE WHEN c.status <> 'done' THEN '""" + NOT_DONE + """' END,
                CASE WHEN s.image_id IS NOT NULL THEN '""" + SELECTED + """' END,
+               CASE WHEN s.favourite THEN '""" + FAVOURITE + """' END,
                CASE WHEN p.image_id IS NOT NULL THEN '""" + REFINE_PARENT + """' END
            ], lambda reason: reason IS NOT NULL) AS protected
     FROM candidates c

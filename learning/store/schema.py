@@ -12,6 +12,7 @@ from typing import Sequence
 
 import duckdb
 
+from learning.store.counting_write_path import CLICK_ACTIONS, FAVOURITE_MARKS, STATE_CLICKS
 from learning.store.decay import DECAYED_MACRO, decayed_to_now_sql
 from learning.store.errors import SchemaTooNewError, StoreError
 from learning.store.timestamps import utc_now
@@ -289,6 +290,67 @@ _LEARNING_BEYOND_CHECKPOINTS = (
     )""",
 )
 
+def sql_list(values: tuple[str, ...]) -> str:
+    """Actions as an SQL IN list (they are constants of the rules, never user input)."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# Favourites (issue 13): two more feedback actions, facts replayed in order like every other click
+# (learning.store.counting_write_path has the rules and FAVOURITE_WEIGHT). The feedback table is
+# rebuilt for its wider CHECK (as v7 does); the selection rule learns that a favourite selects, and
+# image_current_state says which images are favourites. No rebuild of the aggregates is needed: a
+# file migrated across this version has no favourite yet.
+_FAVOURITES = (
+    """CREATE TABLE feedback_v8 (
+        feedback_id BIGINT NOT NULL DEFAULT nextval('fact_seq'),
+        user_id VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        image_id VARCHAR,
+        action VARCHAR NOT NULL
+            CHECK (action IN ('select', 'unselect', 'reject', 'reject_all', 'viewed',
+                              'favourite', 'unfavourite')),
+        created_at TIMESTAMP NOT NULL
+    )""",
+    "INSERT INTO feedback_v8 SELECT * FROM feedback",
+    "DROP INDEX feedback_batch_idx",
+    "DROP TABLE feedback",
+    "ALTER TABLE feedback_v8 RENAME TO feedback",
+    "CREATE INDEX feedback_batch_idx ON feedback (batch_id)",
+    # The selection rule (see v1) with favourite as a select; Python twin: fold_states.
+    """CREATE OR REPLACE MACRO feedback_state(last_click, last_click_ord, last_reject_all_ord) AS
+        CASE
+            WHEN last_click IN ('select', 'favourite') THEN 'selected'
+            WHEN last_click = 'reject' THEN 'rejected'
+            WHEN last_reject_all_ord > coalesce(last_click_ord, -1) THEN 'rejected'
+            ELSE 'none'
+        END""",
+    # The favourite rule: the last of an image's favourite/unfavourite/unselect/reject is a
+    # favourite. Python twin: counting_write_path.fold_favourites (FAVOURITE_MARKS).
+    """CREATE MACRO favourite_state(last_mark) AS coalesce(last_mark = 'favourite', false)""",
+    f"""CREATE OR REPLACE VIEW image_current_state AS
+        WITH clicks AS (
+            SELECT batch_id, image_id,
+                   arg_max(action, feedback_id) FILTER (WHERE action IN ({sql_list(STATE_CLICKS)})) AS last_click,
+                   max(feedback_id) FILTER (WHERE action IN ({sql_list(STATE_CLICKS)})) AS last_click_ord,
+                   arg_max(action, feedback_id) FILTER (WHERE action IN ({sql_list(FAVOURITE_MARKS)})) AS last_mark
+            FROM feedback
+            WHERE action IN ({sql_list(CLICK_ACTIONS)})
+            GROUP BY batch_id, image_id
+        ),
+        reject_alls AS (
+            SELECT i.batch_id, i.image_id, max(f.feedback_id) AS last_reject_all_ord
+            FROM feedback f JOIN images i
+              ON i.batch_id = f.batch_id AND i.finished_seq < f.feedback_id
+            WHERE f.action = 'reject_all'
+            GROUP BY i.batch_id, i.image_id
+        )
+        SELECT batch_id, image_id,
+               feedback_state(c.last_click, c.last_click_ord, r.last_reject_all_ord) AS state,
+               favourite_state(c.last_mark) AS favourite
+        FROM clicks c FULL OUTER JOIN reject_alls r USING (batch_id, image_id)""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
@@ -298,6 +360,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "preference_sharing (cross-user priors)", _PREFERENCE_SHARING),
     Migration(ARMS_BEYOND_CHECKPOINTS, "LoRA combinations, CFG and negative terms as arms; vetoes and dismissals",
               _LEARNING_BEYOND_CHECKPOINTS),
+    Migration(8, "favourites: feedback actions favourite/unfavourite, image_current_state.favourite",
+              _FAVOURITES),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

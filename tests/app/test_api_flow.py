@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from draftgrid.launch import RunningApp
+from learning.store.counting_write_path import FAVOURITE_WEIGHT
 from tests.app.conftest import wait_done
 
 BATCH_FIELDS = {"batch_id", "total_count", "gpu_distribution", "checkpoint_distribution", "loras", "strategy"}
@@ -199,3 +200,32 @@ def test_keyword_stats_show_the_words_the_user_typed(client: httpx.Client, gener
     assert rows and {"keyword", "label", "checkpoint", "selected", "total", "selection_rate"} <= set(rows[0])
     assert {r["label"] for r in rows if r["keyword"] == "cherri"} == {"cherry"}
     assert sum(r["selected"] for r in rows if r["keyword"] == "cherri") == 1
+
+
+def test_favourite_selects_counts_double_and_is_idempotent(client: httpx.Client,
+                                                           generate: Callable[..., dict]) -> None:
+    ticket = generate(prompt="oil painting of a lighthouse", count=3)
+    batch = wait_done(client, ticket["batch_id"])
+    image_id = batch["images"][0]["image_id"]
+    before = client.get("/api/checkpoints/stats").json()
+    r = client.put(f"/api/images/{image_id}/favourite")
+    assert r.status_code == 200 and r.json()["favourite"] and r.json()["selected"] and r.json()["changed"]
+    again = client.put(f"/api/images/{image_id}/favourite")
+    assert again.status_code == 200 and again.json()["changed"] is False and again.json()["favourite"]
+    after = client.get("/api/checkpoints/stats").json()
+    gained = sum(v["selected"] for v in after.values()) - sum(v["selected"] for v in before.values())
+    assert gained == FAVOURITE_WEIGHT  # one favourite counts as FAVOURITE_WEIGHT selections
+    images = {i["image_id"]: i for i in client.get(f"/api/batches/{ticket['batch_id']}").json()["images"]}
+    assert images[image_id]["favourite"] and images[image_id]["selected"]
+    assert not any(i["favourite"] for k, i in images.items() if k != image_id)
+    off = client.delete(f"/api/images/{image_id}/favourite")
+    assert off.status_code == 200 and not off.json()["favourite"] and off.json()["selected"]
+    assert client.delete(f"/api/images/{image_id}/favourite").json()["changed"] is False
+    images = {i["image_id"]: i for i in client.get(f"/api/batches/{ticket['batch_id']}").json()["images"]}
+    assert not images[image_id]["favourite"] and images[image_id]["selected"]  # stays selected
+
+
+def test_favourite_of_an_unknown_image_is_404(client: httpx.Client) -> None:
+    for method in (client.put, client.delete):
+        r = method("/api/images/no-such-image/favourite")
+        assert r.status_code == 404 and "no-such-image" in r.json()["detail"]

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learning.models import ArmKind, ArmStat, BatchRecord, ImageRecord, ImageStatus
+from learning.store.counting_write_path import FAVOURITE_WEIGHT
 from learning.store.decay import decay_factor
 from learning.store.evidence_memory import InMemoryEvidence, ReviewedImage
 from learning.store.preference_store import (
@@ -53,7 +54,7 @@ READERS = (*USERS, None)  # each user, and the global view
 ALL_ROWS = (*KEYWORDS, "*")
 ARMS = ("ckA", "ckC", "film", "sd15|none", "sdxl|detail@0.50+film@0.80", "ckA@5.0", "blurry")
 HALF_LIVES = (1.0, 3.0, 30.0)
-REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed")
+REVIEW_ACTIONS = ("select", "reject", "reject_all", "viewed", "favourite")
 BATCH_ACTIONS = ("reject_all", "viewed")
 
 Key = tuple[str, str, str, str]  # (user_id, keyword, arm_kind, arm)
@@ -97,6 +98,7 @@ class ModelImage:
     keywords: tuple[str, ...]
     done: bool
     state: str = "none"
+    favourite: bool = False
     counted: Counts = (0, 0, 0)  # its contribution to its rows so far
     counted_from: int = 0  # the model's clock when it started to count
 
@@ -169,8 +171,13 @@ class Model:
         for action, ids in steps:
             self.feedback_rows += max(1, len(set(ids)))
             for image_id in ids:
-                self.images[image_id].state = {"select": "selected", "reject": "rejected",
-                                               "unselect": "none"}[action]
+                image = self.images[image_id]
+                if action == "unfavourite":
+                    image.favourite = False
+                    continue
+                image.favourite = action == "favourite" or (image.favourite and action == "select")
+                image.state = {"select": "selected", "reject": "rejected", "unselect": "none",
+                               "favourite": "selected"}[action]
             if action == "reject_all":
                 for image_id in self.batches[batch_id]:
                     image = self.images[image_id]
@@ -188,7 +195,8 @@ class Model:
             image = self.images[image_id]
             counts: Counts = (0, 0, 0)
             if image.done and batch_id in self.reviewed:
-                counts = (1, int(image.state == "selected"), int(image.state == "rejected"))
+                counts = ((FAVOURITE_WEIGHT, FAVOURITE_WEIGHT, 0) if image.favourite else
+                          (1, int(image.state == "selected"), int(image.state == "rejected")))
             if counts == image.counted:
                 continue
             if image.counted == (0, 0, 0):
@@ -301,13 +309,18 @@ def snapshot(reads: EvidenceReads) -> dict[str, float]:
 # --- the random histories ----------------------------------------------------------------------
 
 
-def review_steps(ids: Sequence[str], max_steps: int = 4) -> st.SearchStrategy[list[Step]]:
+def review_steps(ids: Sequence[str], max_steps: int = 4,
+                 done: Sequence[str] = ()) -> st.SearchStrategy[list[Step]]:
     """One review request: 1 to `max_steps` steps, clicks naming 1-3 of the batch's images
     (repeats and undo included), batch actions naming none."""
     click = st.tuples(st.sampled_from(["select", "unselect", "reject"]),
                       st.lists(st.sampled_from(ids), min_size=1, max_size=3))
     batch_action = st.tuples(st.sampled_from(BATCH_ACTIONS), st.just([]))
-    return st.lists(st.one_of(click, batch_action), min_size=1, max_size=max_steps)
+    marks = [click, batch_action]
+    if done:  # favourites: only a done image can become one
+        marks.append(st.tuples(st.sampled_from(["favourite", "unfavourite"]),
+                               st.lists(st.sampled_from(list(done)), min_size=1, max_size=3)))
+    return st.lists(st.one_of(*marks), min_size=1, max_size=max_steps)
 
 
 def new_batch(store: PreferenceStore, model: Model, data: st.DataObject, n: int,
@@ -378,6 +391,7 @@ def run_step(store: PreferenceStore, model: Model, data: st.DataObject, n: int) 
         return
     batch_id = data.draw(st.sampled_from(sorted(model.batches)))
     ids = model.batches[batch_id]
+    done = [i for i in ids if model.images[i].done]
     owner = model.owners[batch_id]
     if kind == "finish":
         image_id = data.draw(st.sampled_from(ids))
@@ -385,15 +399,15 @@ def run_step(store: PreferenceStore, model: Model, data: st.DataObject, n: int) 
             store.update_images([ImageStatus(image_id, "done")])
             model.finish(image_id)
     elif kind == "feedback":  # one step through the one-step form
-        [(action, targets)] = data.draw(review_steps(ids, max_steps=1))
+        [(action, targets)] = data.draw(review_steps(ids, max_steps=1, done=done))
         store.apply_feedback(owner, batch_id, action, targets)
         model.review(batch_id, [(action, targets)])
     elif kind == "review":
-        steps = data.draw(review_steps(ids))
+        steps = data.draw(review_steps(ids, done=done))
         store.apply_review(owner, batch_id, steps)
         model.review(batch_id, steps)
     else:  # valid steps, then one the store refuses: nothing of the review is written
-        steps = data.draw(review_steps(ids))
+        steps = data.draw(review_steps(ids, done=done))
         bad_step, error, user = data.draw(st.sampled_from([
             (("select", ["nope"]), UnknownImageError, owner),
             (("reject", []), ValueError, owner),

@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learning.models import FeedbackResult, ImageStatus
+from learning.store.counting_write_path import FAVOURITE_WEIGHT
+from learning.store.errors import ImageNotDoneError
 from learning.store.preference_store import PreferenceStore, UnknownBatchError, UnknownImageError
 from learning.store.writer import SerialWriter
 from tests.learning.store_builders import (
@@ -339,3 +341,25 @@ def test_a_review_equals_its_steps_applied_one_by_one(data: st.DataObject) -> No
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_favourite_selects_counts_as_favourite_weight_selections_and_ends_on_unselect(
+        store: PreferenceStore) -> None:
+    ids = add_simple_batch(store, "f1", ["ckA", "ckA", "ckB"], statuses=["done", "done", "queued"])
+    result = store.apply_feedback("alice", "f1", "favourite", [ids[0]])
+    assert result.reviewed and result.changed  # a favourite reviews the batch
+    assert result.selected == {ids[0]} and result.favourites == {ids[0]}
+    # the favourite counts FAVOURITE_WEIGHT shown and selected, the other done image 1 shown
+    assert counts(store, "alice", "*", "ckA") == (FAVOURITE_WEIGHT + 1, FAVOURITE_WEIGHT, 0)
+    again = store.apply_feedback("alice", "f1", "select", [ids[0]])  # a re-select keeps it
+    assert again.favourites == {ids[0]} and not again.changed
+    off = store.apply_feedback("alice", "f1", "unfavourite", [ids[0]])
+    assert off.changed and off.selected == {ids[0]} and off.favourites == frozenset()
+    assert counts(store, "alice", "*", "ckA") == (2, 1, 0)
+    store.apply_feedback("alice", "f1", "favourite", [ids[0]])
+    ended = store.apply_feedback("alice", "f1", "unselect", [ids[0]])
+    assert ended.favourites == frozenset() and ended.selected == frozenset()
+    assert counts(store, "alice", "*", "ckA") == (2, 0, 0)
+    with pytest.raises(ImageNotDoneError):  # the queued image cannot be a favourite
+        store.apply_feedback("alice", "f1", "favourite", [ids[2]])
+    assert counts(store, "alice", "*", "ckB") == (0, 0, 0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from learning.store.preference_store import PreferenceStore
-from learning.store.retention_sql import NOT_A_DRAFT, NOT_DONE, REFINE_PARENT, SELECTED
+from learning.store.retention_sql import FAVOURITE, NOT_A_DRAFT, NOT_DONE, REFINE_PARENT, SELECTED
 from learning.store.schema import LATEST_VERSION, MIGRATIONS, migrate, schema_version
 from tests.learning.store_builders import add_simple_batch, make_batch, make_image
 
@@ -61,6 +61,17 @@ def test_protected_images_and_why(store: PreferenceStore) -> None:
 
     store.apply_feedback("alice", "d1", "unselect", [drafts[0]])  # the current selection decides
     assert reasons(store)[drafts[0]] == ()
+
+
+def test_a_favourite_is_never_pruned_even_once_unfavourited_it_stays_selected(store: PreferenceStore) -> None:
+    drafts = add_simple_batch(store, "f1", ["ckA", "ckB"], statuses=["done", "done"])
+    store.apply_feedback("alice", "f1", "favourite", [drafts[0]])
+    assert reasons(store)[drafts[0]] == (SELECTED, FAVOURITE)
+    marked = dict(store.mark_pruned(drafts))
+    assert drafts[0] not in marked and drafts[1] in marked  # the favourite keeps its file
+    assert reasons(store)[drafts[0]] == (SELECTED, FAVOURITE)
+    store.apply_feedback("alice", "f1", "unfavourite", [drafts[0]])
+    assert reasons(store)[drafts[0]] == (SELECTED,)
 
 
 def test_mark_pruned_checks_protection_again_and_changes_no_fact_or_aggregate(store: PreferenceStore) -> None:

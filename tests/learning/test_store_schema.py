@@ -40,6 +40,22 @@ def test_older_file_opens_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
         store.close()
 
 
+def test_a_v7_file_migrates_to_favourites_keeping_its_feedback(tmp_path: Path) -> None:
+    path = tmp_path / "v7.duckdb"
+    con = duckdb.connect(str(path))
+    assert migrate(con, MIGRATIONS[:7]) == 7
+    con.execute("""INSERT INTO feedback (user_id, batch_id, image_id, action, created_at)
+                   VALUES ('alice', 'b0', 'i0', 'select', TIMESTAMP '2025-01-01 10:00:00')""")
+    assert migrate(con) == 8
+    assert con.execute("SELECT feedback_id, action FROM feedback").fetchall() == [(1, "select")]
+    assert con.execute("SELECT state, favourite FROM image_current_state").fetchall() == [("selected", False)]
+    con.execute("""INSERT INTO feedback (user_id, batch_id, image_id, action, created_at)
+                   VALUES ('alice', 'b0', 'i0', 'favourite', TIMESTAMP '2025-01-01 10:01:00')""")
+    assert con.execute("SELECT feedback_id FROM feedback ORDER BY 1").fetchall() == [(1,), (2,)]
+    assert con.execute("SELECT state, favourite FROM image_current_state").fetchall() == [("selected", True)]
+    con.close()
+
+
 def test_failed_migration_leaves_the_previous_version_intact(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "p.duckdb"))
     try:

@@ -111,6 +111,9 @@ def test_another_user_gets_404s_like_for_ids_that_never_existed(app: RunningApp,
                 assert mine.status_code == never.status_code == 404, template
                 assert mine.json()["detail"].replace(ident, NEVER) == never.json()["detail"]
         assert bob.post(f"/api/batches/{batch_id}/cancel").status_code == 404
+        for method in (bob.put, bob.delete):  # favourites: another user's image looks unknown
+            mine, never = method(f"/api/images/{image_id}/favourite"), method(f"/api/images/{NEVER}/favourite")
+            assert mine.status_code == never.status_code == 404
         for body in ({"batch_id": batch_id, "selected": [image_id]}, {"batch_id": batch_id, "reject_all": True}):
             r = bob.post("/api/feedback", json=body)
             assert r.status_code == 404 and "secret" not in r.text, r.text
