@@ -40,6 +40,8 @@ CSS = """
 .dg-bar > div { height: 100%; background: #22c55e; transition: width .2s; }
 .dg-banner { background: #fef3c7; color: #78350f; padding: 8px 12px; border-radius: 6px; font-weight: 600; }
 .dg-error { color: #b91c1c; font-weight: 600; }
+#dg-auto-lora { min-width: 8.5em !important; }
+#dg-auto-lora label, #dg-auto-lora span { white-space: nowrap; overflow: visible; }
 """
 
 GENERATE_CONCURRENCY = "generate"
@@ -211,6 +213,16 @@ class DraftGridUI:
         self.service.feedback(user, FeedbackRequest(batch_id=batch_id, reject_all=True))
         return self._review(user, batch_id)
 
+    def stop_button(self, batch_id: str | None, request: gr.Request) -> Any:
+        """Stop is enabled only while the shown batch still runs (queued or running)."""
+        running = False
+        if batch_id:
+            try:
+                running = self.service.batch_view(user_of(request), batch_id).status in ("queued", "running")
+            except ServiceError:
+                running = False
+        return gr.Button(interactive=running)
+
     def stop(self, batch_id: str | None, request: gr.Request) -> None:
         """Cancel the shown batch on every server; its stream then ends with what finished."""
         if batch_id:
@@ -244,8 +256,11 @@ class DraftGridUI:
         cfgs = _rates_frame(self.service.arm_totals(user, "cfg", scope_name), "checkpoint @ CFG")
         keywords = self.service.keyword_table(user, scope_name, keyword_filter or None).round(3)
         history = self.service.confidence_history(user, scope_name)
-        history = history.assign(batch=range(1, len(history) + 1)) if len(history) else pd.DataFrame(
-            {"batch": [], "confidence": [], "strategy": []})
+        # whole batch numbers on the x axis (a float column made Vega label it "1.000000"), the
+        # date in the tooltip
+        history = history.assign(batch=range(1, len(history) + 1),
+                                 date=history["created_at"].dt.strftime("%Y-%m-%d %H:%M")) if len(history) else \
+            pd.DataFrame({"batch": pd.Series([], dtype=int), "confidence": [], "strategy": [], "date": []})
         summary = (f"<span id='dg-stats-summary'>{int(ckpt['selected'].sum()) if len(ckpt) else 0} selected of "
                    f"{int(ckpt['total'].sum()) if len(ckpt) else 0} reviewed images</span>")
         return summary, ckpt, ckpt, keywords, lora, combos, cfgs, history
@@ -361,7 +376,7 @@ class DraftGridUI:
                     selection_md = gr.HTML(elem_id="dg-selection", min_width=120)
                     picker = gr.Dropdown(label="Earlier batches", choices=[], elem_id="dg-batch-picker",
                                          min_width=240)
-                    stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80)
+                    stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80, interactive=False)
                     reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
                     refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
                 with gr.Row(equal_height=True):
@@ -377,10 +392,19 @@ class DraftGridUI:
             # a last render from the server's state, in case a click landed between the stream's
             # final yield being computed and delivered
             settle = dict(fn=self.review, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
-            generate_btn.click(self.generate, inputs=inputs, **common).then(**settle)
-            prompt.submit(self.generate, inputs=inputs, **common).then(**settle)
-            refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle)
-            picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick)
+            # Stop: enabled the moment a batch starts — a listener of its own (the stream's outputs
+            # stay as they were), registered before the stream's, because the page runs a trigger's
+            # listeners one after the other: after it, Stop came on only when the batch was over.
+            # When a stream ends or another batch is opened, `stop_state` leaves it enabled only
+            # if that batch still runs.
+            for started in (generate_btn.click, prompt.submit, refine_btn.click):
+                started(lambda: gr.Button(interactive=True), outputs=[stop_btn], api_visibility="private", **quick)
+            stop_state = dict(fn=self.stop_button, inputs=[batch_state], outputs=[stop_btn], api_visibility="private",
+                              **quick)
+            generate_btn.click(self.generate, inputs=inputs, **common).then(**settle).then(**stop_state)
+            prompt.submit(self.generate, inputs=inputs, **common).then(**settle).then(**stop_state)
+            refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle).then(**stop_state)
+            picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick).then(**stop_state)
             gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             stop_btn.click(self.stop, inputs=[batch_state], outputs=None, **quick)
@@ -409,7 +433,9 @@ class DraftGridUI:
                 combo_table = gr.Dataframe(label="LoRA combinations (per family, with strengths): selection rate",
                                            elem_id="dg-combo-table")
                 cfg_table = gr.Dataframe(label="Settings (checkpoint × CFG): selection rate", elem_id="dg-cfg-table")
-                conf_plot = gr.LinePlot(x="batch", y="confidence", label="Confidence over time", y_lim=[0, 1])
+                conf_plot = gr.LinePlot(x="batch", y="confidence", label="Confidence over time", y_lim=[0, 1],
+                                        x_title="batch (1 = your first)", x_axis_format="d",
+                                        tooltip=["batch", "date", "confidence", "strategy"], elem_id="dg-conf-plot")
                 with gr.Row():
                     fmt = gr.Radio(["csv", "parquet"], value="csv", label="Export format")
                     export_btn = gr.Button("Export my preferences")
