@@ -20,7 +20,7 @@ import duckdb
 import pandas
 
 from learning.store import (
-    aggregates, aggregates_reference_sql, crowd_pool, fact_reads, fact_writes, monitoring_sql, resets,
+    aggregates, aggregates_reference_sql, crowd_pool, fact_reads, fact_writes, history_sql, monitoring_sql, resets,
     retention_sql, rules, sharing, snapshot, stats_tables_sql, transfer,
 )
 from learning.store.aggregates_memory import AggregateMemory
@@ -272,6 +272,10 @@ class PreferenceStore:
 
     def lineage(self, image_id: str) -> list[ImageRecord]:
         return self._read(fact_reads.lineage, image_id)
+
+    def history(self, user_id: str, query: history_sql.HistoryFilter) -> history_sql.HistoryPage:
+        """One page of the user's earlier images matching `query`, newest first (learning.store.history_sql)."""
+        return self._read(history_sql.history_page, user_id, query)
 
     def sql_aggregates(self) -> aggregates_reference_sql.SqlAggregates:
         """The same evidence reads answered by DuckDB instead of the in-memory copy (each through the

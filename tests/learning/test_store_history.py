@@ -1,0 +1,99 @@
+"""The history query (learning.store.history_sql): filters, paging, totals, and the selection state
+it shows being the one the monitoring views show (one rule)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from learning.store.history_sql import MAX_LIMIT, PAGING_FIELDS, HistoryFilter, _CONDITIONS
+from learning.store.preference_store import PreferenceStore
+from tests.learning.store_builders import add_simple_batch
+
+
+def _ids(store: PreferenceStore, user: str = "alice", **filters: object) -> list[str]:
+    return [row.image_id for row in store.history(user, HistoryFilter(**filters)).rows]  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def filled(store: PreferenceStore) -> PreferenceStore:
+    """Three batches of alice (two prompts, two checkpoints, one LoRA) and one of bob."""
+    cats = add_simple_batch(store, "b1", ["ckA", "ckB"], keywords=("cat", "portrait"))
+    add_simple_batch(store, "b2", ["ckA"], keywords=("dog",), loras=(("lora/ink.safetensors", 0.8),))
+    add_simple_batch(store, "b3", ["ckB", "ckB"], keywords=("cat", "city"), statuses=["done", "failed"])
+    add_simple_batch(store, "bob1", ["ckA"], user_id="bob", keywords=("cat",))
+    store.apply_feedback("alice", "b1", "select", [cats[1]])
+    return store
+
+
+def test_every_filter_field_has_exactly_one_condition() -> None:
+    assert set(_CONDITIONS) | PAGING_FIELDS == {f.name for f in fields(HistoryFilter)}
+
+
+def test_newest_first_only_the_users_images_with_total(filled: PreferenceStore) -> None:
+    page = filled.history("alice", HistoryFilter())
+    assert page.total == 5
+    assert [r.batch_id for r in page.rows] == ["b3", "b3", "b2", "b1", "b1"]
+    created = [r.created_at for r in page.rows]
+    assert created == sorted(created, reverse=True)
+    assert filled.history("bob", HistoryFilter()).total == 1
+    assert filled.history("carol", HistoryFilter()).total == 0
+
+
+def test_filters(filled: PreferenceStore) -> None:
+    assert set(_ids(filled, prompt="CAT")) == {"b1-0", "b1-1", "b3-0", "b3-1"}  # case-insensitive substring
+    assert _ids(filled, prompt="at port") == ["b1-1", "b1-0"]
+    assert set(_ids(filled, keyword="cat")) == {"b1-0", "b1-1", "b3-0", "b3-1"}
+    assert set(_ids(filled, checkpoint="ckB")) == {"b1-1", "b3-0", "b3-1"}
+    assert _ids(filled, lora="lora/ink.safetensors") == ["b2-0"]
+    assert _ids(filled, tier="quality") == []
+    assert len(_ids(filled, tier="draft")) == 5
+    assert _ids(filled, selected=True) == ["b1-1"]
+    assert len(_ids(filled, selected=False)) == 4
+    assert _ids(filled, checkpoint="ckB", prompt="city", selected=False) == ["b3-1", "b3-0"]
+
+
+def test_selected_is_the_monitoring_views_state(filled: PreferenceStore) -> None:
+    """After a select, a Reject-all and an unselect the history shows what image_logs shows."""
+    filled.apply_feedback("alice", "b3", "reject_all")
+    filled.apply_feedback("alice", "b1", "unselect", ["b1-1"])
+    filled.apply_feedback("alice", "b1", "select", ["b1-0"])
+    expected = filled.read_sql("SELECT image_id, selected FROM image_logs WHERE user_id = 'alice'")
+    rows = filled.history("alice", HistoryFilter()).rows
+    assert {r.image_id: r.selected for r in rows} == dict(zip(expected["image_id"], expected["selected"]))
+    assert _ids(filled, selected=True) == ["b1-0"]
+
+
+def test_date_range(filled: PreferenceStore) -> None:
+    rows = filled.history("alice", HistoryFilter()).rows
+    b2 = next(r for r in rows if r.batch_id == "b2").created_at
+    assert set(_ids(filled, since=b2)) == {"b2-0", "b3-0", "b3-1"}
+    assert set(_ids(filled, until=b2)) == {"b1-0", "b1-1"}
+
+
+def test_pages_cover_the_matches_once(filled: PreferenceStore) -> None:
+    pages = [filled.history("alice", HistoryFilter(limit=2, offset=o)) for o in (0, 2, 4, 6)]
+    assert [len(p.rows) for p in pages] == [2, 2, 1, 0]
+    assert all(p.total == 5 for p in pages)
+    assert [r.image_id for p in pages for r in p.rows] == _ids(filled)
+
+
+def test_row_carries_the_image_and_batch(filled: PreferenceStore) -> None:
+    row = next(r for r in filled.history("alice", HistoryFilter(lora="lora/ink.safetensors")).rows)
+    assert (row.batch_id, row.prompt, row.checkpoint, row.loras, row.seed, row.tier, row.status) == (
+        "b2", "dog", "ckA", ("lora/ink.safetensors",), 1000, "draft", "done")
+    failed = filled.history("alice", HistoryFilter(prompt="city")).rows
+    assert sorted(r.status for r in failed) == ["done", "failed"]
+
+
+@pytest.mark.parametrize("bad", [dict(limit=0), dict(limit=MAX_LIMIT + 1), dict(offset=-1)])
+def test_bad_paging_is_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        HistoryFilter(**bad)  # type: ignore[arg-type]
+
+
+def test_an_empty_range_is_refused(filled: PreferenceStore) -> None:
+    when = filled.history("alice", HistoryFilter()).rows[0].created_at
+    with pytest.raises(ValueError, match="since must be before until"):
+        HistoryFilter(since=when, until=when)
