@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 
 import duckdb
 
+from bench.synthetic_sql import random_loras_sql
 from learning.store.history_sql import MAX_LIMIT, HistoryFilter
 from learning.store.preference_store import PreferenceStore
 
@@ -47,12 +48,7 @@ INSERT INTO images (image_id, batch_id, user_id, checkpoint, loras, seed, batch_
                     server, path, error, seconds, created_at, finished_at, finished_seq)
 SELECT 'b' || b || '-' || i, 'b' || b, CASE WHEN b < $batches THEN '{USER}' ELSE 'other' || (b % 50) END,
        'ck' || (hash(b, i) % {CHECKPOINTS}),
-       CASE hash(b, i, 1) % 3
-           WHEN 0 THEN []
-           WHEN 1 THEN [{{'name': 'lora' || (hash(b, i, 2) % {LORAS}), 'strength': 0.6}}]
-           ELSE [{{'name': 'lora' || (hash(b, i, 2) % {LORAS}), 'strength': 0.6}},
-                 {{'name': 'lora' || (hash(b, i, 3) % {LORAS}), 'strength': 0.7}}]
-       END,
+       {random_loras_sql(LORAS)},
        hash(b, i) % 1000000, i, 512, 512, 8, 5.0, 'euler', 'normal', 1.0, NULL, NULL,
        CASE WHEN hash(b, i, 4) % 50 = 0 THEN 'failed' ELSE 'done' END, 'gpu0', NULL, NULL, 1.0,
        TIMESTAMP '2025-01-01' + to_seconds(b * 60), TIMESTAMP '2025-01-01' + to_seconds(b * 60 + 30),

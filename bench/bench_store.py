@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Sequence
 
 import duckdb
 
+from bench.synthetic_sql import random_loras_sql
 from learning.models import BatchRecord, ImageRecord, ImageStatus
 from learning.store.schema import migrate
 from learning.store.preference_store import COMPACT_EVERY_WRITES, DUCKDB_CONFIG, DUCKDB_MEMORY_LIMIT, PreferenceStore
@@ -33,7 +34,9 @@ ORDS_PER_BATCH = IMAGES_PER_BATCH + FEEDBACK_PER_BATCH
 USER = "bench"
 
 _BULK_FACTS = f"""
-INSERT INTO batches
+INSERT INTO batches (batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
+                     explore_mode, auto_lora, strategy, recommended, confidence, count, policy,
+                     parent_batch_id, created_at, reviewed_at)
 SELECT 'b' || b, '{USER}', 's' || (b // 10), 'bench prompt ' || b, '',
        list_distinct(list_transform(range(6), lambda j: 'kw' || (hash(b * 7 + j) % {KEYWORDS}))),
        'draft', 'sd15', true, true, 'explore', 'ck0', (hash(b) % 100) / 100.0, {IMAGES_PER_BATCH},
@@ -42,12 +45,7 @@ FROM range($batches) t(b);
 
 INSERT INTO images
 SELECT 'b' || b || '-' || i, 'b' || b, '{USER}', 'ck' || (hash(b, i) % {CHECKPOINTS}),
-       CASE hash(b, i, 1) % 3
-           WHEN 0 THEN []
-           WHEN 1 THEN [{{'name': 'lora' || (hash(b, i, 2) % {LORAS}), 'strength': 0.6}}]
-           ELSE [{{'name': 'lora' || (hash(b, i, 2) % {LORAS}), 'strength': 0.6}},
-                 {{'name': 'lora' || (hash(b, i, 3) % {LORAS}), 'strength': 0.7}}]
-       END,
+       {random_loras_sql(LORAS)},
        hash(b, i) % 1000000, i, 512, 512, 8, 5.0, 'euler', 'normal', 1.0, NULL, NULL, 'done',
        'gpu0', NULL, NULL, 1.0, TIMESTAMP '2025-01-01' + to_seconds(b),
        TIMESTAMP '2025-01-01' + to_seconds(b), b * {ORDS_PER_BATCH} + i + 1, NULL
