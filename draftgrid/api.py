@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -21,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from draftgrid.errors import InvalidRequest, ServiceError
 from draftgrid.preference_rules import SUBJECT_FIELDS
-from draftgrid.schemas import (DEFAULT_FAMILY, Family, FeedbackRequest, GenerateRequest, RulesRequest, SharingRequest,
-                               readable_errors)
+from draftgrid.schemas import (DEFAULT_FAMILY, Family, FeedbackRequest, GenerateRequest, HistoryQuery, RulesRequest,
+                               SharingRequest, readable_errors)
 from draftgrid.service import DraftGridService
 from learning.models import Tier, RuleKind
 
@@ -129,6 +130,14 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
     @router.get("/images/{image_id}")
     async def image(image_id: str, user: str = User) -> Any:
         return Response(await call(service.image_png, user, image_id), media_type="image/png")
+
+    @router.get("/history")
+    async def history(request: Request, user: str = User) -> Any:
+        q = parse_query(request, HistoryQuery)
+        page = await call(service.history, user, q.to_filter())
+        return {"total": page.total, "limit": page.limit, "offset": page.offset,
+                "images": [{**asdict(row), "loras": list(row.loras), "created_at": row.created_at.isoformat(),
+                            "url": f"/api/images/{row.image_id}"} for row in page.rows]}
 
     @router.get("/images/{image_id}/lineage")
     async def lineage(image_id: str, user: str = User) -> Any:

@@ -7,6 +7,7 @@ readable messages, before anything is written.
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -14,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from draftgrid.planning import MAX_SEED
 from families.recognise import DEFAULT_FAMILY
 from families.registry import registry
+from learning.keywords import stem
 from learning.models import Tier
 from learning.recommend.types import MAX_COUNT
+from learning.store.history_sql import DEFAULT_LIMIT, MAX_LIMIT, HistoryFilter
 from learning.store.monitoring_sql import MAX_ROWS, MAX_SQL_CHARS
 
 Family = Literal[registry().names]  # type: ignore[valid-type]  # every family of assets/families.toml
@@ -157,3 +160,33 @@ class MonitoringQueryRequest(BaseModel):
 
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS)
     max_rows: int = Field(default=200, ge=1, le=MAX_ROWS)
+
+
+class HistoryQuery(BaseModel):
+    """Query of `GET /api/history`: the caller's earlier images, filtered and paged (newest first).
+    `keyword` is a prompt word (stemmed as prompts are); `since`/`until` are ISO dates or times."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT_CHARS)
+    keyword: str | None = Field(default=None, min_length=1, max_length=200)
+    checkpoint: str | None = Field(default=None, min_length=1, max_length=500)
+    lora: str | None = Field(default=None, min_length=1, max_length=500)
+    tier: Tier | None = None
+    selected: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0, le=10**9)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> HistoryQuery:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+    def to_filter(self) -> HistoryFilter:
+        fields = self.model_dump()
+        if self.keyword is not None:
+            fields["keyword"] = stem(self.keyword.strip().lower())
+        return HistoryFilter(**fields)

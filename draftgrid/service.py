@@ -47,6 +47,7 @@ from draftgrid.stats import PreferenceStats, Scope
 from draftgrid.views import BatchView
 from learning.models import ArmKind, BatchRecord, FeedbackResult, Recommendation, ResetRecord, ResetResult, RuleKind
 from learning.pools import PoolConfig
+from learning.store.history_sql import HistoryFilter, HistoryPage
 from learning.store.preference_store import PreferenceStore, TransferFormat
 
 __all__ = ["BatchTicket", "BatchView", "DraftGridService", "SharingState"]
@@ -167,6 +168,10 @@ class DraftGridService:
 
     def recent_batches(self, user_id: str, limit: int = 30) -> list[BatchRecord]:
         return self._stats.recent_batches(user_id, limit)
+
+    def history(self, user_id: str, query: HistoryFilter) -> HistoryPage:
+        """One page of the user's earlier images matching `query`, newest first, with the total."""
+        return self._stats.history(user_id, query)
 
     # ------------------------------------------------------------------ feedback
     def feedback(self, user_id: str, req: FeedbackRequest) -> FeedbackResult:

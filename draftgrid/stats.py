@@ -11,6 +11,7 @@ import pandas as pd
 from draftgrid.errors import InvalidRequest
 from learning.keywords import parse_prompt
 from learning.models import ArmKind, BatchRecord
+from learning.store.history_sql import HistoryFilter, HistoryPage
 from learning.store.preference_store import PreferenceStore, TransferFormat
 
 Scope = str  # "user" | "global"
@@ -56,6 +57,9 @@ class PreferenceStats:
 
     def recent_batches(self, user_id: str, limit: int = 30) -> list[BatchRecord]:
         return self._store.recent_batches(user_id, limit=limit)
+
+    def history(self, user_id: str, query: HistoryFilter) -> HistoryPage:
+        return self._store.history(user_id, query)
 
     def export_preferences(self, user_id: str, fmt: TransferFormat) -> bytes:
         return self._store.export_preferences(user_id, fmt)

@@ -124,7 +124,9 @@ def test_another_user_gets_404s_like_for_ids_that_never_existed(app: RunningApp,
         export = bob.get("/api/preferences/export")
         assert export.status_code == 200 and b"secret" not in export.content and b"garden" not in export.content
         assert sum(v["selected"] for v in bob.get("/api/checkpoints/stats").json().values()) == 0
+        assert bob.get("/api/history").json() == {"total": 0, "limit": 50, "offset": 0, "images": []}
     with api(app, ANN) as ann:  # ann's own data is untouched by bob's attempts
+        assert image_id in {i["image_id"] for i in ann.get("/api/history").json()["images"]}
         batch = ann.get(f"/api/batches/{batch_id}").json()
         assert batch["status"] == "done" and [i["selected"] for i in batch["images"]].count(True) == 1
         assert b"garden" in ann.get("/api/preferences/export").content
