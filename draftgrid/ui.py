@@ -213,16 +213,6 @@ class DraftGridUI:
         self.service.feedback(user, FeedbackRequest(batch_id=batch_id, reject_all=True))
         return self._review(user, batch_id)
 
-    def stop_button(self, batch_id: str | None, request: gr.Request) -> Any:
-        """Stop is enabled only while the shown batch still runs (queued or running)."""
-        running = False
-        if batch_id:
-            try:
-                running = self.service.batch_view(user_of(request), batch_id).status in ("queued", "running")
-            except ServiceError:
-                running = False
-        return gr.Button(interactive=running)
-
     def stop(self, batch_id: str | None, request: gr.Request) -> None:
         """Cancel the shown batch on every server; its stream then ends with what finished."""
         if batch_id:
@@ -376,7 +366,7 @@ class DraftGridUI:
                     selection_md = gr.HTML(elem_id="dg-selection", min_width=120)
                     picker = gr.Dropdown(label="Earlier batches", choices=[], elem_id="dg-batch-picker",
                                          min_width=240)
-                    stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80, interactive=False)
+                    stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80)
                     reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
                     refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
                 with gr.Row(equal_height=True):
@@ -392,19 +382,10 @@ class DraftGridUI:
             # a last render from the server's state, in case a click landed between the stream's
             # final yield being computed and delivered
             settle = dict(fn=self.review, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
-            # Stop: enabled the moment a batch starts — a listener of its own (the stream's outputs
-            # stay as they were), registered before the stream's, because the page runs a trigger's
-            # listeners one after the other: after it, Stop came on only when the batch was over.
-            # When a stream ends or another batch is opened, `stop_state` leaves it enabled only
-            # if that batch still runs.
-            for started in (generate_btn.click, prompt.submit, refine_btn.click):
-                started(lambda: gr.Button(interactive=True), outputs=[stop_btn], api_visibility="private", **quick)
-            stop_state = dict(fn=self.stop_button, inputs=[batch_state], outputs=[stop_btn], api_visibility="private",
-                              **quick)
-            generate_btn.click(self.generate, inputs=inputs, **common).then(**settle).then(**stop_state)
-            prompt.submit(self.generate, inputs=inputs, **common).then(**settle).then(**stop_state)
-            refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle).then(**stop_state)
-            picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick).then(**stop_state)
+            generate_btn.click(self.generate, inputs=inputs, **common).then(**settle)
+            prompt.submit(self.generate, inputs=inputs, **common).then(**settle)
+            refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle)
+            picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick)
             gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             stop_btn.click(self.stop, inputs=[batch_state], outputs=None, **quick)

@@ -204,29 +204,6 @@ def test_stats_tab_resets_undoes_and_queries(ui_app: RunningApp, browser) -> Non
     page.close()
 
 
-def test_stop_is_enabled_only_while_a_batch_runs(tmp_path_factory: pytest.TempPathFactory, browser) -> None:  # noqa: ANN001
-    """Issue 13: the Stop button stayed active after a batch was done."""
-    slow = start_app(tmp_path_factory.mktemp("stop-state"), sim_speed=2.0)
-    try:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(slow.local_url)
-        stop = page.locator("#dg-stop")
-        expect(stop).to_be_disabled()  # nothing runs yet
-        page.locator("#dg-prompt textarea").fill("a slow lighthouse")
-        count = page.locator("#dg-count-slider input[type=number]")
-        count.fill("2")
-        count.press("Tab")
-        page.locator("#dg-generate").click()
-        expect(page.locator("#dg-count")).to_contain_text("running", timeout=30_000)
-        expect(stop).to_be_enabled()
-        expect(page.locator("#dg-count")).to_contain_text("2 / 2 images · done", timeout=60_000)
-        expect(stop).to_be_disabled(timeout=15_000)
-        shot(page, "11-stop-disabled-when-done")
-        page.close()
-    finally:
-        slow.close()
-
-
 def test_phone_width_auto_lora_label_is_not_clipped(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     page.goto(ui_app.local_url)

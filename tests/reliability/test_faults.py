@@ -51,9 +51,12 @@ def assert_complete(client: httpx.Client, ticket: dict) -> dict:
 
 def test_server_killed_mid_batch_restarted_and_killed_again(app: RunningApp, client: httpx.Client) -> None:
     gpu0 = app.backend.simulator.servers[0]  # type: ignore[union-attr]
-    gpu0.faults.die_after_images = 2  # dies inside its first 4-image prompt
+    gpu0.faults.die_after_images = 2  # dies on its second image, inside a prompt
     first = assert_complete(client, generate(client, count=20))
-    assert {i["server"] for i in first["images"]} == {GPU1}  # gpu0's partial prompt was re-run there
+    # gpu0's unfinished prompt was re-run on gpu1; gpu0 may have finished one image first (a server
+    # whose first image races the other's starts on a one-image prompt), never its second
+    servers = [i["server"] for i in first["images"]]
+    assert servers.count(GPU0) <= 1 and servers.count(GPU1) >= 19
     wait_gpus(client, {GPU0: False, GPU1: True})
 
     sim_call(app, gpu0.restart())
