@@ -174,6 +174,7 @@ class HistoryQuery(BaseModel):
     lora: str | None = Field(default=None, min_length=1, max_length=500)
     tier: Tier | None = None
     selected: bool | None = None
+    favourite: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

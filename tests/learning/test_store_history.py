@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from learning.store.history_sql import MAX_LIMIT, PAGING_FIELDS, HistoryFilter, _CONDITIONS
 from learning.store.preference_store import PreferenceStore
@@ -97,3 +99,41 @@ def test_an_empty_range_is_refused(filled: PreferenceStore) -> None:
     when = filled.history("alice", HistoryFilter()).rows[0].created_at
     with pytest.raises(ValueError, match="since must be before until"):
         HistoryFilter(since=when, until=when)
+
+
+def test_favourite_filter_and_column(filled: PreferenceStore) -> None:
+    filled.apply_feedback("alice", "b2", "favourite", ["b2-0"])
+    assert _ids(filled, favourite=True) == ["b2-0"]
+    assert "b2-0" not in _ids(filled, favourite=False)
+    rows = {r.image_id: r for r in filled.history("alice", HistoryFilter()).rows}
+    assert rows["b2-0"].favourite and rows["b2-0"].selected  # a favourite selects
+    assert not rows["b1-1"].favourite and rows["b1-1"].selected
+
+
+_STEPS = st.lists(st.tuples(st.sampled_from(["select", "unselect", "reject", "favourite", "unfavourite",
+                                             "reject_all", "viewed"]),
+                            st.lists(st.sampled_from(["h-0", "h-1", "h-2"]), min_size=1, max_size=2)),
+                  min_size=1, max_size=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_STEPS)
+def test_selected_and_favourite_agree_with_the_views_over_random_feedback(steps: list) -> None:
+    """The history folds only the clicks (no Reject-all fold); whatever the feedback, it shows
+    the selection and favourite state image_logs / image_current_state show."""
+    store = PreferenceStore.open(":memory:")
+    try:
+        add_simple_batch(store, "h", ["ckA", "ckB", "ckC"])
+        for action, ids in steps:
+            store.apply_feedback("alice", "h", action, [] if action in ("reject_all", "viewed") else ids)
+        views = store.read_sql("""SELECT l.image_id, l.selected, coalesce(s.favourite, false) AS favourite
+                                  FROM image_logs l LEFT JOIN image_current_state s USING (batch_id, image_id)
+                                  WHERE l.user_id = 'alice'""")
+        expected = {row.image_id: (bool(row.selected), bool(row.favourite)) for row in views.itertuples()}
+        shown = {r.image_id: (r.selected, r.favourite) for r in store.history("alice", HistoryFilter()).rows}
+        assert shown == expected
+        for flag in (True, False):
+            assert set(_ids(store, selected=flag)) == {i for i, (sel, _) in expected.items() if sel == flag}
+            assert set(_ids(store, favourite=flag)) == {i for i, (_, fav) in expected.items() if fav == flag}
+    finally:
+        store.close()
