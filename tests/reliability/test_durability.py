@@ -116,7 +116,7 @@ def test_sigkill_during_feedback_keeps_every_acknowledged_write(tmp_path: Path) 
                     assert shown[image] == (acked[-1] == "selected"), image
 
             # a second process on the same file: refused with a message naming it, the first unharmed
-            intruder = AppProcess(db).start()
+            intruder = AppProcess(db).start(may_exit=True)
             assert intruder.wait() != 0
             assert str(db) in intruder.stderr() and "locked" in intruder.stderr()
             after = client.post("/api/feedback", json={"batch_id": reviewed["batch_id"], "reject_all": True})
