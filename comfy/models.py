@@ -7,7 +7,7 @@ learning, users or the UI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 
@@ -78,6 +78,21 @@ class PoolJob:
         without reloading anything (`comfy.costs.group_key`). Cached: planning a batch asks it
         tens of thousands of times, and a job never changes."""
         return self.spec.checkpoint, tuple(sorted((lora.name, lora.strength) for lora in self.spec.loras))
+
+    def split(self, keep: int) -> tuple[PoolJob, PoolJob]:
+        """(the first `keep` images of this job, the rest) as two jobs of the same id: pieces that
+        make the very same images where `comfy.pieces.splits_exactly` says so. Cached per job:
+        planning weighs the same splits thousands of times, and the same piece objects let the
+        scheduler reuse their estimates."""
+        if not 0 < keep < self.spec.batch_size:
+            raise ValueError(f"a job of {self.spec.batch_size} images cannot keep {keep}")
+        pieces: dict[int, tuple[PoolJob, PoolJob]] = self.__dict__.setdefault("_pieces", {})
+        if keep not in pieces:
+            spec = self.spec
+            pieces[keep] = (replace(self, spec=replace(spec, batch_size=keep)),
+                            replace(self, spec=replace(spec, batch_size=spec.batch_size - keep,
+                                                       first_index=spec.first_index + keep)))
+        return pieces[keep]
 
 
 @dataclass(frozen=True)
