@@ -127,6 +127,10 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         await call(service.cancel, user, batch_id)
         return {"batch_id": batch_id, "cancelled": True}
 
+    @router.post("/batches/{batch_id}/retry")
+    async def retry(batch_id: str, user: str = User) -> Any:
+        return {**(await call(service.retry_failed, user, batch_id)).as_json(), "retry_of": batch_id}
+
     @router.get("/images/{image_id}")
     async def image(image_id: str, user: str = User) -> Any:
         return Response(await call(service.image_png, user, image_id), media_type="image/png")
