@@ -173,6 +173,13 @@ class DraftGridService:
     def image_png(self, user_id: str, image_id: str) -> bytes:
         return self._reader.image_png(user_id, image_id)
 
+    def thumbnail_png(self, user_id: str, image_id: str) -> bytes:
+        return self._reader.thumbnail_png(user_id, image_id)
+
+    def check_image(self, user_id: str, image_id: str) -> None:
+        """NotFound / Gone as `image_png` would raise, without reading the file."""
+        self._reader.check_image(user_id, image_id)
+
     def lineage(self, user_id: str, image_id: str) -> list[dict[str, object]]:
         return self._reader.lineage(user_id, image_id)
 
