@@ -61,8 +61,8 @@ class ComparePanel:
                     "<span id='dg-compare-note'>Generate or open a batch first.</span>")
         view = self.service.batch_view(user_of(request), batch_id)
         groups = same_seed_groups(view)
-        seeds = [(f"seed {key} · {len(images)} checkpoints", key) for key, images in groups.items()]
-        images = [(short_label(v), v.record.image_id) for v in comparable(view)]
+        seeds = [(f"seed {key} · {len(images)} images", key) for key, images in groups.items()]
+        images = [(caption(v), v.record.image_id) for v in comparable(view)]
         note = (f"<span id='dg-compare-note'>Batch {batch_id[:6]}: {len(groups)} seeds made by several "
                 f"checkpoints, {len(images)} images.</span>")
         return gr.update(choices=seeds, value=None), gr.update(choices=images, value=[]), note
