@@ -3,7 +3,6 @@ settings, as a new batch — after a simulator fault, after a cancel, and after 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 
 from comfy.models import LoraSpec
 from comfy.simulator import TimeModel
+from draftgrid.errors import InvalidRequest, NotFound
 from draftgrid.launch import RunningApp
 from draftgrid.planning import RenderSettings
 from draftgrid.retry_planner import consecutive_runs, plan_retry
@@ -21,11 +21,6 @@ DREAMSHAPER = "dreamshaper_8.safetensors"  # one of the sd15 draft checkpoints o
 SAME = ("checkpoint", "loras", "seed", "batch_index", "width", "height", "steps", "cfg", "sampler_name",
         "scheduler", "parent_image_id")
 ANN, BOB = ("ann", "ann-pass"), ("bob", "bob-pass")
-
-
-@pytest.fixture()
-def data(tmp_path: Path) -> Path:
-    return tmp_path
 
 
 def servers(app: RunningApp) -> list:
@@ -45,7 +40,8 @@ def made_again(failed: dict, retried: dict) -> None:
     assert retried["prompt"] == failed["prompt"] and retried["tier"] == failed["tier"]
 
 
-def test_retry_after_a_fault_a_cancel_and_a_restart(data: Path) -> None:
+def test_retry_after_a_fault_a_cancel_and_a_restart(tmp_path: Path) -> None:
+    data = tmp_path
     app = start_app(data, auth=(ANN, BOB))
     try:
         with client_of(app) as anon:
@@ -73,6 +69,14 @@ def test_retry_after_a_fault_a_cancel_and_a_restart(data: Path) -> None:
             made_again(failed, wait_done(ann, body["batch_id"]))
             done = ann.post(f"/api/batches/{body['batch_id']}/retry")  # nothing failed there
             assert done.status_code == 422 and "no failed image" in done.json()["detail"]
+            service = app.backend.service  # the facade says the same to the UI
+            with pytest.raises(NotFound):
+                service.retry_failed("bob", ticket["batch_id"])
+            with pytest.raises(InvalidRequest, match="no failed image"):
+                service.retry_failed("ann", body["batch_id"])
+            again = service.retry_failed("ann", ticket["batch_id"])  # a second retry of the same failures
+            assert again.checkpoint_distribution == body["checkpoint_distribution"]
+            made_again(failed, wait_done(ann, again.batch_id))
 
             # a batch still running is refused; once stopped, its cancelled images can be retried
             slow = [server.time_model for server in servers(app)]
