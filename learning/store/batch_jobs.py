@@ -12,16 +12,20 @@ from learning.store.fact_reads import _IMAGE_COLUMNS, _image
 
 
 def insert_jobs(cur: duckdb.DuckDBPyConnection, jobs: Sequence[JobRecord]) -> None:
-    """Store the jobs and their images' links (in the batch's transaction)."""
+    """Store the jobs and their images' links (in the batch's transaction): one statement each, as
+    the batch's own rows (a row per execution would cost the single writer a round trip each)."""
     if not jobs:
         return
-    cur.executemany(
-        "INSERT INTO batch_jobs (job_id, batch_id, positive, negative, loras, batch_size, first_index) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [[j.job_id, j.batch_id, j.positive, j.negative, [{"name": n, "strength": s} for n, s in j.loras],
-          j.batch_size, j.first_index] for j in jobs])
-    cur.executemany("INSERT INTO job_images (image_id, job_id, retry_of) VALUES (?, ?, ?)",
-                    [[image_id, j.job_id, retry_of] for j in jobs for image_id, retry_of in j.images])
+    params: list[object] = []
+    for j in jobs:
+        params += [j.job_id, j.batch_id, j.positive, j.negative, [{"name": n, "strength": s} for n, s in j.loras],
+                   j.batch_size, j.first_index]
+    cur.execute("INSERT INTO batch_jobs (job_id, batch_id, positive, negative, loras, batch_size, first_index) "
+                "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(jobs)), params)
+    links = [[image_id, j.job_id, retry_of] for j in jobs for image_id, retry_of in j.images]
+    if links:
+        cur.execute("INSERT INTO job_images (image_id, job_id, retry_of) VALUES "
+                    + ", ".join(["(?, ?, ?)"] * len(links)), [value for link in links for value in link])
 
 
 def failed_images(cur: duckdb.DuckDBPyConnection, batch_id: str) -> list[tuple[ImageRecord, JobRecord | None]]:
