@@ -106,10 +106,10 @@ class ComparePanel:
     def build(self, batch_state: gr.State, settle: dict[str, Any]) -> gr.Tab:
         """The tab; `settle` re-renders the Generate grid after a pick here."""
         with gr.Tab("Compare", id="compare") as tab:
-            with gr.Row():
-                seeds = gr.Dropdown([], label="Same seed across checkpoints", elem_id="dg-compare-seed")
+            seeds = gr.Dropdown([], label="Same seed across checkpoints", elem_id="dg-compare-seed")
+            with gr.Row(equal_height=True):  # the images' long labels get the whole width on a phone
                 chosen = gr.CheckboxGroup([], label=f"Or choose {MIN_CHOSEN}–{MAX_CHOSEN} images",
-                                          elem_id="dg-compare-chosen")
+                                          elem_id="dg-compare-chosen", scale=5, min_width=300)
                 show = gr.Button("Compare chosen", elem_id="dg-compare-show", min_width=100)
             note = gr.HTML(elem_id="dg-compare-status")
             board = gr.Gallery(columns=2, allow_preview=False, object_fit="contain", height="auto",

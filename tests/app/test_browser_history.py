@@ -131,3 +131,27 @@ def test_retry_failed_button_makes_the_failed_images_again(ui_app: RunningApp, b
     expect(retry).to_be_disabled(timeout=15_000)  # nothing failed in the open batch now
     shot(page, "25-retried")
     page.close()
+
+
+def test_compare_by_touch_at_phone_width(ui_app: RunningApp, browser) -> None:  # noqa: F811, ANN001
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(ui_app.local_url)
+    generate(page, "a tabby cat on a windowsill", count=4)
+    batch_id = current_batch(page)
+    assert batch_id
+    page.get_by_label("More tabs").tap()  # at phone width the later tabs sit in Gradio's overflow menu
+    page.locator(".overflow-dropdown button", has_text="Compare").tap()
+    boxes = page.locator("#dg-compare-chosen input[type=checkbox]")
+    expect(boxes).to_have_count(4, timeout=15_000)
+    boxes.nth(1).tap()
+    boxes.nth(2).tap()
+    page.locator("#dg-compare-show").tap()
+    board = page.locator("#dg-compare-board button.thumbnail-item")
+    expect(board).to_have_count(2, timeout=15_000)
+    board.nth(0).tap()
+    picked = page.locator("#dg-compare-picked")
+    expect(picked).to_be_visible(timeout=15_000)
+    selected = [i["image_id"] for i in batch_json(ui_app, batch_id)["images"] if i["selected"]]
+    assert selected == [picked.get_attribute("data-image")]
+    shot(page, "26-compare-phone")
+    page.close()
