@@ -23,7 +23,7 @@ from draftgrid.learnt_settings import LearntSettings, learnt_settings, negative_
 from draftgrid.planning import (
     MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
 )
-from draftgrid.schemas import ASPECT_RATIOS, GenerateRequest
+from draftgrid.schemas import GenerateRequest, closest_aspect
 from draftgrid.sharing import PreferenceSharing
 from families.accelerators import FastSettings, fast_checkpoints, fast_lora
 from families.recognise import family_from_name
@@ -48,15 +48,6 @@ class PlannedBatch:
     record: BatchRecord
     plan: BatchPlan
     rec: Recommendation
-
-
-def closest_aspect(width: int, height: int) -> str:
-    """The supported aspect ratio nearest to a size (refines keep their parent's shape)."""
-    def ratio(label: str) -> float:
-        a, b = label.split(":")
-        return int(a) / int(b)
-
-    return min(ASPECT_RATIOS, key=lambda label: abs(ratio(label) - width / height))
 
 
 class BatchPlanner:

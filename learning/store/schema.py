@@ -359,6 +359,29 @@ _FAVOURITES = (
 )
 
 
+# Retry of failed images (issue 13): each ComfyUI prompt of a batch as it was sent (the prompt text
+# with trigger words and quality tags, the negative, the LoRA chain with any accelerator, which
+# batch indexes of the seed's batch it made), and which prompt made each image — and, for an image
+# made again, the failed one it replaces. Facts, written with the batch (learning.store.batch_jobs).
+_JOBS = (
+    """CREATE TABLE batch_jobs (
+        job_id VARCHAR PRIMARY KEY,
+        batch_id VARCHAR NOT NULL,
+        positive VARCHAR NOT NULL,
+        negative VARCHAR NOT NULL,
+        loras STRUCT(name VARCHAR, strength DOUBLE)[] NOT NULL,
+        batch_size INTEGER NOT NULL,
+        first_index INTEGER NOT NULL
+    )""",
+    "CREATE INDEX batch_jobs_batch_idx ON batch_jobs (batch_id)",
+    """CREATE TABLE job_images (
+        image_id VARCHAR PRIMARY KEY,
+        job_id VARCHAR NOT NULL,
+        retry_of VARCHAR
+    )""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
@@ -370,6 +393,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _LEARNING_BEYOND_CHECKPOINTS),
     Migration(8, "favourites: feedback actions favourite/unfavourite, image_current_state.favourite",
               _FAVOURITES),
+    Migration(9, "batch_jobs and job_images: each prompt as sent, so failed images can be made again", _JOBS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

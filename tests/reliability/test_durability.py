@@ -156,10 +156,11 @@ def downgrade_to_previous_version(db: Path) -> None:
     with PreferenceStore.open(db) as store:
         assert stored_version(store) == LATEST_VERSION
     con = duckdb.connect(str(db))
-    try:  # the last migration (v8, favourites) widened feedback's actions and added favourite_state;
-        # the file has no favourite, so dropping the macro is all a re-run of v8 needs
-        assert MIGRATIONS[-1].version == 8, "undo the newest migration here when adding one"
-        con.execute("DROP MACRO favourite_state")
+    try:  # the last migration (v9, the prompts as sent) only added two tables: dropping them undoes it
+        assert MIGRATIONS[-1].version == 9, "undo the newest migration here when adding one"
+        con.execute("DROP TABLE job_images")
+        con.execute("DROP INDEX batch_jobs_batch_idx")
+        con.execute("DROP TABLE batch_jobs")
         con.execute("DELETE FROM schema_version WHERE version = ?", [MIGRATIONS[-1].version])
     finally:
         con.close()
