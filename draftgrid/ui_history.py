@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 40
 TIERS = ("any", "draft", "standard", "quality")
-SELECTION = ("all", "selected (favourites too)", "not selected")
+SELECTION = ("all", "selected (favourites too)", "not selected", "♥ favourites")
 
 
 def history_query(prompt: str, keyword: str, checkpoint: str, lora: str, tier: str, selection: str, since: str,
@@ -34,7 +34,9 @@ def history_query(prompt: str, keyword: str, checkpoint: str, lora: str, tier: s
     fields: dict[str, Any] = {k: v.strip() for k, v in given.items() if v and v.strip()}
     if tier and tier != "any":
         fields["tier"] = tier
-    if selection != SELECTION[0]:
+    if selection == SELECTION[3]:
+        fields["favourite"] = True
+    elif selection != SELECTION[0]:
         fields["selected"] = selection == SELECTION[1]
     return HistoryQuery(**fields, limit=PAGE_SIZE, offset=max(0, offset))
 
@@ -48,7 +50,7 @@ def page_line(page: Any) -> str:
 
 
 def row_caption(row: Any) -> str:
-    mark = "✓ " if row.selected else ""
+    mark = "♥ " if row.favourite else "✓ " if row.selected else ""
     prompt = row.prompt if len(row.prompt) <= 40 else row.prompt[:39] + "…"
     return (f"{mark}{row.checkpoint.removesuffix('.safetensors')} · seed {row.seed} · {row.tier} · "
             f"{row.created_at:%Y-%m-%d %H:%M} · {prompt}")

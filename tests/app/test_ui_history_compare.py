@@ -24,6 +24,8 @@ def test_the_filter_fields_become_the_rest_query() -> None:
     everything = history_query("", "  ", "", "", "any", SELECTION[0], "", "", 0).to_filter()
     assert (everything.prompt, everything.tier, everything.selected) == (None, None, None)
     assert history_query("", "", "", "", "any", SELECTION[2], "", "", 0).to_filter().selected is False
+    hearts = history_query("", "", "", "", "any", SELECTION[3], "", "", 0).to_filter()
+    assert hearts.favourite is True and hearts.selected is None
     with pytest.raises(ValidationError):
         history_query("", "", "", "", "any", SELECTION[0], "last week", "", 0)
 
