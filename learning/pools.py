@@ -173,7 +173,7 @@ def _split_model(name: str, entry: _SplitModelEntry, path: Path, text: str) -> C
         try:
             check_encoder_count(registry().get(family), len(entry.text_encoders))
         except SplitMismatch as error:
-            line = _line_of(name, text)
+            line = _line_of(["split_models", name], text)
             raise PoolConfigError(f"pools file {path}: {f'line {line}, ' if line else ''}[split_models] {name}: "
                                   f"{error}") from error
     model = SplitModel(entry.diffusion, tuple(entry.text_encoders), entry.vae, entry.weight_dtype)
@@ -187,14 +187,19 @@ def _describe(error: ValidationError, text: str) -> str:
     location = [str(part) for part in problem["loc"] if part != "[key]"]
     where = f"[{location[0]}] {' '.join(location[1:])}".strip() if location else "file"
     present = location[:-1] if problem["type"] == "missing" else location
-    key = next((part for part in reversed(present) if not part.isdigit()), None)
-    line = _line_of(key, text) if key else None
+    line = _line_of(present, text)
     prefix = f"line {line}, " if line else ""
     return f"{prefix}{where}: {problem['msg']}"
 
 
-def _line_of(key: str, text: str) -> int | None:
-    pattern = re.compile(rf"^\s*(?:\[\s*(?:\w+\s*\.\s*)?)?[\"']?{re.escape(key)}[\"']?\s*(?:=|\])")
-    return next(
-        (number for number, line in enumerate(text.splitlines(), 1) if pattern.match(line)), None
-    )
+def _line_of(keys: list[str], text: str) -> int | None:
+    """The line of a key path (table, then key within it, ...): each key is looked for from the
+    line of the one before, so a key that several tables have is found in its own; a key not
+    written as such (e.g. the table part of `[split_models."x"]`) is passed over."""
+    lines = text.splitlines()
+    found: int | None = None
+    for key in (k for k in keys if not k.isdigit()):
+        pattern = re.compile(rf"^\s*(?:\[\s*(?:\w+\s*\.\s*)?)?[\"']?{re.escape(key)}[\"']?\s*(?:=|\])")
+        start = found or 1
+        found = next((number for number, line in enumerate(lines[start - 1:], start) if pattern.match(line)), found)
+    return found
