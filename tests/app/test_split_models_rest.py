@@ -27,7 +27,7 @@ weight_dtype = "fp8_e4m3fn"
 
 
 @pytest.fixture(scope="module")
-def split_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """One SD1.5 checkpoint and a split Flux model whose T5 is ambiguous (fp16 and fp8 on the
     servers), so only the pools file's naming offers it."""
     tmp = tmp_path_factory.mktemp("split")
@@ -38,15 +38,10 @@ def split_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
         "text_encoders": bundled["text_encoders"] + [{"name": "t5xxl_fp8_e4m3fn.safetensors", "size": 4893934904}]}
     (tmp / "inventory.json").write_text(json.dumps(inventory))
     (tmp / "pools.toml").write_text(POOLS)
-    running = start_app(tmp, sim_inventory=tmp / "inventory.json", pools_file=tmp / "pools.toml")
-    yield running
-    running.close()
-
-
-@pytest.fixture()
-def split(split_app: RunningApp) -> Iterator[httpx.Client]:
-    with client_of(split_app) as client:
+    running: RunningApp = start_app(tmp, sim_inventory=tmp / "inventory.json", pools_file=tmp / "pools.toml")
+    with client_of(running) as client:
         yield client
+    running.close()
 
 
 def test_a_family_with_only_a_split_model_is_available(split: httpx.Client) -> None:
