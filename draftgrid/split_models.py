@@ -9,8 +9,9 @@ why, so a user can see why a model is missing from the families selector.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from rapidfuzz import process
 
@@ -32,47 +33,52 @@ class OfferedSplitModel:
     model: SplitModel
 
 
+Resolve = Callable[[str], SplitModel]  # a candidate's files, given its family (SplitMismatch: none)
+
+
 def split_models(servers: Mapping[str, ServerInventory], union: ServerInventory, pools: PoolConfig,
                  families: Mapping[str, str | None], checkpoints: Mapping[str, str]) -> dict[str, OfferedSplitModel]:
     """The split-file models to offer, by name: the pools file's (under their table name), then the
     servers' other diffusion models (under their file name). `families` is each diffusion model's
-    family as its override, metadata and name tell (None: unknown); `checkpoints` are the servers'."""
+    family as its override, metadata and name tell (None: unknown); `checkpoints` are the servers'.
+    One log line per model, offered or not."""
     offered: dict[str, OfferedSplitModel] = {}
-    for name, configured in pools.split_models.items():
-        family = configured.family or families.get(configured.model.diffusion) or pools.diffusion_family(
-            configured.model.diffusion)
-        _offer(offered, name, "pools file", family, lambda _, model=configured.model: model, servers, union,
-               checkpoints)
-    named = {configured.model.diffusion for configured in pools.split_models.values()}
-    for diffusion in union.diffusion_models:
-        if diffusion in named:
+    for name, source, family, resolve in _candidates(union, pools, families):
+        try:
+            if family is None:
+                raise SplitMismatch("its family is unknown (no metadata or name hint); set `family` in the pools "
+                                    "file's [split_models] or name it in [checkpoint_families]")
+            model = resolve(family)
+            _check(name, family, model, servers, union, checkpoints)
+        except (SplitMismatch, ValueError) as error:  # ValueError: a family the registry does not know
+            log.warning("split model %s (%s, %s): not offered: %s", name, source, family or "family unknown", error)
             continue
-
-        def discovered(family: str, diffusion: str = diffusion) -> SplitModel:
-            try:
-                return find_split_model(registry().get(family), diffusion, union.text_encoders, union.vaes)
-            except SplitMismatch as error:
-                raise SplitMismatch(f"{error}; name its files in the pools file's [split_models]") from None
-
-        _offer(offered, diffusion, "discovered", families.get(diffusion), discovered, servers, union, checkpoints)
+        log.info("split model %s (%s, %s): offered: %s + %s + %s (%s)", name, source, family, model.diffusion,
+                 " + ".join(model.text_encoders), model.vae, model.weight_dtype)
+        offered[name] = OfferedSplitModel(family, model)
     return offered
 
 
-def _offer(offered: dict[str, OfferedSplitModel], name: str, source: str, family: str | None,
-           resolve: Callable[[str], SplitModel], servers: Mapping[str, ServerInventory], union: ServerInventory, checkpoints: Mapping[str, str]) -> None:
-    """Offer one model, or log why not (one line either way)."""
+def _candidates(union: ServerInventory, pools: PoolConfig,
+                families: Mapping[str, str | None]) -> Iterator[tuple[str, str, str | None, Resolve]]:
+    """(name, source, family, resolve) of the pools file's models, then of the diffusion models it
+    does not name."""
+    for name, configured in pools.split_models.items():
+        diffusion = configured.model.diffusion
+        family = configured.family or families.get(diffusion) or pools.diffusion_family(diffusion)
+        yield name, "pools file", family, lambda _family, model=configured.model: model
+    named = {configured.model.diffusion for configured in pools.split_models.values()}
+    for diffusion in union.diffusion_models:
+        if diffusion not in named:
+            yield diffusion, "discovered", families.get(diffusion), partial(_discover, diffusion=diffusion, union=union)
+
+
+def _discover(family: str, *, diffusion: str, union: ServerInventory) -> SplitModel:
+    """The servers' one fitting set of encoders and VAE for a diffusion model of `family`."""
     try:
-        if family is None:
-            raise SplitMismatch("its family is unknown (no metadata or name hint); set `family` in the pools "
-                                "file's [split_models] or name it in [checkpoint_families]")
-        model = resolve(family)
-        _check(name, family, model, servers, union, checkpoints)
-    except (SplitMismatch, ValueError) as error:
-        log.warning("split model %s (%s, %s): not offered: %s", name, source, family or "family unknown", error)
-        return
-    log.info("split model %s (%s, %s): offered: %s + %s + %s (%s)", name, source, family, model.diffusion,
-             " + ".join(model.text_encoders), model.vae, model.weight_dtype)
-    offered[name] = OfferedSplitModel(family, model)
+        return find_split_model(registry().get(family), diffusion, union.text_encoders, union.vaes)
+    except SplitMismatch as error:
+        raise SplitMismatch(f"{error}; name its files in the pools file's [split_models]") from None
 
 
 def _check(name: str, family: str, model: SplitModel, servers: Mapping[str, ServerInventory],
