@@ -63,9 +63,9 @@ def check_encoder_count(family: Family, count: int) -> None:
 
 def find_split_model(family: Family, diffusion: str, text_encoders: Sequence[str], vaes: Sequence[str]) -> SplitModel:
     """A diffusion model of `family` with the one set of encoders and VAE among the servers' files
-    that fits the family: its first
-    encoder set whose every hint some file matches, each hint by exactly one file, and exactly one
-    VAE. SplitMismatch naming the missing or competing files otherwise."""
+    that fits the family: its first encoder set whose every hint some file matches, each hint by
+    exactly one file, and exactly one VAE. SplitMismatch naming the missing or competing files
+    otherwise."""
     shape = split_shape(family)
     for hints in shape.text_encoders:
         found = [sorted(name for name in text_encoders if name_has(name, hint)) for hint in hints]
