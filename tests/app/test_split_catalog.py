@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from comfy.models import ServerInventory
+from comfy.pool import ServerPool
+from comfy.simulator import SimulatedComfy
+from comfy.simulator.inventory import inventory_from_dict
+from draftgrid.catalog import read_catalog
 from draftgrid.split_models import OfferedSplitModel, split_models
 from families.split import SplitModel
 from learning.pools import PoolConfig, load_pools
@@ -110,3 +114,24 @@ def test_a_model_named_like_a_checkpoint_is_not_offered(tmp_path: Path, caplog: 
     checkpoints = {"sd15/dreamshaper_8.safetensors": "sd15"}
     assert "dreamshaper_8" not in offered({"gpu-0": server()}, pools, checkpoints)
     assert "its name is the checkpoint sd15/dreamshaper_8.safetensors's too" in decisions(caplog)[0]
+
+
+async def test_the_catalog_reads_a_diffusion_model_family_from_its_metadata(tmp_path: Path) -> None:
+    """Over a server's real routes: /object_info's loaders, /view_metadata/diffusion_models."""
+    inventory = inventory_from_dict({
+        "checkpoints": [{"name": "dreamshaper_8.safetensors", "family": "sd15"}],
+        "diffusion_models": [{"name": "my_model.safetensors", "family": "flux",
+                              "metadata": {"modelspec.architecture": "flux-1-dev"}}],
+        "text_encoders": [{"name": "clip_l.safetensors"}, {"name": "t5xxl_fp16.safetensors"}],
+        "vae": [{"name": "ae.safetensors"}]})
+    server = SimulatedComfy(inventory, speed=0, output_dir=tmp_path)
+    try:
+        async with ServerPool([await server.start()], health_interval=60, timeout=5) as pool:
+            await pool.refresh()
+            catalog = await read_catalog(pool, PoolConfig({}, {}, {}))
+    finally:
+        await server.stop()
+    assert catalog.checkpoints == {"dreamshaper_8.safetensors": "sd15", "my_model.safetensors": "flux"}
+    assert catalog.split_models["my_model.safetensors"] == SplitModel(
+        "my_model.safetensors", ("clip_l.safetensors", "t5xxl_fp16.safetensors"), "ae.safetensors")
+    assert catalog.families() == ["sd15", "flux"]
