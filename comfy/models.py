@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from families.split import SplitModel
+
 
 @dataclass(frozen=True)
 class LoraSpec:
@@ -55,6 +57,13 @@ class GenerationSpec:
     # txt2img only: this prompt makes batch indexes first_index .. first_index + batch_size - 1 of
     # the seed's batch (LatentFromBatch), so a job split into pieces makes the very same images
     first_index: int = 0
+    # a split-file model loaded instead of a checkpoint; `checkpoint` is then that model's name
+    split: SplitModel | None = None
+
+    @property
+    def model_files(self) -> tuple[str, ...]:
+        """The model files a server must list to run this spec (LoRAs aside)."""
+        return self.split.files if self.split is not None else (self.checkpoint,)
 
 
 @dataclass(frozen=True)
@@ -157,12 +166,28 @@ PoolEvent = ImageResult | JobProgress | PreviewFrame | JobFailed
 
 @dataclass(frozen=True)
 class ServerInventory:
-    """What one server offers, read from /object_info."""
+    """What one server offers, read from /object_info: its loaders' option lists."""
 
     checkpoints: tuple[str, ...]
     loras: tuple[str, ...]
     samplers: tuple[str, ...]
     schedulers: tuple[str, ...]
+    # split-file models: UNETLoader's files and weight dtypes, the CLIP loaders' and VAELoader's files
+    diffusion_models: tuple[str, ...] = ()
+    weight_dtypes: tuple[str, ...] = ()
+    text_encoders: tuple[str, ...] = ()
+    vaes: tuple[str, ...] = ()
+    # each CLIP loader node the server has, with its `type` options (none for TripleCLIPLoader)
+    clip_loaders: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def model_files(self) -> frozenset[str]:
+        """Every checkpoint and split-model file it lists (what a spec's `model_files` must be in)."""
+        return frozenset((*self.checkpoints, *self.diffusion_models, *self.text_encoders, *self.vaes))
+
+    def clip_types(self, loader: str) -> tuple[str, ...] | None:
+        """The `type` options of a CLIP loader node; None when the server lacks the node."""
+        return dict(self.clip_loaders).get(loader)
 
 
 @dataclass

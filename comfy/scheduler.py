@@ -65,7 +65,7 @@ class ServerSlot:
     """What the scheduler knows of one live server."""
 
     name: str
-    checkpoints: frozenset[str]
+    checkpoints: frozenset[str]  # every checkpoint and split-model file it lists
     loras: frozenset[str] = frozenset()
     loaded: GroupKey | None = None  # what the server last ran (kept in VRAM by ComfyUI)
     learner: CostLearner = field(default_factory=CostLearner)  # what its prompts cost, as measured
@@ -81,7 +81,8 @@ class ServerSlot:
         return self.learner.model
 
     def can_run(self, job: PoolJob) -> bool:
-        return job.spec.checkpoint in self.checkpoints and all(l.name in self.loras for l in job.spec.loras)
+        return (all(name in self.checkpoints for name in job.spec.model_files)
+                and all(l.name in self.loras for l in job.spec.loras))
 
 
 class Scheduler:

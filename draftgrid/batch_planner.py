@@ -64,7 +64,8 @@ class BatchPlanner:
 
     def plan(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> PlannedBatch:
         self._check_overrides(req, catalog)
-        return self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
+        planned = self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
+        return replace(planned, plan=planned.plan.with_split_models(catalog.split_models))
 
     def recommendation(self, user_id: str, prompt: str, family: str, tier: str, catalog: Catalog,
                        negative_prompt: str = "") -> Recommendation:

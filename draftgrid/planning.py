@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from comfy.models import GenerationSpec, LoraSpec, PoolJob, RefineSource
+from families.split import SplitModel
 
 MAX_SEED = 2**53 - 1  # exact in JSON numbers; ComfyUI accepts up to 2**64-1
 
@@ -68,6 +69,13 @@ class BatchPlan:
         for image in self.images:
             out[image.checkpoint] = out.get(image.checkpoint, 0) + 1
         return out
+
+    def with_split_models(self, models: Mapping[str, SplitModel]) -> BatchPlan:
+        """The plan with each job on a split-file model carrying that model's files (`models`:
+        the catalog's, by name); the images keep the model's name as their checkpoint."""
+        jobs = tuple(replace(job, spec=replace(job.spec, split=models[job.spec.checkpoint]))
+                     if job.spec.checkpoint in models else job for job in self.jobs)
+        return replace(self, jobs=jobs)
 
 
 IdFactory = Callable[[], str]
