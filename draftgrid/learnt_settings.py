@@ -56,9 +56,13 @@ def learnt_settings(store: PreferenceStore, user_id: str, stems: Sequence[str], 
     explicit = tuple(c for c in choices if c.explicit)
     automatic = {c.name: c for c in choices if not c.explicit}
     today = [(c.name, round(c.strength, 2)) for c in automatic.values()]
-    sets = combos.candidate_sets(today, vetoed_loras(store, user_id, stems))
-    arms = combos.combination_arms(family, [explicit_pairs(explicit) + s for s in sets])
-    set_posterior = combos.posterior_for(stems, arms, store.arm_stats(user_id, "lora-combination", stems, arms),
+    weak = frozenset(c.name for c in automatic.values() if not c.central)
+    sets = combos.candidate_sets(today, vetoed_loras(store, user_id, stems), weak)
+    full_sets = [explicit_pairs(explicit) + s for s in sets]
+    arms = combos.combination_arms(family, full_sets)
+    set_posterior = combos.set_posterior(stems, family, full_sets,
+                                         store.arm_stats(user_id, "lora-combination", stems, arms),
+                                         store.arm_stats(user_id, "lora", stems, list(automatic)),
                                          store.base_rate(user_id, "lora-combination"))
     as_choices = tuple(tuple(replace(automatic[name], strength=strength) for name, strength in s) for s in sets)
     cfgs: tuple[float, ...] = () if cfg_explicit else combos.cfg_candidates(family, default_cfg)
