@@ -1,19 +1,25 @@
 """LoRA combinations and CFG learnt per keyword, against today's single-LoRA Auto-LoRA, on simulated users.
 
 Run: `python -m bench.bench_combinations [--seeds N] [--batches N]`. Each simulated user reviews
-`batches` Explore batches of 20 (checkpoints allocated by the adaptive policy in both arms of the
-comparison; the arms differ only in the LoRA sets and CFG the images get):
+`batches` Explore batches of 20 (checkpoints allocated by the adaptive policy in every policy but
+the oracle; the policies differ in the LoRA sets and CFG the images get):
 
 * `today`: Auto-LoRA as it is (`choose_loras` with the per-LoRA preference blended in,
   `vary_loras` across checkpoint groups, the tier's CFG);
-* `learnt`: `learning.recommend.combinations` — each image's LoRA set and CFG drawn from the
-  per-keyword posteriors of the `lora-combination` and `cfg` arms (Thompson sampling).
+* `learnt`: `learning.recommend.combinations` as the app runs it — each image's LoRA set and CFG
+  Thompson-drawn from the per-keyword posteriors of the `lora-combination` (`set_posterior`) and
+  `cfg` arms, one setting explored per image (`draw_cells`);
+* `learnt, both settings drawn per image`: the same with the set and CFG drawn independently (the
+  draws before `draw_cells`), for the side-by-side;
+* `settings oracle`: the adaptive checkpoint allocation with every image at its checkpoint's true
+  best LoRA set and CFG (what perfect LoRA/CFG learning reaches);
+* `oracle`: every image on the truly best (checkpoint, LoRA set, CFG).
 
-Reported, means over seeds (± two standard errors): expected selections per batch as % of an
-oracle that puts every image on the truly best (checkpoint, LoRA set, CFG); and the share of runs
-whose recommendation after the last batch (Quick mode's LoRA set and CFG for each style's prompt,
-on the best checkpoint) is the user's true best: its true rate within `TRUE_BEST_SHARE` of the
-best's (sets the user is indifferent to tie).
+Reported, means over seeds (± two standard errors): expected selections per batch as % of the
+oracle, and as % of the settings oracle; and the share of runs whose recommendation after the
+last batch (Quick mode's LoRA set and CFG for each style's prompt, on the best checkpoint) is the
+user's true best: its true rate within `TRUE_BEST_SHARE` of the best's (sets the user is
+indifferent to tie).
 """
 
 from __future__ import annotations
