@@ -1,19 +1,25 @@
 """LoRA combinations and CFG learnt per keyword, against today's single-LoRA Auto-LoRA, on simulated users.
 
 Run: `python -m bench.bench_combinations [--seeds N] [--batches N]`. Each simulated user reviews
-`batches` Explore batches of 20 (checkpoints allocated by the adaptive policy in both arms of the
-comparison; the arms differ only in the LoRA sets and CFG the images get):
+`batches` Explore batches of 20 (checkpoints allocated by the adaptive policy in every policy but
+the oracle; the policies differ in the LoRA sets and CFG the images get):
 
 * `today`: Auto-LoRA as it is (`choose_loras` with the per-LoRA preference blended in,
   `vary_loras` across checkpoint groups, the tier's CFG);
-* `learnt`: `learning.recommend.combinations` — each image's LoRA set and CFG drawn from the
-  per-keyword posteriors of the `lora-combination` and `cfg` arms (Thompson sampling).
+* `learnt`: `learning.recommend.combinations` as the app runs it — each image's LoRA set and CFG
+  Thompson-drawn from the per-keyword posteriors of the `lora-combination` (`set_posterior`) and
+  `cfg` arms, one setting explored per image (`draw_cells`);
+* `learnt, both settings drawn per image`: the same with the set and CFG drawn independently (the
+  draws before `draw_cells`), for the side-by-side;
+* `settings oracle`: the adaptive checkpoint allocation with every image at its checkpoint's true
+  best LoRA set and CFG (what perfect LoRA/CFG learning reaches);
+* `oracle`: every image on the truly best (checkpoint, LoRA set, CFG).
 
-Reported, means over seeds (± two standard errors): expected selections per batch as % of an
-oracle that puts every image on the truly best (checkpoint, LoRA set, CFG); and the share of runs
-whose recommendation after the last batch (Quick mode's LoRA set and CFG for each style's prompt,
-on the best checkpoint) is the user's true best: its true rate within `TRUE_BEST_SHARE` of the
-best's (sets the user is indifferent to tie).
+Reported, means over seeds (± two standard errors): expected selections per batch as % of the
+oracle, and as % of the settings oracle; and the share of runs whose recommendation after the
+last batch (Quick mode's LoRA set and CFG for each style's prompt, on the best checkpoint) is the
+user's true best: its true rate within `TRUE_BEST_SHARE` of the best's (sets the user is
+indifferent to tie).
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ BATCH = 20
 FAMILY = "sdxl"
 DEFAULT_CFG = 6.0  # the sdxl draft tier's CFG (comfy.workflow)
 POOL = ("ckX", "ckY", "ckZ")
-POLICIES = ("today", "learnt", "oracle")
+LEARNT_BEFORE = "learnt, both settings drawn per image"  # the draws before `combinations.draw_cells`
+POLICIES = ("today", LEARNT_BEFORE, "learnt", "settings oracle", "oracle")
 CFG_SENSITIVITY = 0.4  # a CFG 1 away from the liked one costs ~30 % of the selections, 2 away ~60 %
 TRUE_BEST_SHARE = 0.97  # a recommendation this close to the best rate is the best (ties: sets a user is indifferent to)
 STRENGTH_SENSITIVITY = 1.5  # a LoRA at 0.6 where 0.8 is liked costs 30 %
@@ -48,6 +55,8 @@ CATALOG = (
     LoraInfo("anime_lineart_xl", "sdxl", tags=("anime", "lineart"), trigger_words=("lineart",), tag_shares=(0.6, 0.4)),
     LoraInfo("film_grain_xl", "sdxl", tags=("film grain", "portrait"), trigger_words=("film grain",),
              tag_shares=(0.8, 0.2)),
+    LoraInfo("watercolor_wash_xl", "sdxl", tags=("watercolor", "painting"), trigger_words=("watercolor",),
+             tag_shares=(0.7, 0.3)),
 )
 LoraSet = combos.LoraSet
 
@@ -90,6 +99,8 @@ SCENARIOS = (
         Taste("photo", {"ckX": 0.2, "ckY": 0.35, "ckZ": 0.2}, {}, other_sets=1.0, best_cfg=8.0))),
     Scenario("never likes LoRAs", (Taste(
         "portrait", {"ckX": 0.35, "ckY": 0.25, "ckZ": 0.2}, {}, other_sets=0.35, best_cfg=DEFAULT_CFG),)),
+    Scenario("never likes LoRAs, one matches by name", (Taste(
+        "watercolor", {"ckX": 0.35, "ckY": 0.25, "ckZ": 0.2}, {}, other_sets=0.35, best_cfg=DEFAULT_CFG),)),
 )
 
 Cell = tuple[str, LoraSet, float]  # (checkpoint, LoRA set, CFG) of one image
@@ -126,12 +137,18 @@ def _candidates(parsed) -> tuple[list[LoraSet], tuple[float, ...]]:
 def _learnt_choice(stems, sets, cfgs, evidence, checkpoint: str) -> tuple[LoraSet, float]:
     """Quick mode's choice: the best posterior mean of each kind."""
     arms = combos.combination_arms(FAMILY, sets)
-    combo = combos.best_arm(combos.posterior_for(
-        stems, arms, evidence.arm_stats(DEFAULT_USER, "lora-combination", stems, arms),
-        evidence.base_rate(DEFAULT_USER, "lora-combination")), "LoRA set")
+    combo = combos.best_arm(_set_posterior(stems, sets, evidence), "LoRA set")
     cfg_names = combos.cfg_arms(checkpoint, cfgs)
     cfg = combos.best_arm(_cfg_posterior(stems, cfgs, evidence, checkpoint), "CFG")
     return sets[arms.index(combo.best)], cfgs[cfg_names.index(cfg.best)]
+
+
+def _set_posterior(stems, sets, evidence):
+    arms = combos.combination_arms(FAMILY, sets)
+    names = list(dict.fromkeys(name for lora_set in sets for name, _ in lora_set))
+    return combos.set_posterior(stems, FAMILY, sets, evidence.arm_stats(DEFAULT_USER, "lora-combination", stems, arms),
+                                evidence.arm_stats(DEFAULT_USER, "lora", stems, names),
+                                evidence.base_rate(DEFAULT_USER, "lora-combination"))
 
 
 def _cfg_posterior(stems, cfgs, evidence, checkpoint: str):
@@ -140,15 +157,17 @@ def _cfg_posterior(stems, cfgs, evidence, checkpoint: str):
     return combos.posterior_for(stems, combos.cfg_arms(checkpoint, cfgs), found, evidence.base_rate(DEFAULT_USER, "cfg"))
 
 
-def _learnt_cells(stems, sets, cfgs, allocation: dict[str, int], evidence, rng: np.random.Generator) -> list[Cell]:
-    arms = combos.combination_arms(FAMILY, sets)
-    combo_post = combos.posterior_for(stems, arms, evidence.arm_stats(DEFAULT_USER, "lora-combination", stems, arms),
-                                      evidence.base_rate(DEFAULT_USER, "lora-combination"))
+def _learnt_cells(stems, sets, cfgs, allocation: dict[str, int], evidence, rng: np.random.Generator,
+                  one_setting_per_image: bool = True) -> list[Cell]:
+    """The app's Explore cells (`combinations.draw_cells`), or with `one_setting_per_image` off the
+    draws before it (each image's set and CFG drawn independently), for the side-by-side."""
+    combo_post = _set_posterior(stems, sets, evidence)
     cells: list[Cell] = []
     for checkpoint, n in allocation.items():
         cfg_post = _cfg_posterior(stems, cfgs, evidence, checkpoint)
-        for s, c in zip(combos.draw_arms(combo_post, n, rng), combos.draw_arms(cfg_post, n, rng)):
-            cells.append((checkpoint, sets[s], cfgs[c]))
+        picks = (combos.draw_cells(combo_post, cfg_post, n, rng) if one_setting_per_image
+                 else zip(combos.draw_arms(combo_post, n, rng), combos.draw_arms(cfg_post, n, rng)))
+        cells += [(checkpoint, sets[s], cfgs[c]) for s, c in picks]
     return cells
 
 
@@ -175,8 +194,12 @@ def run_session(scenario: Scenario, policy: str, seed: int, batches: int) -> Run
             if policy == "today":
                 variations = vary_loras(_today_sets(stems, parsed, evidence), len(allocation))
                 cells = [(c, _as_set(v), DEFAULT_CFG) for (c, n), v in zip(allocation.items(), variations) for _ in range(n)]
+            elif policy == "settings oracle":
+                cells = [max(((c, s, g) for s in sets for g in cfgs), key=lambda cell: taste.rate(*cell))
+                         for c, n in allocation.items() for _ in range(n)]
             else:
-                cells = _learnt_cells(stems, sets, cfgs, allocation, evidence, draws)
+                cells = _learnt_cells(stems, sets, cfgs, allocation, evidence, draws,
+                                      one_setting_per_image=policy == "learnt")
         got += sum(taste.rate(*cell) for cell in cells)
         best_possible += BATCH * taste.rate(*best_cell)
         reviewed = []
@@ -187,7 +210,7 @@ def run_session(scenario: Scenario, policy: str, seed: int, batches: int) -> Run
         evidence.record_review(stems, reviewed)
         if policy == "today":
             chosen_set, chosen_cfg = _as_set(_today_sets(stems, parsed, evidence)), DEFAULT_CFG
-        elif policy == "learnt":
+        elif policy.startswith("learnt"):
             chosen_set, chosen_cfg = _learnt_choice(stems, sets, cfgs, evidence, best_cell[0])
         else:
             chosen_set, chosen_cfg = best_cell[1], best_cell[2]
@@ -204,14 +227,17 @@ def _mean_and_noise(values: Sequence[float]) -> tuple[float, float]:
 
 
 def table(seeds: int, batches: int, run: Callable[[Scenario, str, int, int], RunResult] = run_session) -> list[str]:
-    lines = ["| scenario | policy | selected % of oracle (± 2 SE) | final recommendation is the true best |",
-             "|---|---|---:|---:|"]
+    lines = ["| scenario | policy | selected % of oracle (± 2 SE) | % of the settings oracle "
+             "| final recommendation is the true best |",
+             "|---|---|---:|---:|---:|"]
     for scenario in SCENARIOS:
-        for policy in POLICIES:
-            runs = [run(scenario, policy, seed, batches) for seed in range(seeds)]
+        results = {policy: [run(scenario, policy, seed, batches) for seed in range(seeds)] for policy in POLICIES}
+        settings_oracle = statistics.fmean(r.pct_of_oracle for r in results["settings oracle"])
+        for policy, runs in results.items():
             mean, noise = _mean_and_noise([r.pct_of_oracle for r in runs])
             found = 100.0 * sum(r.best_found for r in runs) / len(runs)
-            lines.append(f"| {scenario.name} | {policy} | {mean:.1f} ± {noise:.1f} | {found:.0f} % |")
+            lines.append(f"| {scenario.name} | {policy} | {mean:.1f} ± {noise:.1f} | {100.0 * mean / settings_oracle:.1f} "
+                         f"| {found:.0f} % |")
     return lines
 
 

@@ -19,7 +19,7 @@ from draftgrid.catalog import Catalog
 from draftgrid.cell_planner import plan_cells
 from draftgrid.errors import Gone, InvalidRequest
 from draftgrid.image_files import ImageFiles
-from draftgrid.learnt_settings import LearntSettings, learnt_settings, negative_suggestions
+from draftgrid.learnt_settings import LearntSettings, learnt_cfgs, learnt_settings, negative_suggestions
 from draftgrid.planning import (
     MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
 )
@@ -252,6 +252,9 @@ class BatchPlanner:
         fresh = self._lora_choices(user_id, parsed, catalog, family, first.auto_lora)
         aspect = closest_aspect(parents[0].width, parents[0].height)
         settings = replace(self.render_settings(family, aspect, tier, req), denoise=REFINE_DENOISE)
+        stems = tuple(k.stem for k in parsed.keywords)
+        # the learnt CFG per checkpoint, starting from this tier's; the user's CFG when set
+        cfgs = {} if req.cfg is not None else learnt_cfgs(self._store, user_id, stems, family, pool, settings.cfg)
         refine_parents = []
         for image in parents:
             # keep the user's checkpoint when the next tier offers it: they picked its look
@@ -264,7 +267,8 @@ class BatchPlanner:
                 chosen = fresh
                 loras = tuple(LoraSpec(c.name, round(c.strength, 2)) for c in chosen)
             refine_parents.append(RefineParent(image.image_id, image.seed, self._files.read(image.image_id),
-                                               checkpoint, loras, apply_triggers(parsed.text, chosen)))
+                                               checkpoint, loras, apply_triggers(parsed.text, chosen),
+                                               cfgs.get(checkpoint)))
         # one refined image per parent unless the caller asked for a count
         wanted = req.count if "count" in req.model_fields_set else len(parents)
         variants = min(MAX_REFINE_VARIANTS, max(1, wanted // len(parents)))

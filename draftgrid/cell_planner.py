@@ -2,7 +2,8 @@
 
 The checkpoint allocation fixes how many images each checkpoint gets; this decides, per image,
 its LoRA set and CFG from the learnt posteriors (`learning.recommend.combinations`): Explore draws
-each image's arm (Thompson sampling), Quick gives every image the best. Images of one checkpoint
+each image's arms (`draw_cells`: Thompson sampling, one setting explored per image), Quick gives
+every image the best. Images of one checkpoint
 with the same set and CFG form one group, and every group's chunk k shares seed `base_seed + k`
 (`draftgrid.planning`), so cells are compared on the same noise. Explicit `<lora:...>` tags go to
 every cell; a CFG the user set is the only CFG.
@@ -10,7 +11,8 @@ every cell; a CFG the user set is the only CFG.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,17 +40,14 @@ class CellOptions:
 def plan_cells(allocation: Mapping[str, int], options: CellOptions, prompt: str, *, explore: bool,
                rng: np.random.Generator) -> list[CheckpointGroup]:
     """One group per (checkpoint, LoRA set, CFG) cell; counts sum to the allocation's."""
-    best_set = int(np.argmax(options.set_posterior.mean))
     groups: list[CheckpointGroup] = []
     for checkpoint, count in allocation.items():
         if count <= 0:
             continue
-        set_picks = combos.draw_arms(options.set_posterior, count, rng) if explore else [best_set] * count
-        cfg_picks = _cfg_picks(options, checkpoint, count, explore, rng)
-        cells: dict[tuple[int, int | None], int] = {}
-        for cell in zip(set_picks, cfg_picks):
-            cells[cell] = cells.get(cell, 0) + 1
-        for (set_index, cfg_index), n in cells.items():
+        cfg_posterior = options.cfg_posteriors.get(checkpoint) if options.cfgs else None
+        picks = (combos.draw_cells(options.set_posterior, cfg_posterior, count, rng) if explore
+                 else [_best(options.set_posterior, cfg_posterior)] * count)
+        for (set_index, cfg_index), n in Counter(picks).items():
             chosen = options.explicit + options.sets[set_index]
             groups.append(CheckpointGroup(
                 checkpoint=checkpoint, count=n,
@@ -58,11 +57,6 @@ def plan_cells(allocation: Mapping[str, int], options: CellOptions, prompt: str,
     return groups
 
 
-def _cfg_picks(options: CellOptions, checkpoint: str, count: int, explore: bool,
-               rng: np.random.Generator) -> Sequence[int | None]:
-    posterior = options.cfg_posteriors.get(checkpoint)
-    if not options.cfgs or posterior is None:
-        return [None] * count
-    if explore:
-        return combos.draw_arms(posterior, count, rng)
-    return [int(np.argmax(posterior.mean))] * count
+def _best(set_posterior: Posterior, cfg_posterior: Posterior | None) -> tuple[int, int | None]:
+    """Quick mode's cell: the best posterior mean of each."""
+    return int(np.argmax(set_posterior.mean)), None if cfg_posterior is None else int(np.argmax(cfg_posterior.mean))

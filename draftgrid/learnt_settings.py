@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from draftgrid.cell_planner import CellOptions
 from learning.arms import negative_terms
 from learning.models import LoraChoice
 from learning.recommend import combinations as combos
 from learning.recommend.combinations import ArmChoice
 from learning.recommend.negatives import NegativeSuggestion, suggest_negatives
+from learning.recommend.posterior import Posterior, prior_rate
 from learning.store.aggregates_memory import sum_stats
 from learning.store.preference_store import PreferenceStore
 
@@ -56,23 +59,47 @@ def learnt_settings(store: PreferenceStore, user_id: str, stems: Sequence[str], 
     explicit = tuple(c for c in choices if c.explicit)
     automatic = {c.name: c for c in choices if not c.explicit}
     today = [(c.name, round(c.strength, 2)) for c in automatic.values()]
-    sets = combos.candidate_sets(today, vetoed_loras(store, user_id, stems))
-    arms = combos.combination_arms(family, [explicit_pairs(explicit) + s for s in sets])
-    set_posterior = combos.posterior_for(stems, arms, store.arm_stats(user_id, "lora-combination", stems, arms),
+    weak = frozenset(c.name for c in automatic.values() if not c.central)
+    sets = combos.candidate_sets(today, vetoed_loras(store, user_id, stems), weak)
+    full_sets = [explicit_pairs(explicit) + s for s in sets]
+    arms = combos.combination_arms(family, full_sets)
+    set_posterior = combos.set_posterior(stems, family, full_sets,
+                                         store.arm_stats(user_id, "lora-combination", stems, arms),
+                                         store.arm_stats(user_id, "lora", stems, list(automatic)),
                                          store.base_rate(user_id, "lora-combination"))
     as_choices = tuple(tuple(replace(automatic[name], strength=strength) for name, strength in s) for s in sets)
     cfgs: tuple[float, ...] = () if cfg_explicit else combos.cfg_candidates(family, default_cfg)
-    cfg_posteriors = {}
-    if cfgs:
-        every = [arm for checkpoint in pool for arm in combos.cfg_arms(checkpoint, cfgs)]
-        found = store.arm_stats(user_id, "cfg", stems, every)
-        base = store.base_rate(user_id, "cfg")
-        cfg_posteriors = {checkpoint: combos.posterior_for(
-            stems, combos.cfg_arms(checkpoint, cfgs), combos.cfg_evidence(checkpoint, pool, cfgs, found), base)
-            for checkpoint in pool}
+    cfg_posteriors = _cfg_posteriors(store, user_id, stems, pool, cfgs) if cfgs else {}
     options = CellOptions(explicit, as_choices, set_posterior, cfgs, cfg_posteriors)
     best_cfg = combos.best_arm(cfg_posteriors[recommended], "CFG") if cfg_posteriors else None
     return LearntSettings(options, combos.best_arm(set_posterior, "LoRA set"), best_cfg)
+
+
+def _cfg_posteriors(store: PreferenceStore, user_id: str, stems: Sequence[str], pool: Sequence[str],
+                    cfgs: Sequence[float]) -> dict[str, Posterior]:
+    """Per checkpoint of the pool, the posterior of its CFG arms (the others' evidence shared)."""
+    every = [arm for checkpoint in pool for arm in combos.cfg_arms(checkpoint, cfgs)]
+    found = store.arm_stats(user_id, "cfg", stems, every)
+    base = store.base_rate(user_id, "cfg")
+    return {checkpoint: combos.posterior_for(
+        stems, combos.cfg_arms(checkpoint, cfgs), combos.cfg_evidence(checkpoint, pool, cfgs, found), base)
+        for checkpoint in pool}
+
+
+def learnt_cfgs(store: PreferenceStore, user_id: str, stems: Sequence[str], family: str, pool: Sequence[str],
+                default_cfg: float) -> dict[str, float]:
+    """The best CFG per checkpoint of the pool for these keywords (a refine's, when the user set
+    none): the tier's `default_cfg` until the picks say another of the family's levels is
+    better. A refine exploits, so only a level the picks lifted above the user's own base rate
+    may displace the default: not an untried one, nor one that merely got fewer unpicked images."""
+    cfgs = combos.cfg_candidates(family, default_cfg)
+    base = prior_rate(store.base_rate(user_id, "cfg"))
+    best: dict[str, float] = {}
+    for checkpoint, posterior in _cfg_posteriors(store, user_id, stems, pool, cfgs).items():
+        eligible = posterior.mean > base
+        eligible[0] = True  # the default (cfg_candidates puts it first)
+        best[checkpoint] = cfgs[int(np.argmax(np.where(eligible, posterior.mean, -1.0)))]
+    return best
 
 
 def negative_suggestions(store: PreferenceStore, user_id: str, stems: Sequence[str],

@@ -146,6 +146,7 @@ class RefineParent:
     checkpoint: str
     loras: tuple[LoraSpec, ...]
     positive: str
+    cfg: float | None = None  # None: the batch's CFG
 
 
 def plan_refine(
@@ -162,11 +163,12 @@ def plan_refine(
     jobs: list[PoolJob] = []
     for parent in parents:
         job_id = make_id()
-        spec = generation_spec(settings, family, parent.checkpoint, parent.loras, parent.positive, negative, parent.seed,
-                               variants, refine_from=RefineSource(png=parent.png, denoise=settings.denoise))
+        own = settings if parent.cfg is None else replace(settings, cfg=parent.cfg)
+        spec = generation_spec(own, family, parent.checkpoint, parent.loras, parent.positive, negative, parent.seed,
+                               variants, refine_from=RefineSource(png=parent.png, denoise=own.denoise))
         jobs.append(PoolJob(job_id=job_id, spec=spec))
         images.extend(
-            PlannedImage(make_id(), job_id, parent.checkpoint, parent.loras, parent.seed, i, settings, parent.image_id)
+            PlannedImage(make_id(), job_id, parent.checkpoint, parent.loras, parent.seed, i, own, parent.image_id)
             for i in range(variants)
         )
     return BatchPlan(tuple(images), tuple(jobs))

@@ -18,6 +18,13 @@ Relevance of a LoRA to the prompt keywords (0..1):
 * with a learned `preference` (0..1 per LoRA for these keywords, 0.5 = no evidence), the score
   is the even blend of relevance and preference, so a LoRA users keep selecting ranks first.
 
+Centrality: a match is *central* when some keyword meets the LoRA's name, a trigger word or a top
+tag (a share of at least `CENTRAL_TAG_SHARE` of its most frequent tag's). A LoRA matched only on
+rarer tags (a film-grain LoRA's secondary "portrait" tag) is a weak match: it ranks low (its tag
+weight is small), its trigger word is not added to the prompt unless the preference says the user
+likes it, and it is `central=False`, so the learnt LoRA sets (`learning.recommend.combinations`)
+test it in Explore but never apply it without evidence: learning, not one tag hit, decides.
+
 Strength = 0.5 + 0.3 × score (0.5–0.8): relevant LoRAs get the stronger effect; flagged ones 0.5.
 """
 
@@ -47,6 +54,7 @@ TAG_WEIGHT = 0.5
 FUZZY_MIN_RATIO = 85.0
 FUZZY_MIN_LENGTH = 4
 MIN_RELEVANCE = 0.25
+CENTRAL_TAG_SHARE = 0.4  # a tag at least this share of the top tag's frequency is a top tag
 PREFERENCE_BLEND = 0.5
 NEUTRAL_PREFERENCE = 0.5
 MIN_STRENGTH = 0.5
@@ -143,12 +151,14 @@ class _Terms:
     """A LoRA's matchable terms, prepared once per LoraInfo (they do not change between prompts).
 
     `compacts[i]` is term i spelled out without spaces, `weights[i]` its weight, `named[i]` whether
-    it comes from the file name; `by_stem` maps a word stem to the terms that hold it.
+    it comes from the file name, `central[i]` whether it is the name, a trigger or a top tag;
+    `by_stem` maps a word stem to the terms that hold it.
     """
 
     compacts: tuple[str, ...]
     weights: np.ndarray
     named: np.ndarray
+    central: np.ndarray
     by_stem: Mapping[str, frozenset[int]]
 
 
@@ -158,14 +168,16 @@ def _prepare(lora: LoraInfo) -> _Terms:
     pairs = [f"{first} {second}" for first, second in zip(tokens, tokens[1:])]
     shares = lora.tag_shares if len(lora.tag_shares) == len(lora.tags) else [1.0] * len(lora.tags)
     top_share = max(shares, default=0.0) or 1.0
-    sources = [(text, NAME_WEIGHT, True) for text in tokens + pairs]
-    sources += [(trigger, NAME_WEIGHT, False) for trigger in lora.trigger_words]
-    sources += [(tag, TAG_WEIGHT * share / top_share, False) for tag, share in zip(lora.tags, shares)]
+    sources = [(text, NAME_WEIGHT, True, True) for text in tokens + pairs]
+    sources += [(trigger, NAME_WEIGHT, False, True) for trigger in lora.trigger_words]
+    sources += [(tag, TAG_WEIGHT * share / top_share, False, share >= CENTRAL_TAG_SHARE * top_share)
+                for tag, share in zip(lora.tags, shares)]
     compacts: list[str] = []
     weights: list[float] = []
     named: list[bool] = []
+    central: list[bool] = []
     by_stem: dict[str, set[int]] = {}
-    for text, weight, from_name in sources:
+    for text, weight, from_name, is_central in sources:
         words = content_words(text.replace("-", " "))  # keywords never hold the other words
         if not words:
             continue
@@ -174,10 +186,12 @@ def _prepare(lora: LoraInfo) -> _Terms:
         compacts.append("".join(words))
         weights.append(weight)
         named.append(from_name)
+        central.append(is_central)
     return _Terms(
         compacts=tuple(compacts),
         weights=np.array(weights, dtype=float),
         named=np.array(named, dtype=bool),
+        central=np.array(central, dtype=bool),
         by_stem={key: frozenset(indices) for key, indices in by_stem.items()},
     )
 
@@ -219,17 +233,19 @@ def _match_matrix(keywords: Sequence[Keyword], terms: _Terms) -> np.ndarray:
 class _Relevance:
     score: float
     name_match: bool
+    central: bool  # some keyword meets the name, a trigger or a top tag
 
 
 def _relevance(keywords: Sequence[Keyword], lora: LoraInfo) -> _Relevance:
     terms = _prepare(lora)
     if not keywords or not terms.compacts:
-        return _Relevance(score=0.0, name_match=False)
+        return _Relevance(score=0.0, name_match=False, central=False)
     match = _match_matrix(keywords, terms)
     best = (match * terms.weights).max(axis=1)
     return _Relevance(
         score=float(1.0 - np.prod(1.0 - best)),
         name_match=bool((match[:, terms.named] > 0).any()),
+        central=bool((match[:, terms.central] > 0).any()),
     )
 
 
@@ -278,13 +294,15 @@ def match_loras(
         if relevance.score < MIN_RELEVANCE and (liked is None or liked <= NEUTRAL_PREFERENCE):
             continue
         score = relevance.score if liked is None else _blend(relevance.score, liked)
+        wanted = relevance.central or (liked is not None and liked > NEUTRAL_PREFERENCE)
         choice = LoraChoice(
             name=lora.name,
             strength=strength_for(score, flagged=flagged),
             relevance=round(score, 4),
-            trigger_word=_missing_trigger(lora, keywords),
+            trigger_word=_missing_trigger(lora, keywords) if wanted else None,
             flagged=flagged,
             reason="base model unknown; chosen on its file name" if flagged else None,
+            central=wanted,
         )
         ranked.append((score, choice))
     ranked.sort(key=lambda item: (-item[0], item[1].name))

@@ -103,6 +103,7 @@ class LoraChoice:
     flagged: bool = False  # unknown base (name match only), or an explicit LoRA with a problem
     explicit: bool = False  # came from a <lora:...> tag in the prompt
     reason: str | None = None  # why a choice is flagged, readable by a user
+    central: bool = True  # matched on its name, trigger or a top tag; False: only on rarer tags (learning decides)
 
 
 @dataclass(frozen=True)

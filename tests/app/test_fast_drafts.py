@@ -77,6 +77,18 @@ def test_a_refine_drops_the_accelerator_and_keeps_the_seed(fast_client: httpx.Cl
     assert image["loras"] == [] and image["steps"] == 25 and refined["tier"] == "standard"
 
 
+def test_a_refine_uses_its_tiers_cfg_unless_the_user_set_one(fast_client: httpx.Client) -> None:
+    _, batch = draft(fast_client)  # drafted at the accelerator's CFG 1.0
+    parents = [image["image_id"] for image in batch["images"][:2]]
+    tier_cfg = fast_client.post("/api/generate/batch", json={"parent_image_ids": parents[:1]})
+    explicit = fast_client.post("/api/generate/batch", json={"parent_image_ids": parents[1:], "cfg": 4.5})
+    assert tier_cfg.status_code == explicit.status_code == 200, (tier_cfg.text, explicit.text)
+    [image] = wait_done(fast_client, tier_cfg.json()["batch_id"])["images"]
+    assert image["cfg"] == 6.0  # sdxl standard's, not the draft's
+    [chosen] = wait_done(fast_client, explicit.json()["batch_id"])["images"]
+    assert chosen["cfg"] == 4.5
+
+
 def test_auto_lora_never_picks_the_accelerator_as_a_style(fast_client: httpx.Client) -> None:
     _, batch = draft(fast_client, fast_drafts=False, auto_lora=True, prompt="lightning fast sdxl lightning")
     assert all(LIGHTNING not in [lora["name"] for lora in image["loras"]] for image in batch["images"])

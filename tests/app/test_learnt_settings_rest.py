@@ -3,6 +3,7 @@ family and the batch size, explicit settings win, vetoes are honoured, the recom
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
@@ -78,3 +79,24 @@ def test_the_ui_vetoes_a_lora_of_the_shown_batch_and_adds_a_chip_only_on_click(
     assert {"keyword": "anime", "lora": "anime_style_v2.safetensors"} in client.get("/api/loras/vetoes").json()["rules"]
     client.put("/api/loras/vetoes", json={"rules": []})
     assert ui.add_negative("lowres", "blurry,") == "blurry, lowres" and ui.add_negative("lowres", "") == "lowres"
+
+
+def test_a_refine_takes_the_learnt_cfg_unless_the_user_sets_one(client: httpx.Client,
+                                                                 generate: Callable[..., dict]) -> None:
+    ticket = generate(prompt="a zeppelin over the harbour", count=20, model_family="sd15", tier="draft",
+                      explore_mode=True, auto_lora=False)
+    images = wait_done(client, ticket["batch_id"])["images"]
+    counts = Counter(image["cfg"] for image in images if image["cfg"] != 7.0)  # 7: the tiers' default
+    wanted = counts.most_common(1)[0][0]  # 5 or 9: an Explore batch of 20 spreads over the levels
+    liked = [image["image_id"] for image in images if image["cfg"] == wanted]
+    others = [image["image_id"] for image in images if image["cfg"] != wanted]
+    feedback = client.post("/api/feedback", json={"batch_id": ticket["batch_id"], "selected": liked,
+                                                  "rejected": others})
+    assert feedback.status_code == 200, feedback.text
+    learnt = client.post("/api/generate/batch", json={"parent_image_ids": liked[:1]})
+    explicit = client.post("/api/generate/batch", json={"parent_image_ids": liked[:1], "cfg": 6.5})
+    assert learnt.status_code == explicit.status_code == 200, (learnt.text, explicit.text)
+    [refined] = wait_done(client, learnt.json()["batch_id"])["images"]
+    assert refined["cfg"] == wanted  # not the sd15 standard tier's 7: the picks taught another
+    [chosen] = wait_done(client, explicit.json()["batch_id"])["images"]
+    assert chosen["cfg"] == 6.5

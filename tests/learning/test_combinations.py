@@ -59,6 +59,38 @@ def test_with_no_evidence_the_first_candidate_wins() -> None:
     assert choice.best == arms[0] and choice.images == 0 and "no LoRA set evidence" in choice.reason
 
 
+def test_a_weak_match_is_tested_but_not_in_the_default_set() -> None:
+    sets = combos.candidate_sets([("a", 0.71), ("grain", 0.55)], weak=frozenset({"grain"}))
+    assert sets[0] == (("a", 0.71),)  # what Quick mode applies without evidence: no weak match
+    assert (("grain", 0.6),) in sets and (("grain", 0.8),) in sets  # tested in Explore
+    only_weak = combos.candidate_sets([("grain", 0.55)], weak=frozenset({"grain"}))
+    assert only_weak[0] == () and (("grain", 0.6),) in only_weak  # none first: nothing applied untested
+
+
+def test_one_image_explores_one_setting_at_most() -> None:
+    flat = combos.posterior_for(["x"], ["s0", "s1", "s2", "s3"], {}, ArmStat(0, 0))
+    cfgs = combos.posterior_for(["x"], ["c0", "c1", "c2"], {}, ArmStat(0, 0))
+    cells = combos.draw_cells(flat, cfgs, 400, np.random.default_rng(1))
+    assert len(cells) == 400 and all(s == 0 or c == 0 for s, c in cells)  # argmax of ties: the first
+    assert {s for s, _ in cells} == {0, 1, 2, 3} and {c for _, c in cells} == {0, 1, 2}  # both still explored
+    assert all(c is None for _, c in combos.draw_cells(flat, None, 5, np.random.default_rng(1)))
+
+
+def test_a_lora_disliked_in_every_set_pulls_down_its_untried_sets() -> None:
+    sets = [(("w", 0.74),), (("w", 0.6),), (("w", 0.8),), ()]
+    arms = combos.combination_arms("sdxl", sets)
+    evidence = {("water", arms[0]): ArmStat(12, 1), ("water", arms[3]): ArmStat(4, 1)}
+    lora = {("water", "w"): ArmStat(12, 1)}
+    base = ArmStat(16, 2)
+    alone = combos.posterior_for(["water"], arms, evidence, base)
+    factored = combos.set_posterior(["water"], "sdxl", sets, evidence, lora, base)
+    assert factored.mean[1] < alone.mean[1] and factored.mean[2] < alone.mean[2]  # untried strengths of w
+    assert factored.mean[3] == alone.mean[3]  # none has no LoRA to borrow from
+    assert combos.best_arm(factored, "LoRA set").best == arms[3]
+    no_lora_evidence = combos.set_posterior(["water"], "sdxl", sets, evidence, {}, base)
+    assert np.allclose(no_lora_evidence.mean, alone.mean)
+
+
 def test_cfg_evidence_of_other_checkpoints_counts_at_half_weight() -> None:
     evidence = {("anime", "ckA@5.0"): ArmStat(10, 5), ("anime", "ckB@5.0"): ArmStat(10, 3)}
     found = combos.cfg_evidence("ckA", ["ckA", "ckB"], [5.0, 8.0], evidence)

@@ -189,6 +189,30 @@ def test_weak_tag_matches_are_not_chosen(loras: list[LoraInfo]) -> None:
     assert "anime_style_v2.safetensors" not in names(auto("red hair", loras, "sd15"))
 
 
+def test_a_secondary_tag_pulls_a_lora_in_less_than_a_lora_about_it() -> None:
+    portrait = LoraInfo("portrait_master_xl.safetensors", "sdxl", tags=("portrait", "face"),
+                        trigger_words=("portrait master",), tag_shares=(0.7, 0.3))
+    grain = LoraInfo("film_grain_xl.safetensors", "sdxl", tags=("film grain", "portrait"),
+                     trigger_words=("film grain",), tag_shares=(0.8, 0.2))
+    chosen = auto("a cat portrait", [grain, portrait], "sdxl")
+    assert names(chosen) == ["portrait_master_xl.safetensors"]  # one rare tag hit is not enough
+    liked = auto("a cat portrait", [grain, portrait], "sdxl", preference={"film_grain_xl.safetensors": 0.9})
+    assert names(liked) == ["portrait_master_xl.safetensors", "film_grain_xl.safetensors"]
+    assert liked[0].strength > liked[1].strength and liked[1].trigger_word == "film grain"  # learning says liked
+
+
+def test_a_weak_match_adds_no_trigger_and_is_not_central_unless_liked() -> None:
+    grain = LoraInfo("film_grain_xl.safetensors", "sdxl", tags=("film grain", "portrait", "cat"),
+                     trigger_words=("film grain",), tag_shares=(0.5, 0.18, 0.18))
+    weak = auto("a cat portrait", [grain], "sdxl")[0]  # two rare tags together pass the floor
+    assert weak.trigger_word is None and not weak.central
+    assert apply_triggers("a cat portrait", [weak]) == "a cat portrait"
+    liked = auto("a cat portrait", [grain], "sdxl", preference={"film_grain_xl.safetensors": 0.8})[0]
+    assert liked.trigger_word == "film grain" and liked.central
+    central = auto("film grain portrait", [grain], "sdxl")[0]
+    assert central.central and central.trigger_word is None  # the prompt already holds it
+
+
 def test_more_matching_keywords_raise_relevance(loras: list[LoraInfo]) -> None:
     one = auto("cyberpunk", loras, "sdxl")[0]
     three = auto("cyberpunk city, neon lights, night", loras, "sdxl")[0]
