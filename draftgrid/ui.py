@@ -26,7 +26,7 @@ from draftgrid.schemas import ASPECT_RATIOS, DEFAULT_FAMILY, FeedbackRequest, Ge
 from draftgrid.ui_common import error_html, user_of
 from draftgrid.ui_reset_monitor import ResetMonitorPanel
 from draftgrid.ui_triage import TRIAGE_CSS, TriagePanel, page_js
-from draftgrid.views import short_checkpoint
+from draftgrid.views import short_checkpoint, short_names
 from learning.recommend.types import MAX_COUNT
 from draftgrid.service import BatchTicket, BatchView, DraftGridService, SharingState
 from learning.models import DEFAULT_USER, BatchRecord
@@ -79,7 +79,8 @@ def strategy_line(ticket: BatchTicket) -> str:
     s = ticket.strategy
     loras = ", ".join(f"{short_checkpoint(str(l['name']))} {l['strength']}" for l in ticket.loras) or "none"
     dist = " · ".join(f"{short_checkpoint(c)} ×{n}" for c, n in ticket.checkpoint_distribution.items())
-    return f"**{s['message']}**  \n{dist}  \nLoRAs: {loras}"
+    return f"**{short_names(str(s['message']), [*ticket.checkpoint_distribution, str(s['recommended'])])}**  \n" \
+           f"{dist}  \nLoRAs: {loras}"
 
 
 def selection_line(view: BatchView) -> str:

@@ -98,6 +98,14 @@ def short_checkpoint(name: str) -> str:
     return head if len(head) >= 4 else stem
 
 
+def short_names(text: str, checkpoints: list[str]) -> str:
+    """`text` with each of the checkpoints' full file names written short (longest first, so a name
+    inside another is not cut)."""
+    for name in sorted({n for n in checkpoints if n}, key=len, reverse=True):
+        text = text.replace(name, short_checkpoint(name))
+    return text
+
+
 def caption(view: ImageView) -> str:
     """Gallery caption: selection mark first, then the short checkpoint name, how many LoRAs and
     the seed with the batch index (the viewer has the rest)."""

@@ -178,3 +178,76 @@ def test_a_whole_session_with_the_keyboard_only(streaming_app: RunningApp, brows
     assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
                                   "favourite": {ids[4]}}
     page.close()
+
+
+def swipe(page: Page, locator, dx: float) -> None:  # noqa: ANN001 - a Playwright Locator
+    """A real touch swipe (touchstart, moves, touchend) across the middle of `locator`."""
+    box = locator.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.synthesizeScrollGesture", {"x": x, "y": y, "xDistance": dx, "yDistance": 0,
+                                                "gestureSourceType": "touch", "speed": 2000})
+    cdp.detach()
+
+
+def test_a_whole_session_by_touch_at_phone_width(streaming_app: RunningApp, browser: Browser,
+                                                rest: httpx.Client) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(streaming_app.local_url)
+    page.locator("#dg-prompt textarea").tap()
+    page.keyboard.type("a red fox in the snow")  # the phone's keyboard
+    page.locator("#dg-generate").tap()
+    first = wait_new_batch(page, shown_batch(page) if page.locator("#dg-count").count() else "")
+    page.wait_for_function(f"() => document.querySelectorAll('{THUMBS}').length >= 6", timeout=30_000)
+    for index in (0, 2, 4):  # hurried taps while it streams
+        page.locator(THUMBS).nth(index).tap()
+    wait_finished(page, 20)
+    ids = gallery_ids(page)
+    expect(page.locator("#dg-selected")).to_contain_text("3 selected", timeout=15_000)
+    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4]}, "rejected": set(), "favourite": set()}
+    assert focused(page) == 4
+    shot(page, "11-phone-three-tapped")
+
+    page.locator("#dg-open-viewer").tap()  # the last tapped image, full size
+    expect(page.locator("#dg-viewer-body .dg-view")).to_have_attribute("data-image-id", ids[4])
+    picture = page.locator("#dg-viewer-body img")
+    expect(picture).to_have_js_property("complete", True)
+    box = picture.bounding_box()
+    assert box is not None and box["width"] >= 300  # full width of the phone, not a thumbnail
+    shot(page, "12-phone-viewer")
+    swipe(page, picture, -200)  # swipe left: the next image
+    expect(page.locator("#dg-viewer-body .dg-view")).to_have_attribute("data-image-id", ids[5])
+    page.locator("#dg-viewer [data-dg-cmd=reject]").tap()
+    expect(page.locator("#dg-viewer-mark")).to_contain_text("✗ rejected")
+    swipe(page, picture, -200)
+    expect(page.locator("#dg-viewer-body .dg-view")).to_have_attribute("data-image-id", ids[6])
+    picture.tap()  # a tap on the picture selects it
+    expect(page.locator("#dg-viewer-mark")).to_contain_text("✓ selected")
+    page.locator("#dg-viewer [data-dg-cmd=favourite]").tap()
+    expect(page.locator("#dg-viewer-mark")).to_contain_text("♥ favourite")
+    swipe(page, picture, 200)  # swipe right: back
+    expect(page.locator("#dg-viewer-body .dg-view")).to_have_attribute("data-image-id", ids[5])
+    shot(page, "13-phone-viewer-swiped")
+    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
+                                  "favourite": {ids[6]}}
+    page.locator("#dg-viewer [data-dg-cmd=escape]").tap()
+    expect(page.locator("#dg-viewer")).to_be_hidden()
+
+    page.locator("#dg-refine").tap()
+    refined = wait_new_batch(page, first)
+    wait_finished(page, 4)
+    body = rest.get(f"/api/batches/{refined}").json()
+    assert {i["parent_image_id"] for i in body["images"]} == {ids[0], ids[2], ids[4], ids[6]}
+    shot(page, "14-phone-refined")
+
+    page.locator("#dg-generate").tap()
+    third = wait_new_batch(page, refined)
+    page.locator("#dg-stop").tap()
+    expect(page.locator("#dg-status")).to_contain_text("cancelled before it finished", timeout=30_000)
+    assert rest.get(f"/api/batches/{third}").json()["status"] in ("partial", "failed")
+    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
+                                  "favourite": {ids[6]}}
+    shot(page, "15-phone-stopped")
+    context.close()
