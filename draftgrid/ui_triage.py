@@ -161,7 +161,7 @@ class TriagePanel:
             view = self.service.batch_view(user, batch_id)
         except ServiceError as exc:
             return gr.skip(), error_html(str(exc)), gr.skip()
-        viewer = viewer_html(view, sent.viewing) if sent.viewing else gr.skip()
+        viewer = viewer_html(view, sent.viewing, self.service.lora_reasons(view)) if sent.viewing else gr.skip()
         return gallery, selection + problem, viewer
 
     def build(self, batch_state: gr.State, gallery: gr.Gallery, selection_md: gr.HTML) -> None:
