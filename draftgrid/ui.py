@@ -79,8 +79,9 @@ def strategy_line(ticket: BatchTicket) -> str:
     s = ticket.strategy
     loras = ", ".join(f"{short_checkpoint(str(l['name']))} {l['strength']}" for l in ticket.loras) or "none"
     dist = " · ".join(f"{short_checkpoint(c)} ×{n}" for c, n in ticket.checkpoint_distribution.items())
-    return f"**{short_names(str(s['message']), [*ticket.checkpoint_distribution, str(s['recommended'])])}**  \n" \
-           f"{dist}  \nLoRAs: {loras}"
+    message = short_names(str(s["message"]), [*ticket.checkpoint_distribution, str(s["recommended"])])
+    # "name@7.0" (a checkpoint at a CFG) would be rendered as an e-mail link
+    return f"**{message.replace('@', '&#64;')}**  \n{dist}  \nLoRAs: {loras}"
 
 
 def selection_line(view: BatchView) -> str:

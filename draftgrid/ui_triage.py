@@ -55,7 +55,8 @@ KEY_NAMES = {" ": "Space", "ArrowLeft": "←", "ArrowRight": "→", "ArrowUp": "
 
 TRIAGE_CSS = VIEWER_CSS + """
 #dg-grid button.thumbnail-item.dg-focus { outline: 4px solid #2563eb !important; outline-offset: 2px; z-index: 2; }
-#dg-grid .caption-label { white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
+#dg-grid .caption-label { white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  font-size: 11px; line-height: 1.25; }
 #dg-keys-send { display: none !important; }
 #dg-help { display: none; }
 #dg-help.dg-open { display: block; position: fixed; right: 16px; top: 16px; z-index: 1001; background: #fff;
