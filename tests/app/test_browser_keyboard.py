@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from draftgrid.launch import RunningApp
-from tests.app.conftest import client_of, start_app
+from tests.app.conftest import start_app
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "keyboard"
 HURRIED_MS = 100  # hurried typing: one key every 100 ms
@@ -25,17 +25,12 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def streaming_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    """Slow enough that keys land while a batch streams and Stop finds it running."""
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """This module's app (conftest's `client` talks to it): slow enough that keys land while a batch
+    streams and Stop finds it running."""
     running = start_app(tmp_path_factory.mktemp("keyboard"), sim_speed=4.0)
     yield running
     running.close()
-
-
-@pytest.fixture()
-def rest(streaming_app: RunningApp) -> Iterator[httpx.Client]:
-    with client_of(streaming_app) as c:
-        yield c
 
 
 def shot(page: Page, name: str) -> None:
@@ -64,8 +59,8 @@ def gallery_ids(page: Page) -> list[str]:
         THUMBS, "els => els.map(e => (/([0-9a-f]{32})\\./.exec(e.querySelector('img').src) || [])[1])")
 
 
-def marks(rest: httpx.Client, batch_id: str) -> dict[str, set[str]]:
-    images = rest.get(f"/api/batches/{batch_id}").json()["images"]
+def marks(client: httpx.Client, batch_id: str) -> dict[str, set[str]]:
+    images = client.get(f"/api/batches/{batch_id}").json()["images"]
     return {field: {i["image_id"] for i in images if i[field]} for field in ("selected", "rejected", "favourite")}
 
 
@@ -77,10 +72,10 @@ def viewer_image(page: Page) -> str:
     return page.locator("#dg-viewer-body .dg-view").get_attribute("data-image-id") or ""
 
 
-def test_a_whole_session_with_the_keyboard_only(streaming_app: RunningApp, browser: Browser,
-                                               rest: httpx.Client) -> None:
+def test_a_whole_session_with_the_keyboard_only(app: RunningApp, browser: Browser,
+                                               client: httpx.Client) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(streaming_app.local_url)
+    page.goto(app.local_url)
     expect(page.locator("#dg-stop")).to_be_disabled()  # nothing runs yet
     prompt = page.locator("#dg-prompt textarea")
     for _ in range(40):  # Tab to the prompt
@@ -104,7 +99,7 @@ def test_a_whole_session_with_the_keyboard_only(streaming_app: RunningApp, brows
     wait_finished(page, 20)
     ids = gallery_ids(page)
     expect(page.locator("#dg-selected")).to_contain_text("3 selected", timeout=15_000)
-    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4]}, "rejected": {ids[5]}, "favourite": {ids[4]}}
+    assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4]}, "rejected": {ids[5]}, "favourite": {ids[4]}}
     assert focused(page) == 4, "the focus survived the streamed updates"
     assert still_streaming, "the keys were typed while the batch streamed"
     expect(page.locator("#dg-stop")).to_be_disabled(timeout=15_000)  # the batch is over
@@ -141,7 +136,7 @@ def test_a_whole_session_with_the_keyboard_only(streaming_app: RunningApp, brows
     page.keyboard.press(" ")
     expect(page.locator("#dg-viewer-mark")).to_contain_text("✓ selected")
     shot(page, "05-viewer-moved-and-selected")
-    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
+    assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
                                   "favourite": {ids[4]}}
     page.keyboard.press("Escape")
     expect(page.locator("#dg-viewer")).to_be_hidden()
@@ -151,7 +146,7 @@ def test_a_whole_session_with_the_keyboard_only(streaming_app: RunningApp, brows
     page.keyboard.press("r")
     refined = wait_new_batch(page, first)
     wait_finished(page, 4)
-    body_json = rest.get(f"/api/batches/{refined}").json()
+    body_json = client.get(f"/api/batches/{refined}").json()
     assert body_json["tier"] == "standard" and body_json["parent_batch_id"] == first
     assert {i["parent_image_id"] for i in body_json["images"]} == {ids[0], ids[2], ids[4], ids[6]}
     assert focused(page) == 0  # a new batch starts at its first image
@@ -160,10 +155,10 @@ def test_a_whole_session_with_the_keyboard_only(streaming_app: RunningApp, brows
     # select all, clear
     page.keyboard.press("a")
     expect(page.locator("#dg-selected")).to_contain_text("4 selected", timeout=15_000)
-    assert marks(rest, refined)["selected"] == {i["image_id"] for i in body_json["images"]}
+    assert marks(client, refined)["selected"] == {i["image_id"] for i in body_json["images"]}
     page.keyboard.press("Shift+A")
     expect(page.locator("#dg-selected")).to_contain_text("0 selected", timeout=15_000)
-    assert marks(rest, refined) == {"selected": set(), "rejected": set(), "favourite": set()}
+    assert marks(client, refined) == {"selected": set(), "rejected": set(), "favourite": set()}
 
     # generate again with g, stop it with Esc
     page.keyboard.press("g")
@@ -171,11 +166,11 @@ def test_a_whole_session_with_the_keyboard_only(streaming_app: RunningApp, brows
     expect(page.locator("#dg-stop")).to_be_enabled()
     page.keyboard.press("Escape")
     expect(page.locator("#dg-status")).to_contain_text("cancelled before it finished", timeout=30_000)
-    assert rest.get(f"/api/batches/{third}").json()["status"] in ("partial", "failed")
+    assert client.get(f"/api/batches/{third}").json()["status"] in ("partial", "failed")
     expect(page.locator("#dg-stop")).to_be_disabled(timeout=15_000)
     shot(page, "07-stopped")
     # the first batch is as the keys left it
-    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
+    assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
                                   "favourite": {ids[4]}}
     page.close()
 
@@ -191,11 +186,11 @@ def swipe(page: Page, locator, dx: float) -> None:  # noqa: ANN001 - a Playwrigh
     cdp.detach()
 
 
-def test_a_whole_session_by_touch_at_phone_width(streaming_app: RunningApp, browser: Browser,
-                                                rest: httpx.Client) -> None:
+def test_a_whole_session_by_touch_at_phone_width(app: RunningApp, browser: Browser,
+                                                client: httpx.Client) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
     page = context.new_page()
-    page.goto(streaming_app.local_url)
+    page.goto(app.local_url)
     page.locator("#dg-prompt textarea").tap()
     page.keyboard.type("a red fox in the snow")  # the phone's keyboard
     page.locator("#dg-generate").tap()
@@ -206,7 +201,7 @@ def test_a_whole_session_by_touch_at_phone_width(streaming_app: RunningApp, brow
     wait_finished(page, 20)
     ids = gallery_ids(page)
     expect(page.locator("#dg-selected")).to_contain_text("3 selected", timeout=15_000)
-    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4]}, "rejected": set(), "favourite": set()}
+    assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4]}, "rejected": set(), "favourite": set()}
     assert focused(page) == 4
     shot(page, "11-phone-three-tapped")
 
@@ -230,7 +225,7 @@ def test_a_whole_session_by_touch_at_phone_width(streaming_app: RunningApp, brow
     swipe(page, picture, 200)  # swipe right: back
     expect(page.locator("#dg-viewer-body .dg-view")).to_have_attribute("data-image-id", ids[5])
     shot(page, "13-phone-viewer-swiped")
-    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
+    assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
                                   "favourite": {ids[6]}}
     page.locator("#dg-viewer [data-dg-cmd=escape]").tap()
     expect(page.locator("#dg-viewer")).to_be_hidden()
@@ -238,7 +233,7 @@ def test_a_whole_session_by_touch_at_phone_width(streaming_app: RunningApp, brow
     page.locator("#dg-refine").tap()
     refined = wait_new_batch(page, first)
     wait_finished(page, 4)
-    body = rest.get(f"/api/batches/{refined}").json()
+    body = client.get(f"/api/batches/{refined}").json()
     assert {i["parent_image_id"] for i in body["images"]} == {ids[0], ids[2], ids[4], ids[6]}
     shot(page, "14-phone-refined")
 
@@ -246,8 +241,8 @@ def test_a_whole_session_by_touch_at_phone_width(streaming_app: RunningApp, brow
     third = wait_new_batch(page, refined)
     page.locator("#dg-stop").tap()
     expect(page.locator("#dg-status")).to_contain_text("cancelled before it finished", timeout=30_000)
-    assert rest.get(f"/api/batches/{third}").json()["status"] in ("partial", "failed")
-    assert marks(rest, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
+    assert client.get(f"/api/batches/{third}").json()["status"] in ("partial", "failed")
+    assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
                                   "favourite": {ids[6]}}
     shot(page, "15-phone-stopped")
     context.close()
