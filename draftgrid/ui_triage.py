@@ -114,22 +114,22 @@ class TriagePanel:
         self.service = service
         self.review = review
 
-    def _act(self, user: str, batch_id: str, action: TriageAction) -> None:
+    def _act(self, user: str, batch_id: str, action: TriageAction) -> str:
+        """Do one action; says what it did, for the log."""
         view = self.service.batch_view(user, batch_id)
         done = [v for v in view.images if v.status == "done"]
-        if action.op == "select_all":
-            ids = [v.record.image_id for v in done if v.state != "selected"]
+        if action.op in ("select_all", "clear"):
+            wanted = action.op == "select_all"
+            ids = [v.record.image_id for v in done if (v.state == "selected") != wanted]
             if ids:
-                self.service.feedback(user, FeedbackRequest(batch_id=batch_id, selected=ids))
-            return
-        if action.op == "clear":
-            ids = [v.record.image_id for v in done if v.state == "selected"]
-            if ids:
-                self.service.feedback(user, FeedbackRequest(batch_id=batch_id, unselected=ids))
-            return
+                self.service.feedback(user, FeedbackRequest(batch_id=batch_id, **{
+                    "selected" if wanted else "unselected": ids}))
+            return f"{len(ids)} images"
         index = _target(view, action.image)
-        if action.op == "view" or index is None:
-            return
+        if action.op == "view":
+            return "nothing to write"
+        if index is None:
+            return "not a finished image of the shown batch: ignored"
         image = done[index]
         if action.op == "toggle":  # the same facade call as a click on the thumbnail
             self.service.toggle(user, batch_id, index)
@@ -137,6 +137,7 @@ class TriagePanel:
             self.service.feedback(user, FeedbackRequest(batch_id=batch_id, rejected=[image.record.image_id]))
         elif action.op == "favourite":
             self.service.favourite(user, image.record.image_id, not image.favourite)
+        return f"image {index + 1}"
 
     def apply(self, batch_id: str | None, payload: str, request: gr.Request) -> tuple[Any, Any, Any]:
         """Apply the queued actions in order; answers (grid, selection line, viewer). Never raises:
@@ -152,8 +153,8 @@ class TriagePanel:
             return gr.skip(), error_html(readable_errors(exc)), gr.skip()
         for action in sent.actions:
             try:
-                self._act(user, batch_id, action)
-                log.info("triage %s on %s of batch %s", action.op, action.image or "all", batch_id)
+                done = self._act(user, batch_id, action)
+                log.info("triage %s on %s of batch %s: %s", action.op, action.image or "all", batch_id, done)
             except ServiceError as exc:
                 log.info("triage %s on %s refused: %s", action.op, action.image, exc)
                 problem = error_html(str(exc))
