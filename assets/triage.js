@@ -53,7 +53,12 @@
       push({op: "view"});
     }
   }
-  const targetId = () => state.viewing || state.focusId || imageId(thumbs()[focusedIndex(thumbs())] || document.body);
+  function targetId() {  // the image a mark is for: the viewer's, else the focused one
+    if (state.viewing) return state.viewing;
+    const list = thumbs();
+    const thumb = list[focusedIndex(list)];
+    return thumb ? imageId(thumb) : null;
+  }
 
   // ------------------------------------------------------------------ the queue to the server
   function pump() {
