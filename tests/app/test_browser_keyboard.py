@@ -1,8 +1,8 @@
 """Issue 13's "must show": a whole triage session with the keyboard only, and the same by touch at
 phone width, each step checked against `GET /api/batches/{id}` (nothing lost, nothing extra).
 
-The keys are typed at 100 ms intervals while the batch still streams (the simulator at 4× makes a
-20-image batch take a few seconds). Screenshots of every step go to test-artifacts/keyboard/.
+The keys are typed at 100 ms intervals while the batch still streams (one simulated GPU at 4×
+takes ~5 s for the 14 images still to come when typing starts, the typing ~1.5 s). Screenshots of every step go to test-artifacts/keyboard/.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """This module's app (conftest's `client` talks to it): slow enough that keys land while a batch
     streams and Stop finds it running."""
-    running = start_app(tmp_path_factory.mktemp("keyboard"), sim_speed=4.0)
+    running = start_app(tmp_path_factory.mktemp("keyboard"), sim_speed=4.0, sim_gpus=1)
     yield running
     running.close()
 
