@@ -60,6 +60,7 @@ TRIAGE_CSS = VIEWER_CSS + """
 #dg-keys-send { display: none !important; }
 #dg-help { display: none; }
 #dg-help.dg-open { display: block; position: fixed; right: 16px; top: 16px; z-index: 1001; background: #fff;
+  width: max-content; max-width: calc(100vw - 32px); max-height: calc(100vh - 32px); overflow: auto;
   color: #111827; border: 1px solid #d1d5db; border-radius: 8px; padding: 12px 16px;
   box-shadow: 0 8px 24px rgba(0,0,0,.2); }
 #dg-help kbd { border: 1px solid #9ca3af; border-radius: 4px; padding: 0 5px; font-size: 13px; }
