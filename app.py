@@ -13,6 +13,7 @@ import threading
 
 from draftgrid.config import ConfigError, parse_config
 from draftgrid.process_tuning import freeze_startup_objects, tune_for_serving
+from learning.pools import PoolConfigError
 from learning.store.errors import DatabaseLockedError
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from draftgrid.bootstrap import start_backend  # the store opens before Gradio loads: a locked file fails fast
     try:
         backend = start_backend(config)
-    except DatabaseLockedError as exc:
+    except (DatabaseLockedError, PoolConfigError) as exc:
         print(f"DraftGrid cannot start: {exc}", file=sys.stderr)
         return 2
     from draftgrid.launch import launch  # Gradio loads only once the configuration and the database are good

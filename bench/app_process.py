@@ -90,17 +90,23 @@ class AppProcess:
         return [sys.executable, "app.py", "--db", str(self.db), "--port", str(self.port),
                 "--sim-speed", str(self.sim_speed), "--no-sim-previews", *self.extra]
 
-    def start(self, timeout: float = 60.0) -> AppProcess:
-        """Start and wait for the "running at" line (or for the process to exit)."""
+    def start(self, timeout: float = 60.0, may_exit: bool = False) -> AppProcess:
+        """Start and wait for the "running at" line. A process that exits first is an error with
+        its stderr, unless `may_exit` (a start that is meant to be refused)."""
         self.proc = subprocess.Popen(self.argv(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                      preexec_fn=_child_setup(self.cpus))
         ready = threading.Event()
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        drain.start()
         threading.Thread(target=self._watch_stdout, args=(ready,), daemon=True).start()
         if not ready.wait(timeout):
             self.kill()
             raise RuntimeError(f"app did not start within {timeout}s: {self.stderr()[-2000:]}")
+        if not self.url and not may_exit:
+            code = self.proc.wait(10)
+            drain.join(10)  # the whole of stderr, to the last line
+            raise RuntimeError(f"app exited with status {code} before serving: {self.stderr()[-3000:]}")
         return self
 
     def _watch_stdout(self, ready: threading.Event) -> None:

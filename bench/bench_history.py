@@ -2,7 +2,7 @@
 
 Builds a DuckDB file straight in SQL (INSERT ... SELECT from range): `--images` images (default
 100,000) of one user in batches of 20 (5,000 batches), 40 checkpoints, 200 LoRAs, 2,000 keywords,
-three tiers, a select on most batches and a Reject-all on some, plus other users' images the
+three tiers, a select on most batches, a favourite on some of those and a Reject-all on some, plus other users' images the
 query must skip. Then times a mix of filters and pages through the public store API, next to the
 baseline measured in the same run: the unfiltered first page. Prints p50/p95 and the ratio of each
 p95 to the baseline's. Target: every p95 <= 50 ms.
@@ -58,11 +58,11 @@ ORDER BY b, i;
 
 INSERT INTO feedback (user_id, batch_id, image_id, action, created_at)
 SELECT CASE WHEN b < $batches THEN '{USER}' ELSE 'other' || (b % 50) END, 'b' || b,
-       CASE WHEN k = 0 THEN 'b' || b || '-' || (hash(b, 5) % {IMAGES_PER_BATCH}) END,
-       CASE WHEN k = 0 THEN 'select' ELSE 'reject_all' END,
+       CASE WHEN k <> 1 THEN 'b' || b || '-' || (hash(b, 5) % {IMAGES_PER_BATCH}) END,
+       ['select', 'reject_all', 'favourite'][k + 1],
        TIMESTAMP '2025-01-01' + to_seconds(b * 60 + 50)
-FROM range($all_batches) t(b), range(2) s(k)
-WHERE (k = 0 AND hash(b, 6) % 4 > 0) OR (k = 1 AND hash(b, 7) % 3 = 0)
+FROM range($all_batches) t(b), range(3) s(k)
+WHERE (k <> 1 AND hash(b, 6) % 4 > 0 AND (k = 0 OR hash(b, 8) % 10 = 0)) OR (k = 1 AND hash(b, 7) % 3 = 0)
 ORDER BY b, k;
 
 UPDATE batches SET reviewed_at = created_at + INTERVAL 50 SECOND
@@ -104,6 +104,7 @@ def mix(images: int) -> list[tuple[str, HistoryFilter]]:
         ("tier", HistoryFilter(tier="quality")),
         ("selected", HistoryFilter(selected=True)),
         ("selected, page 10", HistoryFilter(selected=True, offset=500)),
+        ("favourites", HistoryFilter(favourite=True)),
         ("date range (a tenth)", HistoryFilter(since=START + span * 0.4, until=START + span * 0.5)),
         ("checkpoint + LoRA + not selected", HistoryFilter(checkpoint="ck3", lora="lora5", selected=False)),
         ("keyword + tier + dates", HistoryFilter(keyword="kw9", tier="draft", since=START + span * 0.2)),

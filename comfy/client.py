@@ -33,6 +33,7 @@ from comfy.errors import (
 )
 from comfy.models import ServerInventory
 from comfy.protocol import (
+    CLIP_LOADER_FILES,
     ImageRef,
     OutputImage,
     Preview,
@@ -60,7 +61,7 @@ DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024
 # bytes then costs at most `max_image_bytes` of memory, not that times the images in flight.
 PARALLEL_DOWNLOADS = 1
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # a quality-tier SDXL image with a hires pass is ~2.3 MP
-INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler")
+INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler", "UNETLoader", *CLIP_LOADER_FILES, "VAELoader")
 _WS_MAX_FRAME = 32 * 1024 * 1024
 _DROPPED = object()  # put on every waiting stream when the socket closes
 
@@ -162,7 +163,7 @@ class ComfyClient:
         return info
 
     async def inventory(self) -> ServerInventory:
-        """Checkpoints, LoRAs, samplers and schedulers, from the three nodes that list them."""
+        """Checkpoints, LoRAs, samplers, schedulers and split-model files, from the nodes that list them."""
         parts = await asyncio.gather(*(self.object_info(node) for node in INVENTORY_NODES))
         merged: dict[str, Any] = {}
         for part in parts:

@@ -76,6 +76,14 @@ class NodeError:
         return f"{where}: {subject}{what}"
 
 
+MODEL_FILE_INPUTS = ("ckpt_name", "lora_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "clip_name3",
+                     "vae_name")  # the loaders' inputs that name a model file
+
+
+def _missing_model(error: NodeError) -> bool:
+    return error.error_type == "value_not_in_list" and error.input_name in MODEL_FILE_INPUTS
+
+
 class ComfyValidationError(ComfyError):
     """`prompt_outputs_failed_validation`: one or more nodes have bad inputs."""
 
@@ -86,20 +94,14 @@ class ComfyValidationError(ComfyError):
         self.details = details
 
     def missing_models(self) -> set[str]:
-        """Checkpoint / LoRA names the server says it does not have (its inventory was stale)."""
-        return {
-            str(e.received_value)
-            for e in self.node_errors
-            if e.error_type == "value_not_in_list" and e.input_name in ("ckpt_name", "lora_name")
-        }
+        """Model file names (checkpoint, LoRA, split-model files) the server says it does not have
+        (its inventory was stale)."""
+        return {str(e.received_value) for e in self.node_errors if _missing_model(e)}
 
     def only_missing_models(self) -> bool:
         """True when every problem is a model missing on this server, i.e. another server with that
         model could run the very same prompt."""
-        return bool(self.node_errors) and all(
-            e.error_type == "value_not_in_list" and e.input_name in ("ckpt_name", "lora_name")
-            for e in self.node_errors
-        )
+        return bool(self.node_errors) and all(_missing_model(e) for e in self.node_errors)
 
 
 class ComfyExecutionError(ComfyError):

@@ -7,8 +7,10 @@ learning, users or the UI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+
+from families.split import SplitModel
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,13 @@ class GenerationSpec:
     # txt2img only: this prompt makes batch indexes first_index .. first_index + batch_size - 1 of
     # the seed's batch (LatentFromBatch), so a job split into pieces makes the very same images
     first_index: int = 0
+    # a split-file model loaded instead of a checkpoint; `checkpoint` is then that model's name
+    split: SplitModel | None = None
+
+    @property
+    def model_files(self) -> tuple[str, ...]:
+        """The model files a server must list to run this spec (LoRAs aside)."""
+        return self.split.files if self.split is not None else (self.checkpoint,)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,21 @@ class PoolJob:
         without reloading anything (`comfy.costs.group_key`). Cached: planning a batch asks it
         tens of thousands of times, and a job never changes."""
         return self.spec.checkpoint, tuple(sorted((lora.name, lora.strength) for lora in self.spec.loras))
+
+    def split(self, keep: int) -> tuple[PoolJob, PoolJob]:
+        """(the first `keep` images of this job, the rest) as two jobs of the same id: pieces that
+        make the very same images where `comfy.pieces.splits_exactly` says so. Cached per job:
+        planning weighs the same splits thousands of times, and the same piece objects let the
+        scheduler reuse their estimates."""
+        if not 0 < keep < self.spec.batch_size:
+            raise ValueError(f"a job of {self.spec.batch_size} images cannot keep {keep}")
+        pieces: dict[int, tuple[PoolJob, PoolJob]] = self.__dict__.setdefault("_pieces", {})
+        if keep not in pieces:
+            spec = self.spec
+            pieces[keep] = (replace(self, spec=replace(spec, batch_size=keep)),
+                            replace(self, spec=replace(spec, batch_size=spec.batch_size - keep,
+                                                       first_index=spec.first_index + keep)))
+        return pieces[keep]
 
 
 @dataclass(frozen=True)
@@ -142,12 +166,28 @@ PoolEvent = ImageResult | JobProgress | PreviewFrame | JobFailed
 
 @dataclass(frozen=True)
 class ServerInventory:
-    """What one server offers, read from /object_info."""
+    """What one server offers, read from /object_info: its loaders' option lists."""
 
     checkpoints: tuple[str, ...]
     loras: tuple[str, ...]
     samplers: tuple[str, ...]
     schedulers: tuple[str, ...]
+    # split-file models: UNETLoader's files and weight dtypes, the CLIP loaders' and VAELoader's files
+    diffusion_models: tuple[str, ...] = ()
+    weight_dtypes: tuple[str, ...] = ()
+    text_encoders: tuple[str, ...] = ()
+    vaes: tuple[str, ...] = ()
+    # each CLIP loader node the server has, with its `type` options (none for TripleCLIPLoader)
+    clip_loaders: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def model_files(self) -> frozenset[str]:
+        """Every checkpoint and split-model file it lists (what a spec's `model_files` must be in)."""
+        return frozenset((*self.checkpoints, *self.diffusion_models, *self.text_encoders, *self.vaes))
+
+    def clip_types(self, loader: str) -> tuple[str, ...] | None:
+        """The `type` options of a CLIP loader node; None when the server lacks the node."""
+        return dict(self.clip_loaders).get(loader)
 
 
 @dataclass

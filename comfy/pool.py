@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 # too: mark it, and let a well-behaved server redo the job.
 SERVER_FAULTS = (ComfyConnectionError, ComfyDisconnected, ComfyTimeout, ComfyProtocolError)
 UPLOAD_SUBFOLDER = "draftgrid"
-METADATA_FOLDERS = ("checkpoints", "loras")  # ComfyUI model folders whose file lists the inventory holds
+# ComfyUI model folders whose metadata the pool reads (the inventory's attribute of the same name lists them)
+METADATA_FOLDERS = ("checkpoints", "loras", "diffusion_models")
 _END = object()
 # A busy server (ComfyUI loading a checkpoint, a machine under load) can miss one health check's
 # time-out and be fine; a refused connection counts at once, a slow answer only this many times in a
@@ -96,7 +97,7 @@ class _Member:
         """Scheduler view; an unmeasured server starts from `peer` (see `ServerPool._slots`)."""
         inventory = self.inventory or ServerInventory((), (), (), ())
         learner = self.learner if self.measured or peer is None else CostLearner(prior=peer.model)
-        return ServerSlot(self.name, frozenset(inventory.checkpoints), frozenset(inventory.loras),
+        return ServerSlot(self.name, inventory.model_files, frozenset(inventory.loras),
                           loaded=self.loaded, learner=learner)
 
 
@@ -284,13 +285,18 @@ class ServerPool:
         def union(attr: str) -> tuple[str, ...]:
             return tuple(sorted({name for inv in inventories for name in getattr(inv, attr)}))
 
-        return ServerInventory(union("checkpoints"), union("loras"), union("samplers"), union("schedulers"))
+        loaders = sorted({loader for inv in inventories for loader, _ in inv.clip_loaders})
+        clip_loaders = tuple((loader, tuple(sorted({t for inv in inventories for t in inv.clip_types(loader) or ()})))
+                             for loader in loaders)
+        return ServerInventory(union("checkpoints"), union("loras"), union("samplers"), union("schedulers"),
+                               union("diffusion_models"), union("weight_dtypes"), union("text_encoders"),
+                               union("vaes"), clip_loaders)
 
     async def model_metadata(self, name: str, folder: str = "loras") -> dict[str, str] | None:
-        """Safetensors metadata of a checkpoint or LoRA (`folder` "checkpoints" / "loras") from an
+        """Safetensors metadata of a model file (`folder` one of METADATA_FOLDERS) from an
         online server that lists it; None when it has none or no server lists it. Cached per server
         and folder; a change in that server's list of the folder (files added, removed, renamed)
-        drops the folder's cache, the other folder's stays."""
+        drops that folder's cache, the others' stay."""
         if folder not in METADATA_FOLDERS:
             raise ValueError(f"unknown model folder {folder!r}; use one of {', '.join(METADATA_FOLDERS)}")
         key = (folder, name)
@@ -557,4 +563,7 @@ def _unplaceable_reason(job: PoolJob, *, any_online: bool) -> str:
     if not any_online:
         return "no ComfyUI server is online"
     loras = f" with LoRAs {', '.join(l.name for l in job.spec.loras)}" if job.spec.loras else ""
-    return f"no online server has checkpoint {job.spec.checkpoint}{loras}"
+    split = job.spec.split
+    model = (f"split model {job.spec.checkpoint} ({', '.join(split.files)})" if split is not None
+             else f"checkpoint {job.spec.checkpoint}")
+    return f"no online server has {model}{loras}"

@@ -106,13 +106,24 @@ def node_input_options(object_info: dict[str, Any], node: str, input_name: str) 
     return []
 
 
+CLIP_LOADER_FILES = {"CLIPLoader": "clip_name", "DualCLIPLoader": "clip_name1", "TripleCLIPLoader": "clip_name1"}
+
+
 def parse_inventory(object_info: dict[str, Any]) -> ServerInventory:
-    """Checkpoints, LoRAs, samplers and schedulers from (a subset of) /object_info."""
+    """Checkpoints, LoRAs, samplers and schedulers, and the split-file loaders' files (diffusion
+    models, text encoders, VAEs) and options, from (a subset of) /object_info."""
+    loaders = [node for node in CLIP_LOADER_FILES if isinstance(object_info.get(node), dict) and object_info[node]]
+    encoders = {name for node in loaders for name in node_input_options(object_info, node, CLIP_LOADER_FILES[node])}
     return ServerInventory(
         checkpoints=tuple(node_input_options(object_info, "CheckpointLoaderSimple", "ckpt_name")),
         loras=tuple(node_input_options(object_info, "LoraLoader", "lora_name")),
         samplers=tuple(node_input_options(object_info, "KSampler", "sampler_name")),
         schedulers=tuple(node_input_options(object_info, "KSampler", "scheduler")),
+        diffusion_models=tuple(node_input_options(object_info, "UNETLoader", "unet_name")),
+        weight_dtypes=tuple(node_input_options(object_info, "UNETLoader", "weight_dtype")),
+        text_encoders=tuple(sorted(encoders)),
+        vaes=tuple(node_input_options(object_info, "VAELoader", "vae_name")),
+        clip_loaders=tuple((node, tuple(node_input_options(object_info, node, "type"))) for node in loaders),
     )
 
 

@@ -34,7 +34,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from comfy.costs import CostLearner, CostModel, GroupKey, Observation, group_key
 from comfy.models import PoolJob
@@ -65,7 +65,7 @@ class ServerSlot:
     """What the scheduler knows of one live server."""
 
     name: str
-    checkpoints: frozenset[str]
+    checkpoints: frozenset[str]  # every checkpoint and split-model file it lists
     loras: frozenset[str] = frozenset()
     loaded: GroupKey | None = None  # what the server last ran (kept in VRAM by ComfyUI)
     learner: CostLearner = field(default_factory=CostLearner)  # what its prompts cost, as measured
@@ -81,7 +81,8 @@ class ServerSlot:
         return self.learner.model
 
     def can_run(self, job: PoolJob) -> bool:
-        return job.spec.checkpoint in self.checkpoints and all(l.name in self.loras for l in job.spec.loras)
+        return (all(name in self.checkpoints for name in job.spec.model_files)
+                and all(l.name in self.loras for l in job.spec.loras))
 
 
 class Scheduler:
@@ -92,6 +93,7 @@ class Scheduler:
         self.slots: dict[str, ServerSlot] = {s.name: s for s in servers}
         self.pieces: dict[str, int] = {}  # job id -> pieces not yet ended, for jobs split in more than one
         self.first_image: frozenset[str] = frozenset()  # the servers that start on one image (`_first_piece`)
+        self._estimates: dict[tuple[int, int, GroupKey | None], tuple[CostModel, PoolJob, float]] = {}
         self.unplaceable: list[PoolJob] = self.assign(list(jobs), now=0.0)
         self._choose_first_image(now=0.0)
         self.learnt(now=0.0)  # the moves again, now that some servers start on one image
@@ -99,7 +101,18 @@ class Scheduler:
     # -------------------------------------------------------------- estimates
 
     def estimate(self, slot: ServerSlot, job: PoolJob, loaded: GroupKey | None) -> float:
-        return slot.cost.job_seconds(job, loaded)
+        """`slot`'s estimate of `job` after `loaded`, remembered: planning asks the same few
+        thousand times (jobs and their cached pieces, `PoolJob.split`) for a batch of 20. The
+        entry holds the cost model and the job it was made for, so a new model (what the server
+        learnt) or another job under a reused id is never answered from it."""
+        cost = slot.cost
+        key = (id(cost), id(job), loaded)
+        hit = self._estimates.get(key)
+        if hit is not None and hit[0] is cost and hit[1] is job:
+            return hit[2]
+        seconds = cost.job_seconds(job, loaded)
+        self._estimates[key] = (cost, job, seconds)
+        return seconds
 
     def backlog(self, slot: ServerSlot, now: float, queue: list[PoolJob] | None = None) -> float:
         """Estimated seconds until `slot` has finished its job in flight and its whole queue (or
@@ -108,7 +121,7 @@ class Scheduler:
         loaded = slot.loaded
         queue = slot.queue if queue is None else queue
         if queue and self._starts_small(slot, queue[0]):  # it will start on one image
-            queue = list(_split(queue[0], 1)) + queue[1:]  # type: ignore[arg-type]
+            queue = [*queue[0].split(1), *queue[1:]]
         for job in queue:
             total += self.estimate(slot, job, loaded)
             loaded = group_key(job)
@@ -259,7 +272,7 @@ class Scheduler:
         lost batch speed-up on the makespan."""
         def first_image_at(slot: ServerSlot) -> float:
             first = slot.queue[0]
-            head = _split(first, 1)[0] if _splits_first(first) else first
+            head = first.split(1)[0] if _splits_first(first) else first
             return max(0.0, slot.running_until - now) + self.estimate(slot, head, slot.loaded)  # type: ignore[arg-type]
 
         candidates = {s.name: first_image_at(s) for s in self.slots.values() if not s.started and s.queue}
@@ -278,8 +291,7 @@ class Scheduler:
         also sees two job sizes at once, what separates overhead from sampling). Only where the
         pieces make the very same images (`splits_exactly`)."""
         spec = job.spec
-        head, rest = _split(job, 1)
-        assert head is not None
+        head, rest = job.split(1)
         slot.queue.insert(0, rest)
         self.pieces[job.job_id] = self.pieces.get(job.job_id, 1) + 1
         log.info("%s starts on one image of job %s (%s); its other %d follow as one prompt (first image sooner)",
@@ -312,6 +324,7 @@ class Scheduler:
         slot.running = None
         if now is None:
             slot.learner = learner
+            self._estimates.clear()  # the old model's entries can never answer again
         else:
             self.adopt(name, learner, now)
         return observation
@@ -325,6 +338,7 @@ class Scheduler:
         if slot is None:
             return False
         slot.learner = learner
+        self._estimates.clear()  # the old model's entries can never answer again
         if slot.planned is not None and not slot.planned.differs(learner.model, REPLAN_CHANGE):
             return False
         self.learnt(now)
@@ -426,8 +440,8 @@ def _moves(queue: list[PoolJob]) -> Iterable[_Move]:
         yield _Move(queue[:index] + queue[index + 1:], [job], f"job {job.job_id}")
         if splits_exactly(job.spec):
             for keep in range(1, job.spec.batch_size):
-                kept, moved = _split(job, keep)
-                yield _Move(queue[:index] + [kept] + queue[index + 1:], [moved],  # type: ignore[list-item]
+                kept, moved = job.split(keep)
+                yield _Move(queue[:index] + [kept] + queue[index + 1:], [moved],
                             f"the last {moved.spec.batch_size} of {job.spec.batch_size} images of job {job.job_id}",
                             job.job_id)
     for key in dict.fromkeys(group_key(job) for job in queue):
@@ -441,15 +455,6 @@ def _moves(queue: list[PoolJob]) -> Iterable[_Move]:
 def _splits_first(job: PoolJob) -> bool:
     """Whether a server that starts on `job` runs one image of it first (`_first_piece`)."""
     return job.spec.batch_size > 1 and splits_exactly(job.spec)
-
-
-def _split(job: PoolJob, keep: int) -> tuple[PoolJob | None, PoolJob]:
-    """(the first `keep` images of `job`, the rest) as pieces; keep 0: (None, the whole job)."""
-    if keep == 0:
-        return None, job
-    spec = job.spec
-    return (replace(job, spec=replace(spec, batch_size=keep)),
-            replace(job, spec=replace(spec, batch_size=spec.batch_size - keep, first_index=spec.first_index + keep)))
 
 
 def _with_job(queue: list[PoolJob], job: PoolJob) -> list[PoolJob]:

@@ -10,6 +10,8 @@ Choices worth knowing:
   (RepeatLatentBatch); the sampler's batch noise then differs per index, so image i of the job is
   still reproducible from (seed, batch index).
 - img2img denoise is `refine_from.denoise` (the spec's own `denoise` applies to txt2img).
+- A split-file model (`spec.split`) loads through UNETLoader, the CLIP loader for its number of
+  text encoders (families/split.py) and VAELoader; the rest of the family's graph is the same.
 - The hires pass is LatentUpscaleBy (nearest-exact) + a second KSampler with the same seed,
   sampler and scheduler at `HIRES_DENOISE` and `hires_steps(steps)` steps — all derived from the
   stored fields, nothing random.
@@ -22,6 +24,7 @@ from typing import Any
 
 from comfy.models import GenerationSpec
 from families.registry import TierSettings, registry
+from families.split import clip_loader, split_shape
 
 Link = list[Any]  # ["node_id", output_index], ComfyUI's link format
 
@@ -95,10 +98,7 @@ def build_workflow(spec: GenerationSpec, *, init_image_name: str | None = None) 
     if spec.refine_from is not None and not init_image_name:
         raise ValueError("a refine spec needs init_image_name (upload refine_from.png first)")
     g = _Graph()
-    ckpt = g.add("CheckpointLoaderSimple", "Load Checkpoint", ckpt_name=spec.checkpoint)
-    model: Link = [ckpt, 0]
-    clip: Link = [ckpt, 1]
-    vae: Link = [ckpt, 2]
+    model, clip, vae = _load_model(g, spec)
     for lora in spec.loras:
         node = g.add(
             "LoraLoader",
@@ -145,6 +145,22 @@ def build_workflow(spec: GenerationSpec, *, init_image_name: str | None = None) 
     decoded = g.add("VAEDecode", "VAE Decode", samples=[sampled, 0], vae=vae)
     g.add("SaveImage", "Save Image", images=[decoded, 0], filename_prefix=spec.filename_prefix)
     return g.nodes
+
+
+def _load_model(g: _Graph, spec: GenerationSpec) -> tuple[Link, Link, Link]:
+    """MODEL, CLIP and VAE: from the checkpoint, or from a split model's diffusion model
+    (UNETLoader), text encoders (the CLIP loader for their count, with the family's type) and VAE."""
+    split = spec.split
+    if split is None:
+        ckpt = g.add("CheckpointLoaderSimple", "Load Checkpoint", ckpt_name=spec.checkpoint)
+        return [ckpt, 0], [ckpt, 1], [ckpt, 2]
+    unet = g.add("UNETLoader", "Load Diffusion Model", unet_name=split.diffusion, weight_dtype=split.weight_dtype)
+    loader, clip_type = clip_loader(split_shape(registry().get(spec.family)), len(split.text_encoders))
+    names = ({"clip_name": split.text_encoders[0]} if len(split.text_encoders) == 1
+             else {f"clip_name{i}": name for i, name in enumerate(split.text_encoders, 1)})
+    encoders = g.add(loader, "Load Text Encoders", **names, **({"type": clip_type} if clip_type else {}))
+    vae = g.add("VAELoader", "Load VAE", vae_name=split.vae)
+    return [unet, 0], [encoders, 0], [vae, 0]
 
 
 def _ksampler(

@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from draftgrid.api_images import image_routes
 from draftgrid.errors import InvalidRequest, ServiceError
 from draftgrid.preference_rules import SUBJECT_FIELDS
 from draftgrid.schemas import (DEFAULT_FAMILY, Family, FeedbackRequest, GenerateRequest, HistoryQuery, RulesRequest,
@@ -127,9 +128,9 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         await call(service.cancel, user, batch_id)
         return {"batch_id": batch_id, "cancelled": True}
 
-    @router.get("/images/{image_id}")
-    async def image(image_id: str, user: str = User) -> Any:
-        return Response(await call(service.image_png, user, image_id), media_type="image/png")
+    @router.post("/batches/{batch_id}/retry")
+    async def retry(batch_id: str, user: str = User) -> Any:
+        return {**(await call(service.retry_failed, user, batch_id)).as_json(), "retry_of": batch_id}
 
     @router.get("/history")
     async def history(request: Request, user: str = User) -> Any:
@@ -219,6 +220,7 @@ def build_router(service: DraftGridService, current_user: Callable[[Request], Aw
         req = await parse_body(request, SharingRequest)
         return (await call(service.set_sharing, user, req.share)).as_json()
 
+    image_routes(router, service, User)
     for path, kind in (("/loras/vetoes", "lora-veto"), ("/negative-suggestions/dismissed", "negative-dismissal")):
         _rule_routes(router, service, User, path, kind)
     return router

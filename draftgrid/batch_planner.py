@@ -23,7 +23,7 @@ from draftgrid.learnt_settings import LearntSettings, learnt_settings, negative_
 from draftgrid.planning import (
     MAX_SEED, BatchPlan, CheckpointGroup, RefineParent, RenderSettings, apply_overrides, new_id, plan_refine, plan_txt2img,
 )
-from draftgrid.schemas import ASPECT_RATIOS, GenerateRequest
+from draftgrid.schemas import GenerateRequest, closest_aspect
 from draftgrid.sharing import PreferenceSharing
 from families.accelerators import FastSettings, fast_checkpoints, fast_lora
 from families.recognise import family_from_name
@@ -50,15 +50,6 @@ class PlannedBatch:
     rec: Recommendation
 
 
-def closest_aspect(width: int, height: int) -> str:
-    """The supported aspect ratio nearest to a size (refines keep their parent's shape)."""
-    def ratio(label: str) -> float:
-        a, b = label.split(":")
-        return int(a) / int(b)
-
-    return min(ASPECT_RATIOS, key=lambda label: abs(ratio(label) - width / height))
-
-
 class BatchPlanner:
     """Turns generate and refine requests into planned batches for one deployment's settings."""
 
@@ -73,7 +64,8 @@ class BatchPlanner:
 
     def plan(self, user_id: str, req: GenerateRequest, catalog: Catalog) -> PlannedBatch:
         self._check_overrides(req, catalog)
-        return self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
+        planned = self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
+        return replace(planned, plan=planned.plan.with_split_models(catalog.split_models))
 
     @staticmethod
     def lora_reasons(batch: BatchRecord, names: list[str], catalog: Catalog) -> dict[str, str]:

@@ -110,15 +110,27 @@ class BatchReader:
                 for v in view.images if v.status == "done"]
 
     def image_png(self, user_id: str, image_id: str) -> bytes:
-        """The image's PNG bytes; NotFound for an unknown or another user's image, Gone once pruned.
-        Read here rather than streamed later: a retention pass may delete the file meanwhile, and
-        it marks the row pruned before it deletes, so a missing file is then a clean 410."""
+        """The image's PNG bytes; NotFound for an unknown or another user's image, Gone once pruned."""
+        return self._readable(user_id, image_id, lambda: self._files.read(image_id))
+
+    def thumbnail_png(self, user_id: str, image_id: str) -> bytes:
+        """The image's unmarked thumbnail (made once), checked like `image_png`."""
+        return self._readable(user_id, image_id, lambda: self._files.thumbnail_png(image_id))
+
+    def check_image(self, user_id: str, image_id: str) -> None:
+        """Raise as `image_png` would, without reading the file (a conditional GET's 304)."""
+        self._readable(user_id, image_id, lambda: b"")
+
+    def _readable(self, user_id: str, image_id: str, read: Callable[[], bytes]) -> bytes:
+        """`read()` for one of the user's done images. Read here rather than streamed later: a
+        retention pass may delete the file meanwhile, and it marks the row pruned before it
+        deletes, so a missing file is then a clean 410."""
         image = self._store.get_image(image_id, user_id)
         if image is None or image.status != "done" or not image.path:
             raise NotFound(f"image {image_id!r} not found")
         if image.pruned_at is None:
             try:
-                return self._files.read(image_id)
+                return read()
             except FileNotFoundError:
                 image = self._store.get_image(image_id, user_id)
                 if image is None or image.pruned_at is None:

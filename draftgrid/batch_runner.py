@@ -21,7 +21,7 @@ from draftgrid.batch_state import BatchState
 from draftgrid.image_files import ImageFiles
 from draftgrid.planning import PlannedImage
 from draftgrid.runtime import LoopThread
-from learning.models import BatchRecord, ImageRecord, ImageStatus
+from learning.models import BatchRecord, ImageRecord, ImageStatus, JobRecord
 from learning.store.preference_store import PreferenceStore
 
 log = logging.getLogger(__name__)
@@ -57,17 +57,32 @@ def image_record(batch: BatchRecord, p: PlannedImage) -> ImageRecord:
     )
 
 
+def job_records(batch_id: str, planned: Iterable[PlannedImage], jobs: Iterable[PoolJob]) -> list[JobRecord]:
+    """Each job's prompt as sent, with the images it is to make (stored with the batch, so a
+    retry can make them again)."""
+    images: dict[str, list[PlannedImage]] = {}
+    for p in planned:
+        images.setdefault(p.job_id, []).append(p)
+    return [JobRecord(job_id=job.job_id, batch_id=batch_id, positive=job.spec.positive, negative=job.spec.negative,
+                      loras=tuple((l.name, l.strength) for l in job.spec.loras), batch_size=job.spec.batch_size,
+                      first_index=job.spec.first_index,
+                      images=tuple((p.image_id, p.retry_of) for p in sorted(images.get(job.job_id, []),
+                                                                            key=lambda p: p.batch_index)))
+            for job in jobs]
+
+
 class _JobImages:
-    """One job's planned images: those delivered (each batch index once) and not yet saved."""
+    """One job's planned images by batch index: those delivered (each index once) and not yet saved.
+    A retry may plan fewer indexes than its job makes (a job that cannot be cut is made whole)."""
 
     def __init__(self) -> None:
-        self.planned: list[PlannedImage] = []
+        self.planned: dict[int, PlannedImage] = {}
         self.delivered: set[int] = set()
         self.unsaved: list[tuple[PlannedImage, ImageResult]] = []
 
     def add(self, event: ImageResult) -> bool:
-        """Keep the image; False for an index the job does not have or already delivered."""
-        if not 0 <= event.batch_index < len(self.planned) or event.batch_index in self.delivered:
+        """Keep the image; False for an index the job does not plan or already delivered."""
+        if event.batch_index not in self.planned or event.batch_index in self.delivered:
             return False
         self.delivered.add(event.batch_index)
         self.unsaved.append((self.planned[event.batch_index], event))
@@ -103,7 +118,7 @@ class BatchRunner:
         record = replace(planned.record, count=len(images))
         gpu_distribution = self._pool.plan(list(plan.jobs))
         steps = sum(job.spec.steps * (2 if job.spec.hires_scale else 1) for job in plan.jobs)
-        self._state.open(record, images, steps)
+        self._state.open(record, images, steps, job_records(record.batch_id, plan.images, plan.jobs))
         running = self._runner.submit(self._run(record.batch_id, plan.images, list(plan.jobs)))
         self._running.add(running)
         running.add_done_callback(self._running.discard)
@@ -129,7 +144,7 @@ class BatchRunner:
         """
         by_job: dict[str, _JobImages] = {}
         for p in planned:
-            by_job.setdefault(p.job_id, _JobImages()).planned.append(p)
+            by_job.setdefault(p.job_id, _JobImages()).planned[p.batch_index] = p
         ended: set[str] = set()
         try:
             async with contextlib.aclosing(self._pool.run(jobs, batch_key=batch_id)) as events:
@@ -139,24 +154,24 @@ class BatchRunner:
                         log.warning("Batch %s: event for unknown job %s ignored", batch_id, event.job_id)
                     elif isinstance(event, ImageResult):
                         if not job.add(event):
-                            log.warning("Batch %s: image %d of job %s arrived twice or out of range; dropped",
+                            log.warning("Batch %s: image %d of job %s arrived twice or is not planned; dropped",
                                         batch_id, event.batch_index, event.job_id)
                         elif job.complete:
                             ended.update(await self._save(batch_id, job))
                     elif isinstance(event, JobProgress):
-                        self._state.images_running(batch_id, [p.image_id for p in job.planned])
+                        self._state.images_running(batch_id, [p.image_id for p in job.planned.values()])
                         self._state.step(batch_id)
                     elif isinstance(event, PreviewFrame):
                         self._state.preview(batch_id, event.image)
                     elif isinstance(event, JobFailed):
                         ended.update(await self._save(batch_id, job))  # what it did deliver is kept
-                        lost = [p.image_id for p in job.planned if p.image_id not in ended]
+                        lost = [p.image_id for p in job.planned.values() if p.image_id not in ended]
                         await asyncio.to_thread(self._state.images_failed, batch_id, lost, event.reason)
                         ended.update(lost)
         except Exception as exc:  # the batch must end cleanly whatever the pool raised
             log.exception("Batch %s stopped: %s", batch_id, exc)
         finally:
-            lost = [p.image_id for job in by_job.values() for p in job.planned if p.image_id not in ended]
+            lost = [p.image_id for job in by_job.values() for p in job.planned.values() if p.image_id not in ended]
             if lost:
                 reason = INTERRUPTED if self._stopping else CANCELLED
                 await asyncio.to_thread(self._state.images_failed, batch_id, lost, reason)

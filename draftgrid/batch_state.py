@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from draftgrid.live import LiveBatch, LiveBoard
 from draftgrid.views import BatchView, ViewCache
-from learning.models import BatchRecord, ImageRecord, ImageStatus
+from learning.models import BatchRecord, ImageRecord, ImageStatus, JobRecord
 from learning.store.fact_reads import BatchSnapshot
 from learning.store.preference_store import PreferenceStore
 
@@ -39,10 +39,11 @@ class BatchState:
         self._views = views or ViewCache()
 
     # ------------------------------------------------------------------ writes: store, then board
-    def open(self, record: BatchRecord, images: Sequence[ImageRecord], expected_steps: int) -> None:
-        """A new batch: its images stored as queued (and the session's earlier batches marked
-        moved on), then shown on the board."""
-        self._store.add_batch(record, list(images), moved_on=True)
+    def open(self, record: BatchRecord, images: Sequence[ImageRecord], expected_steps: int,
+             jobs: Sequence[JobRecord] = ()) -> None:
+        """A new batch: its images stored as queued with the prompts that make them (and the
+        session's earlier batches marked moved on), then shown on the board."""
+        self._store.add_batch(record, list(images), moved_on=True, jobs=jobs)
         self._board.open(record.batch_id, len(images), expected_steps)
 
     def images_done(self, batch_id: str, statuses: Sequence[ImageStatus]) -> None:

@@ -91,6 +91,13 @@ class ImageFiles:
             return self.placeholder()
         return target
 
+    def thumbnail_png(self, image_id: str) -> bytes:
+        """The unmarked thumbnail's bytes; FileNotFoundError when the image has no file."""
+        target = self.thumbnail(image_id, "none")
+        if target.name == PLACEHOLDER_NAME:
+            raise FileNotFoundError(image_id)
+        return target.read_bytes()
+
     def placeholder(self) -> Path:
         """The grey "removed to save space" picture shown in place of a removed image (made once;
         in the thumbnails folder, the one Gradio serves)."""

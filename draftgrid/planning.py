@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from comfy.models import GenerationSpec, LoraSpec, PoolJob, RefineSource
+from families.split import SplitModel
 
 MAX_SEED = 2**53 - 1  # exact in JSON numbers; ComfyUI accepts up to 2**64-1
 
@@ -55,6 +56,7 @@ class PlannedImage:
     batch_index: int
     settings: RenderSettings
     parent_image_id: str | None = None
+    retry_of: str | None = None  # the failed image this one makes again (draftgrid.retry_planner)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ class BatchPlan:
         for image in self.images:
             out[image.checkpoint] = out.get(image.checkpoint, 0) + 1
         return out
+
+    def with_split_models(self, models: Mapping[str, SplitModel]) -> BatchPlan:
+        """The plan with each job on a split-file model carrying that model's files (`models`:
+        the catalog's, by name); the images keep the model's name as their checkpoint."""
+        jobs = tuple(replace(job, spec=replace(job.spec, split=models[job.spec.checkpoint]))
+                     if job.spec.checkpoint in models else job for job in self.jobs)
+        return replace(self, jobs=jobs)
 
 
 IdFactory = Callable[[], str]
@@ -85,13 +94,14 @@ def chunk_sizes(count: int, max_batch: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(chunks)]
 
 
-def _spec(settings: RenderSettings, family: str, checkpoint: str, loras: tuple[LoraSpec, ...], positive: str,
-          negative: str, seed: int, batch_size: int, refine_from: RefineSource | None = None) -> GenerationSpec:
+def generation_spec(settings: RenderSettings, family: str, checkpoint: str, loras: tuple[LoraSpec, ...], positive: str,
+                    negative: str, seed: int, batch_size: int, refine_from: RefineSource | None = None,
+                    first_index: int = 0) -> GenerationSpec:
     return GenerationSpec(
         checkpoint=checkpoint, positive=positive, negative=negative, seed=seed, width=settings.width,
         height=settings.height, steps=settings.steps, cfg=settings.cfg, sampler_name=settings.sampler_name,
         scheduler=settings.scheduler, batch_size=batch_size, loras=loras, denoise=settings.denoise,
-        hires_scale=settings.hires_scale, refine_from=refine_from, family=family,
+        hires_scale=settings.hires_scale, refine_from=refine_from, family=family, first_index=first_index,
     )
 
 
@@ -116,8 +126,8 @@ def plan_txt2img(
         for k, size in enumerate(chunk_sizes(group.count, max_batch)):
             seed = (base_seed + k) % (MAX_SEED + 1)
             job_id = make_id()
-            spec = _spec(group_settings, family, group.checkpoint, (*group.loras, *accelerator), group.positive,
-                         negative, seed, size)
+            spec = generation_spec(group_settings, family, group.checkpoint, (*group.loras, *accelerator),
+                                   group.positive, negative, seed, size)
             jobs.append(PoolJob(job_id=job_id, spec=spec))
             images.extend(
                 PlannedImage(make_id(), job_id, group.checkpoint, group.loras, seed, i, group_settings)
@@ -152,8 +162,8 @@ def plan_refine(
     jobs: list[PoolJob] = []
     for parent in parents:
         job_id = make_id()
-        spec = _spec(settings, family, parent.checkpoint, parent.loras, parent.positive, negative, parent.seed, variants,
-                     refine_from=RefineSource(png=parent.png, denoise=settings.denoise))
+        spec = generation_spec(settings, family, parent.checkpoint, parent.loras, parent.positive, negative, parent.seed,
+                               variants, refine_from=RefineSource(png=parent.png, denoise=settings.denoise))
         jobs.append(PoolJob(job_id=job_id, spec=spec))
         images.extend(
             PlannedImage(make_id(), job_id, parent.checkpoint, parent.loras, parent.seed, i, settings, parent.image_id)

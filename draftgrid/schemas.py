@@ -24,6 +24,17 @@ from learning.store.monitoring_sql import MAX_ROWS, MAX_SQL_CHARS
 Family = Literal[registry().names]  # type: ignore[valid-type]  # every family of assets/families.toml
 AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"]
 ASPECT_RATIOS: tuple[str, ...] = AspectRatio.__args__  # type: ignore[attr-defined]
+
+
+def closest_aspect(width: int, height: int) -> str:
+    """The supported aspect ratio nearest to a size (refines keep their parent's shape)."""
+    def ratio(label: str) -> float:
+        a, b = label.split(":")
+        return int(a) / int(b)
+
+    return min(ASPECT_RATIOS, key=lambda label: abs(ratio(label) - width / height))
+
+
 MAX_PROMPT_CHARS = 2000
 
 
@@ -174,6 +185,7 @@ class HistoryQuery(BaseModel):
     lora: str | None = Field(default=None, min_length=1, max_length=500)
     tier: Tier | None = None
     selected: bool | None = None
+    favourite: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

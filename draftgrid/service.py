@@ -6,6 +6,7 @@ REST and UI validate, plan, record and stream in exactly the same way.
 * `Servers` — the servers' health and catalog (draftgrid/servers.py);
 * `BatchPlanner` — a request becomes a planned batch (draftgrid/batch_planner.py);
 * `BatchRunner` — a planned batch runs on the pool and each image is recorded (batch_runner.py);
+* `RetryPlanner` — the failed images of a batch made again as a new batch (retry_planner.py);
 * `BatchReader` — views, streams, files and lineage of batches (batch_reader.py);
 * `Reviews` — picks and rejections, one transaction per click (reviews.py);
 * `PreferenceStats` — what the reviews taught, export and import (stats.py);
@@ -37,6 +38,7 @@ from draftgrid.image_files import ImageFiles
 from draftgrid.monitoring import Monitoring
 from draftgrid.preference_resets import PreferenceResets
 from draftgrid.retention import Decision, Retention, RetentionPolicy
+from draftgrid.retry_planner import RetryPlanner
 from draftgrid.reviews import Reviews
 from draftgrid.runtime import LoopThread
 from draftgrid.schemas import FeedbackRequest, GenerateRequest, MonitoringQueryRequest, ResetRequest
@@ -68,6 +70,7 @@ class DraftGridService:
         self._sharing = PreferenceSharing(store, share_preferences)
         self._planner = BatchPlanner(store, pools, files, self._sharing, policy=policy, max_batch=max_batch)
         self._runner = BatchRunner(store, state, pool, loop_runner, files, after_batch=self._retention.request)
+        self._retrier = RetryPlanner(store, state, files)
         self._reader = BatchReader(store, state, files, self._retention.policy.removed_detail)
         self._files = files
         self._reviews = Reviews(store, state, self._reader)
@@ -111,6 +114,13 @@ class DraftGridService:
         catalog = self._servers.require_online()
         with self._retention.protecting(req.parent_image_ids):  # a refine's parents keep their files
             return self._runner.start(self._planner.plan(user_id, req, catalog))
+
+    def retry_failed(self, user_id: str, batch_id: str) -> BatchTicket:
+        """Make the failed images of an ended batch again, with their seeds and settings, as a new
+        batch (the ticket's `batch_id`); 404 for another user's batch, 422 when nothing failed or it
+        still runs."""
+        self._servers.require_online()
+        return self._runner.start(self._retrier.plan(user_id, batch_id))
 
     def recommendation(self, user_id: str, prompt: str, family: str, tier: str, negative_prompt: str = "") -> Recommendation:
         """What the next batch for this prompt would be (no side effects)."""
@@ -169,6 +179,13 @@ class DraftGridService:
 
     def image_png(self, user_id: str, image_id: str) -> bytes:
         return self._reader.image_png(user_id, image_id)
+
+    def thumbnail_png(self, user_id: str, image_id: str) -> bytes:
+        return self._reader.thumbnail_png(user_id, image_id)
+
+    def check_image(self, user_id: str, image_id: str) -> None:
+        """NotFound / Gone as `image_png` would raise, without reading the file."""
+        self._reader.check_image(user_id, image_id)
 
     def lineage(self, user_id: str, image_id: str) -> list[dict[str, object]]:
         return self._reader.lineage(user_id, image_id)

@@ -23,7 +23,10 @@ from pydantic import ValidationError
 
 from draftgrid.errors import ServiceError
 from draftgrid.schemas import ASPECT_RATIOS, DEFAULT_FAMILY, FeedbackRequest, GenerateRequest, readable_errors
+from draftgrid.ui_batch_actions import BatchActions
 from draftgrid.ui_common import error_html, user_of
+from draftgrid.ui_compare import ComparePanel
+from draftgrid.ui_history import HistoryPanel
 from draftgrid.ui_reset_monitor import ResetMonitorPanel
 from draftgrid.ui_triage import TRIAGE_CSS, TriagePanel, page_js
 from draftgrid.views import short_checkpoint, short_names
@@ -387,6 +390,8 @@ class DraftGridUI:
                     veto_pick = gr.Dropdown([], label="Veto a LoRA of this batch for a keyword", elem_id="dg-veto",
                                             min_width=240)
                     veto_md = gr.HTML(elem_id="dg-veto-status")
+                batch_actions = BatchActions(self)  # Retry failed, Use this prompt and settings again
+                batch_actions.build()
                 TriagePanel(svc, self._review).build(batch_state, gallery, selection_md)  # keys, touch, viewer
 
             stream_outputs = [batch_state, strategy_md, status, gallery, preview, selection_md, picker]
@@ -423,6 +428,10 @@ class DraftGridUI:
                                  **quick).then(**chips_out)
             negative_dismiss.input(self.dismiss_negative, inputs=[negative_dismiss], outputs=None,
                                    **quick).then(**chips_out)
+            batch_actions.wire(batch_state, status, stream_outputs, common, [prompt, negative, family, aspect, mode],
+                               settle)
+            HistoryPanel(self).build(stream_outputs)
+            ComparePanel(self).build(batch_state, settle)
 
             with gr.Tab("Stats", id="stats") as stats_tab:
                 with gr.Row():

@@ -83,13 +83,28 @@ def checkpoint_family(name: str, metadata: Mapping[str, str] | None = None, fami
 
     A misdetected checkpoint is fixed in the pools file (`[checkpoint_families]`).
     """
+    return model_family(name, metadata, families) or DEFAULT_FAMILY
+
+
+def model_family(name: str, metadata: Mapping[str, str] | None = None, families: Registry | None = None) -> str | None:
+    """A model file's family as `checkpoint_family` finds it, or None when neither its metadata nor
+    its name says (a diffusion model of no known family is not guessed)."""
     families = families or registry()
-    base = family_from_metadata(metadata, families) or family_from_name(name, families) or DEFAULT_FAMILY
+    base = family_from_metadata(metadata, families) or family_from_name(name, families)
+    if base is None:
+        return None
     if base in families.families and families.get(base).variant_of:
         return base
     title = str((metadata or {}).get("modelspec.title") or "")
     tokens = raw_name_tokens(name) + raw_name_tokens(title)
     return _variant_by_tokens(tokens, list(families.variants_of(base))) or base
+
+
+def name_has(name: str, hint: str) -> bool:
+    """Whether a file name holds a name hint's pieces in a row: "clip_l" is in `clip_l.safetensors`
+    and `sd3/clip_l_fp16.safetensors`, "ae" in `ae.safetensors` but not in `sdxl_vae.safetensors`."""
+    tokens, wanted = raw_name_tokens(name), raw_name_tokens(hint)
+    return any(tokens[i:i + len(wanted)] == wanted for i in range(len(tokens) - len(wanted) + 1))
 
 
 def lora_fits(checkpoint_family_name: str, lora_family: str, families: Registry | None = None) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,6 +46,20 @@ class Accelerator(_Strict):
     strength: float = Field(default=1.0, ge=0.0, le=2.0)  # LoRAs only
 
 
+class SplitShape(_Strict):
+    """How a split-file model of the family is put together: a diffusion model (UNETLoader), its
+    text encoders (CLIPLoader / DualCLIPLoader / TripleCLIPLoader by their count) and a VAE."""
+
+    clip_type: str  # the `type` option of CLIPLoader / DualCLIPLoader (TripleCLIPLoader has none)
+    # the encoders it takes, preferred set first; each encoder as a name hint ("clip_l", "t5xxl")
+    text_encoders: tuple[Annotated[tuple[str, ...], Field(min_length=1, max_length=3)], ...] = Field(min_length=1)
+    vae: tuple[str, ...] = Field(min_length=1)  # name hints of its VAE ("ae" is Flux's)
+
+    def encoder_counts(self) -> tuple[int, ...]:
+        """How many text encoders a model of the family may have, in the order of its sets."""
+        return tuple(dict.fromkeys(len(encoders) for encoders in self.text_encoders))
+
+
 class _Sides(_Strict):
     draft: int = Field(ge=64, le=2048)
     standard: int = Field(ge=64, le=2048)
@@ -78,6 +92,7 @@ class Family(_Strict):
     sides: _Sides
     tiers: _Tiers
     accelerators: tuple[Accelerator, ...] = ()
+    split: SplitShape | None = None  # split-file models (a diffusion model + encoders + VAE); None: none
 
     def tier(self, tier: str) -> TierSettings:
         if tier not in TIER_NAMES:

@@ -205,3 +205,23 @@ class ResetRecord:
     keyword: str | None
     created_at: datetime
     undone_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One ComfyUI prompt of a batch as it was sent, stored so its images can be made again (a retry
+    of failed images, even after a restart). What each image adds (checkpoint, seed, batch index,
+    sampler settings, size, refine parent) is on its `ImageRecord`.
+
+    `loras` is the whole chain sent, an accelerator included (the images' records leave it out);
+    the prompt made batch indexes `first_index` .. `first_index + batch_size - 1` of its seed's
+    batch. `images` are (image id, the failed image it makes again or None), in batch-index order."""
+
+    job_id: str
+    batch_id: str
+    positive: str
+    negative: str
+    loras: tuple[tuple[str, float], ...]
+    batch_size: int
+    first_index: int
+    images: tuple[tuple[str, str | None], ...]

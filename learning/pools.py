@@ -1,9 +1,10 @@
 """Checkpoint pools per family and tier, from a TOML file users edit, meet what servers have.
 
-The file (default `assets/pools.toml`) has three tables: `[pools]` ("sd15_draft" → checkpoint
-names, best first), `[refine]` (where "Refine selected" goes from a family and tier) and
+The file (default `assets/pools.toml`) has four tables: `[pools]` ("sd15_draft" → checkpoint
+names, best first), `[refine]` (where "Refine selected" goes from a family and tier),
 `[checkpoint_families]` (the user's word for checkpoints whose family metadata and name cannot
-tell). Pools only list checkpoints; steps and sizes per tier belong to the workflow builder.
+tell) and `[split_models]` (split-file models by name: a diffusion model, its text encoders and
+VAE). Pools only list checkpoints; steps and sizes per tier belong to the workflow builder.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import logging
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, cast, get_args
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from families.recognise import checkpoint_family, file_stem
+from families.recognise import checkpoint_family, file_stem, model_family
 from families.registry import registry
+from families.split import SplitMismatch, SplitModel, check_encoder_count
 from learning.models import Tier
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,23 @@ FAMILIES = registry().names
 
 _POOL_KEY = rf"^({'|'.join(FAMILIES)})_({'|'.join(TIERS)})$"
 PoolKey = Annotated[str, StringConstraints(pattern=_POOL_KEY)]
+FileName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class PoolConfigError(ValueError):
     """The pools file cannot be used; the message names the file and the line or key."""
+
+
+class _SplitModelEntry(BaseModel):
+    """`[split_models."<name>"]`: a diffusion model with its text encoders and VAE."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    diffusion: FileName
+    text_encoders: list[FileName] = Field(min_length=1, max_length=3)
+    vae: FileName
+    family: Literal[FAMILIES] | None = None  # type: ignore[valid-type]
+    weight_dtype: FileName = "default"
 
 
 class _PoolFile(BaseModel):
@@ -44,6 +59,15 @@ class _PoolFile(BaseModel):
     pools: dict[PoolKey, list[str]] = {}
     refine: dict[PoolKey, PoolKey] = {}
     checkpoint_families: dict[str, Literal[FAMILIES]] = {}  # type: ignore[valid-type]
+    split_models: dict[FileName, _SplitModelEntry] = {}
+
+
+@dataclass(frozen=True)
+class ConfiguredSplitModel:
+    """A split-file model the pools file names: its files, and its family when the file says."""
+
+    model: SplitModel
+    family: str | None  # None: from the diffusion model's metadata or name, as for a checkpoint
 
 
 def pool_key(family: str, tier: str) -> str:
@@ -67,11 +91,16 @@ class PoolConfig:
     pools: Mapping[str, tuple[str, ...]]
     refine: Mapping[str, str]
     checkpoint_families: Mapping[str, str]  # bare lower-case checkpoint name → family
+    split_models: Mapping[str, ConfiguredSplitModel] = field(default_factory=dict)  # model name → its files
 
     def family_of(self, checkpoint: str, metadata: Mapping[str, str] | None = None) -> str:
         """A checkpoint's family: the file's override, else metadata, else the name."""
-        override = self.checkpoint_families.get(file_stem(checkpoint).lower())
-        return override or checkpoint_family(checkpoint, metadata)
+        return self.diffusion_family(checkpoint, metadata) or checkpoint_family(checkpoint, metadata)
+
+    def diffusion_family(self, name: str, metadata: Mapping[str, str] | None = None) -> str | None:
+        """A diffusion model's family: the file's override (`[checkpoint_families]`), else metadata,
+        else the name; None when none of them says (it is not guessed, unlike a checkpoint's)."""
+        return self.checkpoint_families.get(file_stem(name).lower()) or model_family(name, metadata)
 
     def pool_for(self, family: str, tier: str, available: Mapping[str, str]) -> list[str]:
         """The pool's checkpoints the servers have (`available`: name → family), pool order.
@@ -130,24 +159,47 @@ def load_pools(path: Path | None = None) -> PoolConfig:
         checkpoint_families={
             file_stem(name).lower(): family for name, family in parsed.checkpoint_families.items()
         },
+        split_models={name: _split_model(name, entry, path, text) for name, entry in parsed.split_models.items()},
     )
     log.info("pools from %s: %s", path, sorted(config.pools))
     return config
 
 
+def _split_model(name: str, entry: _SplitModelEntry, path: Path, text: str) -> ConfiguredSplitModel:
+    """A checked `[split_models]` entry: a family (stated, or told by the diffusion model's name)
+    with split-file models, and a count of text encoders that family takes."""
+    family = entry.family or model_family(entry.diffusion)
+    if family is not None:
+        try:
+            check_encoder_count(registry().get(family), len(entry.text_encoders))
+        except SplitMismatch as error:
+            line = _line_of(["split_models", name], text)
+            raise PoolConfigError(f"pools file {path}: {f'line {line}, ' if line else ''}[split_models] {name}: "
+                                  f"{error}") from error
+    model = SplitModel(entry.diffusion, tuple(entry.text_encoders), entry.vae, entry.weight_dtype)
+    return ConfiguredSplitModel(model, entry.family)
+
+
 def _describe(error: ValidationError, text: str) -> str:
-    """First problem as 'line N, [table] key: message' (pydantic knows keys, not lines)."""
+    """First problem as 'line N, [table] key: message' (pydantic knows keys, not lines); a missing
+    key's line is its table's."""
     problem = error.errors()[0]
     location = [str(part) for part in problem["loc"] if part != "[key]"]
     where = f"[{location[0]}] {' '.join(location[1:])}".strip() if location else "file"
-    key = next((part for part in reversed(location) if not part.isdigit()), None)
-    line = _line_of(key, text) if key else None
+    present = location[:-1] if problem["type"] == "missing" else location
+    line = _line_of(present, text)
     prefix = f"line {line}, " if line else ""
     return f"{prefix}{where}: {problem['msg']}"
 
 
-def _line_of(key: str, text: str) -> int | None:
-    pattern = re.compile(rf"^\s*(?:\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(?:=|\])")
-    return next(
-        (number for number, line in enumerate(text.splitlines(), 1) if pattern.match(line)), None
-    )
+def _line_of(keys: list[str], text: str) -> int | None:
+    """The line of a key path (table, then key within it, ...): each key is looked for from the
+    line of the one before, so a key that several tables have is found in its own; a key not
+    written as such (e.g. the table part of `[split_models."x"]`) is passed over."""
+    lines = text.splitlines()
+    found: int | None = None
+    for key in (k for k in keys if not k.isdigit()):
+        pattern = re.compile(rf"^\s*(?:\[\s*(?:\w+\s*\.\s*)?)?[\"']?{re.escape(key)}[\"']?\s*(?:=|\])")
+        start = found or 1
+        found = next((number for number, line in enumerate(lines[start - 1:], start) if pattern.match(line)), found)
+    return found

@@ -77,5 +77,6 @@ def load_inventory(path: Path | None = None) -> Inventory:
     """Read an inventory JSON file (the bundled default when `path` is None)."""
     path = path or DEFAULT_INVENTORY_PATH
     inventory = inventory_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    log.info("simulator inventory %s: %d checkpoints, %d loras", path, len(inventory.checkpoints), len(inventory.loras))
+    log.info("simulator inventory %s: %d checkpoints, %d loras, %d diffusion models", path, len(inventory.checkpoints),
+             len(inventory.loras), len(inventory.diffusion_models))
     return inventory

@@ -211,7 +211,7 @@ class Routes:
 
     async def system_stats(self, request: web.Request) -> web.Response:
         sim = self.sim
-        loaded = sim.inventory.checkpoints.get(sim.loaded_checkpoint or "")
+        loaded = sim.inventory.model(sim.loaded_checkpoint or "")
         vram_free = VRAM_TOTAL - (MODEL_VRAM.get(loaded.family, 0) if loaded else 0)
         device = {"name": f"cuda:{sim.device_index} {sim.device_name}", "type": "cuda", "index": sim.device_index,
                   "vram_total": VRAM_TOTAL, "vram_free": vram_free, "torch_vram_total": VRAM_TOTAL,

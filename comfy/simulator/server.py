@@ -17,6 +17,7 @@ import shutil
 import socket
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -66,8 +67,11 @@ class SimulatedComfy:
         self.inventory = (inventory or load_inventory()).copy()
         time_model = (time_model or TimeModel()).scaled(0.0 if speed == 0 or math.isinf(speed) else 1.0 / speed)
         self.faults = Faults()
-        self._own_dir = output_dir is None  # a temporary folder of its own, removed by close()
         self.files = FileStore(output_dir or Path(tempfile.mkdtemp(prefix="draftgrid-sim-")), keep_images)
+        # a temporary folder of its own is removed by close(), or when the server is collected or
+        # the interpreter exits (a test that only stop()s a server leaves nothing behind in /tmp)
+        self._remove_own_dir = (weakref.finalize(self, shutil.rmtree, self.files.root, ignore_errors=True)
+                                if output_dir is None else None)
         self.hub = Hub()
         self.queue = PromptQueue()
         self.history = History()
@@ -186,8 +190,8 @@ class SimulatedComfy:
     async def close(self) -> None:
         """Stop for good: as `stop`, then remove the temporary output folder if the server made it."""
         await self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.files.root, ignore_errors=True)
+        if self._remove_own_dir is not None:
+            self._remove_own_dir()
 
     async def _shutdown(self, graceful: bool) -> None:
         """Stop serving; a kill has already `_sever`ed every connection, synchronously."""

@@ -1,13 +1,22 @@
 """A user's history: every earlier image with its batch, filtered, newest first, one page at a time.
 
-The query reads the `image_logs` view (schema Migration 5), so an image's selection state is the
-one rule every other read uses (`feedback_state` via `image_current_state`); nothing here decides
-what "selected" means. Each filter is one SQL condition in `_CONDITIONS`, keyed by the field of
-`HistoryFilter` it reads; a filter left at None adds nothing. New filters (the favourites helper's
-`favourite`, once feedback has 'favourite'/'unfavourite' actions) are a field plus one entry there.
+Fast at 100,000 images (bench/bench_history.py, target p95 <= 50 ms): the query never folds the
+feedback of every image the way `image_logs` / `image_current_state` do. Instead:
+- the filters read only what they need: image columns always, the batch row when a filter is on
+  the prompt, keywords or tier, the user's click marks (`schema.click_marks_sql`, the one fold of
+  clicks) when a filter is on selected or favourite;
+- the matching images are counted and the page's ids chosen from that narrow set, and only the
+  page's rows are then joined to their batch and their marks for the columns shown.
+"Selected" is `feedback_state(...) = 'selected'`, the selection rule every other read uses, fed
+the image's last click alone: a Reject-all after the last click can only turn an image
+'rejected', never 'selected', so it cannot change this column and its fold over every image is
+left out. tests/learning/test_store_history.py holds `selected` and `favourite` equal to
+image_logs / image_current_state over random feedback.
 
-Paging is by offset, newest first with `image_id` as the tie-break, so pages never overlap or skip
-rows while nothing new arrives; the total of matching rows comes with every page.
+Each filter is one SQL condition in `_CONDITIONS`, keyed by the field of `HistoryFilter` it reads
+and naming the source it needs; a filter left at None adds nothing. Paging is by offset, newest
+first with `image_id` as the tie-break, so pages never overlap or skip rows while nothing new
+arrives; the total of matching rows comes with every page.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any
 import duckdb
 
 from learning.models import Tier
+from learning.store.schema import click_marks_sql
 
 MAX_LIMIT = 200  # rows per page: a grid of thumbnails, never the whole history at once
 DEFAULT_LIMIT = 50
@@ -36,6 +46,7 @@ class HistoryFilter:
     lora: str | None = None
     tier: Tier | None = None
     selected: bool | None = None
+    favourite: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = DEFAULT_LIMIT
@@ -62,6 +73,7 @@ class HistoryRow:
     seed: int
     tier: str
     selected: bool
+    favourite: bool
     status: str
     pruned: bool
     created_at: datetime
@@ -77,39 +89,65 @@ class HistoryPage:
     offset: int
 
 
-# filter field -> its condition; each reads the parameter of the same name
-_CONDITIONS: dict[str, str] = {
-    "prompt": "strpos(lower(prompt), lower($prompt)) > 0",
-    "keyword": "list_contains(keywords, $keyword)",
-    "checkpoint": "checkpoint = $checkpoint",
-    "lora": "list_contains(loras, $lora)",
-    "tier": "tier = $tier",
-    "selected": "selected = $selected",
-    "since": "created_at >= $since",
-    "until": "created_at < $until",
+# Where a condition reads from: the image row (always there), its batch, its click marks.
+IMAGE, BATCH, MARKS = "image", "batch", "marks"
+_SELECTED_SQL = "coalesce(feedback_state(m.last_click, m.last_click_ord, NULL) = 'selected', false)"
+_FAVOURITE_SQL = "favourite_state(m.last_mark)"
+
+# filter field -> (the source it reads, its condition); each reads the parameter of the same name
+_CONDITIONS: dict[str, tuple[str, str]] = {
+    "prompt": (BATCH, "strpos(lower(b.prompt), lower($prompt)) > 0"),
+    "keyword": (BATCH, "list_contains(b.keywords, $keyword)"),
+    "checkpoint": (IMAGE, "i.checkpoint = $checkpoint"),
+    "lora": (IMAGE, "list_contains(list_transform(i.loras, lambda l: l.name), $lora)"),
+    "tier": (BATCH, "b.tier = $tier"),
+    "selected": (MARKS, f"{_SELECTED_SQL} = $selected"),
+    "favourite": (MARKS, f"{_FAVOURITE_SQL} = $favourite"),
+    "since": (IMAGE, "i.created_at >= $since"),
+    "until": (IMAGE, "i.created_at < $until"),
 }
 PAGING_FIELDS = frozenset({"limit", "offset"})  # the fields of HistoryFilter that are no condition
 
-_ROW_COLUMNS = "image_id, batch_id, prompt, checkpoint, loras, seed, tier, selected, status, pruned, created_at"
+_JOINS = {
+    BATCH: "JOIN batches b USING (batch_id)",
+    MARKS: "LEFT JOIN marks m USING (batch_id, image_id)",
+}
+# The user's click marks: a fold over their own feedback only.
+_MARKS = f"marks AS ({click_marks_sql('user_id = $user_id')})"
 
 
-def _where(query: HistoryFilter) -> tuple[str, dict[str, Any]]:
+def _matches(query: HistoryFilter) -> tuple[str, dict[str, Any]]:
+    """The SELECT of the matching images' (image_id, batch_id, created_at), and its parameters."""
     given = {name: value for name, value in asdict(query).items() if name in _CONDITIONS and value is not None}
-    where = " AND ".join(["user_id = $user_id", *(_CONDITIONS[name] for name in given)])
-    return where, given
+    sources = {_CONDITIONS[name][0] for name in given}
+    joins = " ".join(join for source, join in _JOINS.items() if source in sources)
+    where = " AND ".join(["i.user_id = $user_id", *(_CONDITIONS[name][1] for name in given)])
+    return f"SELECT i.image_id, i.batch_id, i.created_at FROM images i {joins} WHERE {where}", given
 
 
 def history_page(cur: duckdb.DuckDBPyConnection, user_id: str, query: HistoryFilter) -> HistoryPage:
     """The page of `user_id`'s images that match `query`, newest first, and the total count."""
-    where, params = _where(query)
-    params["user_id"] = user_id
-    total_row = cur.execute(f"SELECT count(*) FROM image_logs WHERE {where}", params).fetchall()
+    matches, params = _matches(query)
     rows = cur.execute(
-        f"""SELECT {_ROW_COLUMNS} FROM image_logs WHERE {where}
-            ORDER BY created_at DESC, image_id DESC LIMIT $limit OFFSET $offset""",
-        {**params, "limit": query.limit, "offset": query.offset},
+        f"""WITH {_MARKS},
+            hits AS ({matches}),
+            page AS (SELECT image_id, batch_id, created_at FROM hits
+                     ORDER BY created_at DESC, image_id DESC LIMIT $limit OFFSET $offset)
+            SELECT (SELECT count(*) FROM hits) AS total,
+                   p.image_id, p.batch_id, b.prompt, i.checkpoint,
+                   list_transform(i.loras, lambda l: l.name), i.seed, b.tier,
+                   {_SELECTED_SQL}, {_FAVOURITE_SQL}, i.status, i.pruned_at IS NOT NULL, p.created_at
+            FROM page p JOIN images i USING (batch_id, image_id) JOIN batches b USING (batch_id)
+            LEFT JOIN marks m USING (batch_id, image_id)
+            ORDER BY p.created_at DESC, p.image_id DESC""",
+        {**params, "user_id": user_id, "limit": query.limit, "offset": query.offset},
     ).fetchall()
+    if rows:
+        total = int(rows[0][0])
+    else:  # an empty page (past the end, or nothing matches) still says how many match
+        total = int(cur.execute(f"WITH {_MARKS} SELECT count(*) FROM ({matches})",
+                                {**params, "user_id": user_id}).fetchall()[0][0])
     return HistoryPage(
-        rows=tuple(HistoryRow(*row[:4], tuple(row[4]), *row[5:]) for row in rows),
-        total=int(total_row[0][0]), limit=query.limit, offset=query.offset,
+        rows=tuple(HistoryRow(*row[1:5], tuple(row[5]), *row[6:]) for row in rows),
+        total=total, limit=query.limit, offset=query.offset,
     )

@@ -20,13 +20,13 @@ import duckdb
 import pandas
 
 from learning.store import (
-    aggregates, aggregates_reference_sql, crowd_pool, fact_reads, fact_writes, history_sql, monitoring_sql, resets,
-    retention_sql, rules, sharing, snapshot, stats_tables_sql, transfer,
+    aggregates, aggregates_reference_sql, batch_jobs, crowd_pool, fact_reads, fact_writes, history_sql, monitoring_sql,
+    resets, retention_sql, rules, sharing, snapshot, stats_tables_sql, transfer,
 )
 from learning.store.aggregates_memory import AggregateMemory
 from learning.store.fact_writes import WriteContext
 from learning.models import (
-    ArmKind, ArmStat, BatchRecord, RuleKind, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus,
+    ArmKind, ArmStat, BatchRecord, RuleKind, FeedbackAction, FeedbackResult, ImageRecord, ImageStatus, JobRecord,
     ResetRecord, ResetResult,
 )
 from learning.store.read_gate import ReadGate
@@ -151,8 +151,10 @@ class PreferenceStore:
 
     # facts ------------------------------------------------------------------------------
 
-    def add_batch(self, batch: BatchRecord, images: Sequence[ImageRecord], *, moved_on: bool = False) -> list[str]:
-        """Record a new batch and its images (nothing counts until the batch is reviewed).
+    def add_batch(self, batch: BatchRecord, images: Sequence[ImageRecord], *, moved_on: bool = False,
+                  jobs: Sequence[JobRecord] = ()) -> list[str]:
+        """Record a new batch and its images (nothing counts until the batch is reviewed), and the
+        prompts (`jobs`) that are to make them, as sent.
 
         `moved_on`: the user started this batch instead of reviewing the session's earlier ones, so
         those that finished unreviewed count as viewed — in the same transaction (one commit, one
@@ -160,6 +162,7 @@ class PreferenceStore:
 
         def write(cur: duckdb.DuckDBPyConnection, ctx: WriteContext) -> list[str]:
             fact_writes.insert_batch(cur, batch, images, ctx)
+            batch_jobs.insert_jobs(cur, jobs)
             if not moved_on:
                 return []
             return fact_writes.view_batches(cur, batch.user_id, batch.session_id, batch.batch_id, ctx)
@@ -230,6 +233,11 @@ class PreferenceStore:
 
     def get_image(self, image_id: str, user_id: str | None) -> ImageRecord | None:
         return self._read(fact_reads.get_image, image_id, user_id)
+
+    def failed_images(self, batch_id: str) -> list[tuple[ImageRecord, JobRecord | None]]:
+        """The batch's failed images, each with the prompt that was to make it (None: stored before
+        prompts were recorded, schema v9)."""
+        return self._read(batch_jobs.failed_images, batch_id)
 
     def arm_stats(
         self,

@@ -295,6 +295,22 @@ def sql_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
+def click_marks_sql(only: str = "") -> str:
+    """Each image's last click (`last_click`, `last_click_ord`: the selection rule's inputs) and last
+    favourite mark (`last_mark`) from the feedback; `only` narrows the feedback read (an SQL
+    condition, e.g. one user's rows). The one fold of clicks: image_current_state (v8) and the
+    history query (learning.store.history_sql) both read it."""
+    return f"""
+            SELECT batch_id, image_id,
+                   arg_max(action, feedback_id) FILTER (WHERE action IN ({sql_list(STATE_CLICKS)})) AS last_click,
+                   max(feedback_id) FILTER (WHERE action IN ({sql_list(STATE_CLICKS)})) AS last_click_ord,
+                   arg_max(action, feedback_id) FILTER (WHERE action IN ({sql_list(FAVOURITE_MARKS)})) AS last_mark
+            FROM feedback
+            WHERE action IN ({sql_list(CLICK_ACTIONS)}){f" AND {only}" if only else ""}
+            GROUP BY batch_id, image_id
+        """
+
+
 # Favourites (issue 13): two more feedback actions, facts replayed in order like every other click
 # (learning.store.counting_write_path has the rules and FAVOURITE_WEIGHT). The feedback table is
 # rebuilt for its wider CHECK (as v7 does); the selection rule learns that a favourite selects, and
@@ -328,15 +344,7 @@ _FAVOURITES = (
     # favourite. Python twin: counting_write_path.fold_favourites (FAVOURITE_MARKS).
     """CREATE MACRO favourite_state(last_mark) AS coalesce(last_mark = 'favourite', false)""",
     f"""CREATE OR REPLACE VIEW image_current_state AS
-        WITH clicks AS (
-            SELECT batch_id, image_id,
-                   arg_max(action, feedback_id) FILTER (WHERE action IN ({sql_list(STATE_CLICKS)})) AS last_click,
-                   max(feedback_id) FILTER (WHERE action IN ({sql_list(STATE_CLICKS)})) AS last_click_ord,
-                   arg_max(action, feedback_id) FILTER (WHERE action IN ({sql_list(FAVOURITE_MARKS)})) AS last_mark
-            FROM feedback
-            WHERE action IN ({sql_list(CLICK_ACTIONS)})
-            GROUP BY batch_id, image_id
-        ),
+        WITH clicks AS ({click_marks_sql()}),
         reject_alls AS (
             SELECT i.batch_id, i.image_id, max(f.feedback_id) AS last_reject_all_ord
             FROM feedback f JOIN images i
@@ -351,6 +359,29 @@ _FAVOURITES = (
 )
 
 
+# Retry of failed images (issue 13): each ComfyUI prompt of a batch as it was sent (the prompt text
+# with trigger words and quality tags, the negative, the LoRA chain with any accelerator, which
+# batch indexes of the seed's batch it made), and which prompt made each image — and, for an image
+# made again, the failed one it replaces. Facts, written with the batch (learning.store.batch_jobs).
+_JOBS = (
+    """CREATE TABLE batch_jobs (
+        job_id VARCHAR PRIMARY KEY,
+        batch_id VARCHAR NOT NULL,
+        positive VARCHAR NOT NULL,
+        negative VARCHAR NOT NULL,
+        loras STRUCT(name VARCHAR, strength DOUBLE)[] NOT NULL,
+        batch_size INTEGER NOT NULL,
+        first_index INTEGER NOT NULL
+    )""",
+    "CREATE INDEX batch_jobs_batch_idx ON batch_jobs (batch_id)",
+    """CREATE TABLE job_images (
+        image_id VARCHAR PRIMARY KEY,
+        job_id VARCHAR NOT NULL,
+        retry_of VARCHAR
+    )""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
@@ -362,6 +393,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _LEARNING_BEYOND_CHECKPOINTS),
     Migration(8, "favourites: feedback actions favourite/unfavourite, image_current_state.favourite",
               _FAVOURITES),
+    Migration(9, "batch_jobs and job_images: each prompt as sent, so failed images can be made again", _JOBS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -32,12 +32,15 @@ WRITER, READER = "W", "R"
 
 
 class Turnstile:
-    """Lets gated calls through one at a time, in the order of a schedule of thread names. A
+    """Lets gated calls through one at a time, in the order of a schedule of thread names: a turn
+    lasts from `enter` to `leave`, so the next call starts only once the previous one has ended (a
+    turn that ended at entry let a reader's store read run after the writer's later calls). A
     thread that has finished (or whose turn never comes) is skipped, so nothing waits forever."""
 
     def __init__(self, schedule: list[str]) -> None:
         self._schedule = list(schedule)
         self._done: set[str] = set()
+        self._busy = False
         self._cond = threading.Condition()
 
     def _turn(self) -> str | None:
@@ -47,10 +50,15 @@ class Turnstile:
 
     def enter(self, who: str) -> None:
         with self._cond:
-            ok = self._cond.wait_for(lambda: self._turn() in (who, None), timeout=10)
+            ok = self._cond.wait_for(lambda: not self._busy and self._turn() in (who, None), timeout=10)
             assert ok, "turnstile stuck"
             if self._schedule:
                 self._schedule.pop(0)
+            self._busy = True
+
+    def leave(self) -> None:
+        with self._cond:
+            self._busy = False
             self._cond.notify_all()
 
     def finished(self, who: str) -> None:
@@ -72,7 +80,10 @@ class Gated:
 
         def gated(*args: Any, **kwargs: Any) -> Any:
             self._gate.enter(threading.current_thread().name)
-            return attr(*args, **kwargs)
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._gate.leave()
 
         return gated
 

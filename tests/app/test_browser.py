@@ -177,7 +177,9 @@ def test_phone_width_auto_lora_label_is_not_clipped(ui_app: RunningApp, browser)
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     page.goto(ui_app.local_url)
     label = page.locator("#dg-auto-lora").get_by_text("Auto-LoRA")
-    expect(label).to_be_visible()
+    # the app's first render: as long as Playwright's actions wait for an element (30 s), not an
+    # assertion's 5 s (on a busy machine the page said "Loading..." for longer than that)
+    expect(label).to_be_visible(timeout=30_000)
     clipped = label.evaluate("el => el.scrollWidth > el.clientWidth + 1")
     box, parent = label.bounding_box(), page.locator("#dg-auto-lora").bounding_box()
     assert box is not None and parent is not None

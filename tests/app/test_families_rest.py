@@ -77,3 +77,8 @@ def test_pony_quality_tags_are_an_optional_prefix(client: httpx.Client, quality_
     png = Image.open(io.BytesIO(client.get(f"/api/images/{image['image_id']}").content))
     graph = json.loads(png.info["prompt"])  # the graph that ran, as ComfyUI writes it into the PNG
     assert [n["inputs"]["text"] for n in graph.values() if n["_meta"]["title"] == "Positive"] == [positive]
+
+
+def test_the_bundled_simulator_offers_its_split_flux_model_without_configuration(client: httpx.Client) -> None:
+    rec = client.get("/api/recommendation", params={"prompt": "a lighthouse", "model_family": "flux"}).json()
+    assert "flux1-dev.safetensors" in rec["allocation"]

@@ -23,7 +23,10 @@ def test_history_filters_pages_and_only_shows_the_callers_images(client: httpx.C
     assert [i["image_id"] for i in selected["images"]] == [pick] and selected["images"][0]["selected"] is True
     row = selected["images"][0]
     assert row["url"] == f"/api/images/{pick}" and client.get(row["url"]).status_code == 200
-    assert {"checkpoint", "loras", "seed", "tier", "status", "created_at", "prompt"} <= set(row)
+    assert {"checkpoint", "loras", "seed", "tier", "status", "created_at", "prompt", "favourite"} <= set(row)
+    assert client.put(f"/api/images/{pick}/favourite").status_code == 200
+    hearts = client.get("/api/history", params={"favourite": "true"}).json()
+    assert [i["image_id"] for i in hearts["images"]] == [pick] and hearts["images"][0]["favourite"] is True
 
     mine = client.get("/api/history", params={"prompt": "storm", "limit": 2}).json()
     rest = client.get("/api/history", params={"prompt": "storm", "limit": 2, "offset": 2}).json()
@@ -33,7 +36,8 @@ def test_history_filters_pages_and_only_shows_the_callers_images(client: httpx.C
 
 def test_history_refuses_bad_queries_readably(client: httpx.Client) -> None:
     for params in ({"limit": 0}, {"limit": 10**6}, {"offset": -1}, {"tier": "ultra"}, {"since": "yesterday"},
-                   {"since": "2026-02-01", "until": "2026-01-01"}, {"colour": "red"}, {"selected": "maybe"}):
+                   {"since": "2026-02-01", "until": "2026-01-01"}, {"colour": "red"}, {"selected": "maybe"},
+                   {"favourite": "often"}):
         response = client.get("/api/history", params=params)
         assert response.status_code == 422, (params, response.text)
         assert isinstance(response.json()["detail"], str) and response.json()["detail"]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from draftgrid.auth import _basic_credentials, check_password
 from draftgrid.live import LiveBatch, LiveBoard
 from draftgrid.schemas import GenerateRequest, readable_errors
-from draftgrid.batch_planner import closest_aspect
+from draftgrid.schemas import closest_aspect
 from draftgrid.views import batch_status
 from draftgrid.thumbnails import draw_selection, thumbnail
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from comfy.models import GenerationSpec, LoraSpec, PoolJob
 from comfy.scheduler import CostLearner, CostModel, Scheduler, ServerSlot, ewma, group_key, simulate
 
@@ -174,3 +176,26 @@ def test_a_batch_replans_only_when_a_learnt_estimate_moves_its_queued_work() -> 
     after = {name: len(slot.queue) for name, slot in scheduler.slots.items()}
     assert after["s1"] < len(before["s1"]) and after["s0"] > len(before["s0"])
     assert not scheduler.adopt("unknown", scaled(3.0), now=0.0)
+
+
+def test_a_jobs_pieces_are_made_once_and_cover_its_images() -> None:
+    whole = job("j", "ckA", 4)
+    head, rest = whole.split(1)
+    assert whole.split(1) == (head, rest) and whole.split(1)[0] is head  # the same objects again
+    assert (head.spec.batch_size, rest.spec.batch_size, rest.spec.first_index) == (1, 3, whole.spec.first_index + 1)
+    assert head.job_id == rest.job_id == "j"
+    for keep in (0, 4):
+        with pytest.raises(ValueError):
+            whole.split(keep)
+
+
+def test_an_estimate_is_never_answered_from_an_older_cost_model() -> None:
+    """Estimates are remembered per (cost model, job, loaded); what a server learnt replaces them."""
+    slot = ServerSlot("gpu-0", frozenset({"ckA"}))
+    scheduler = Scheduler([job("j", "ckA", 4)], [slot])
+    probe = job("probe", "ckA", 2)
+    before = scheduler.estimate(slot, probe, None)
+    assert before == CostModel().job_seconds(probe, None)
+    slot.learner = scaled(3.0)  # as if the server had measured itself three times slower
+    assert scheduler.estimate(slot, probe, None) == pytest.approx(slot.cost.job_seconds(probe, None))
+    assert scheduler.estimate(slot, probe, None) > 2 * before

@@ -202,3 +202,56 @@ def test_broken_file_names_the_line(tmp_path: Path, text: str, expected: str) ->
 def test_missing_file_is_a_readable_error(tmp_path: Path) -> None:
     with pytest.raises(PoolConfigError, match="cannot read"):
         load_pools(tmp_path / "nope.toml")
+
+
+# --- split-file models -----------------------------------------------------------------------
+
+SPLIT = '''# my models
+[split_models."flux1-dev"]
+diffusion = "flux1-dev.safetensors"
+text_encoders = ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors"]
+vae = "ae.safetensors"
+weight_dtype = "fp8_e4m3fn"
+
+[split_models.mystery]
+diffusion = "mystery.safetensors"
+text_encoders = ["a.safetensors"]
+vae = "b.safetensors"
+family = "sd3"
+'''
+
+
+def test_split_models_are_read_with_their_files_family_and_dtype(tmp_path: Path) -> None:
+    config = load_pools(write(tmp_path, SPLIT))
+    flux, mystery = config.split_models["flux1-dev"], config.split_models["mystery"]
+    assert flux.model.files == ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors",
+                                "ae.safetensors")
+    assert (flux.model.weight_dtype, flux.family) == ("fp8_e4m3fn", None)  # its family: from its name, later
+    assert (mystery.model.weight_dtype, mystery.family) == ("default", "sd3")
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (('"t5xxl_fp8_e4m3fn.safetensors"]', ']'), "line 2, [split_models] flux1-dev: a flux model takes 2 text "
+                                               "encoder(s), not 1"),
+    (('family = "sd3"', 'family = "sd15"'),
+     "line 8, [split_models] mystery: the sd15 family has no split-file models"),
+    (('family = "sd3"', 'family = "sd4"'), "line 12, [split_models] mystery family: Input should be"),
+    (('vae = "ae.safetensors"\n', ''), "line 2, [split_models] flux1-dev vae: Field required"),
+    (('weight_dtype', 'dtype'), "line 6, [split_models] flux1-dev dtype: Extra inputs are not permitted"),
+    (('text_encoders = ["a.safetensors"]', 'text_encoders = []'),
+     "line 10, [split_models] mystery text_encoders: List should have at least 1 item"),
+])
+def test_a_broken_split_model_names_its_line_and_the_problem(tmp_path: Path, change: tuple[str, str],
+                                                             expected: str) -> None:
+    path = write(tmp_path, SPLIT.replace(*change))
+    with pytest.raises(PoolConfigError) as raised:
+        load_pools(path)
+    assert str(raised.value).startswith(f"pools file {path}: {expected}")
+
+
+def test_a_diffusion_model_family_is_the_override_else_its_name_else_unknown(tmp_path: Path) -> None:
+    config = load_pools(write(tmp_path, '[checkpoint_families]\nmystery = "flux"\n'))
+    assert config.diffusion_family("mystery.safetensors") == "flux"
+    assert config.diffusion_family("flux1-schnell.safetensors") == "flux"
+    assert config.diffusion_family("other.safetensors") is None
+    assert config.family_of("other.safetensors") == "sd15"  # a checkpoint's is guessed

@@ -3,9 +3,13 @@ it shows being the one the monitoring views show (one rule)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import fields
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from learning.store.history_sql import MAX_LIMIT, PAGING_FIELDS, HistoryFilter, _CONDITIONS
 from learning.store.preference_store import PreferenceStore
@@ -97,3 +101,52 @@ def test_an_empty_range_is_refused(filled: PreferenceStore) -> None:
     when = filled.history("alice", HistoryFilter()).rows[0].created_at
     with pytest.raises(ValueError, match="since must be before until"):
         HistoryFilter(since=when, until=when)
+
+
+def test_favourite_filter_and_column(filled: PreferenceStore) -> None:
+    filled.apply_feedback("alice", "b2", "favourite", ["b2-0"])
+    assert _ids(filled, favourite=True) == ["b2-0"]
+    assert "b2-0" not in _ids(filled, favourite=False)
+    rows = {r.image_id: r for r in filled.history("alice", HistoryFilter()).rows}
+    assert rows["b2-0"].favourite and rows["b2-0"].selected  # a favourite selects
+    assert not rows["b1-1"].favourite and rows["b1-1"].selected
+
+
+_STEPS = st.lists(st.tuples(st.sampled_from(["select", "unselect", "reject", "favourite", "unfavourite",
+                                             "reject_all", "viewed"]),
+                            st.lists(st.integers(0, 2), min_size=1, max_size=2)),
+                  min_size=1, max_size=8)
+
+
+@pytest.fixture(scope="module")
+def shared_store() -> Iterator[PreferenceStore]:
+    """One store for every example below, each example on a batch of its own (opening a store per
+    example cost most of the test's time)."""
+    opened = PreferenceStore.open(":memory:")
+    yield opened
+    opened.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_STEPS)
+def test_selected_and_favourite_agree_with_the_views_over_random_feedback(
+        shared_store: PreferenceStore, steps: list) -> None:
+    """The history folds only the clicks (no Reject-all fold); whatever the feedback, it shows
+    the selection and favourite state image_logs / image_current_state show."""
+    store, batch_id = shared_store, f"h{next(_BATCH_NUMBERS)}"
+    ids = add_simple_batch(store, batch_id, ["ckA", "ckB", "ckC"], user_id="hyp")
+    for action, picks in steps:
+        store.apply_feedback("hyp", batch_id, action,
+                             [] if action in ("reject_all", "viewed") else [ids[i] for i in picks])
+    views = store.read_sql("""SELECT l.image_id, l.selected, coalesce(s.favourite, false) AS favourite
+                              FROM image_logs l LEFT JOIN image_current_state s USING (batch_id, image_id)
+                              WHERE l.batch_id = ?""", [batch_id])
+    expected = {row.image_id: (bool(row.selected), bool(row.favourite)) for row in views.itertuples()}
+    shown = {r.image_id: (r.selected, r.favourite) for r in store.history("hyp", HistoryFilter(limit=3)).rows}
+    assert shown == expected  # the newest batch comes first: exactly this one's three images
+    for flag in (True, False):
+        assert set(_ids(store, "hyp", selected=flag)) & set(ids) == {i for i, (sel, _) in expected.items() if sel == flag}
+        assert set(_ids(store, "hyp", favourite=flag)) & set(ids) == {i for i, (_, fav) in expected.items() if fav == flag}
+
+
+_BATCH_NUMBERS = itertools.count()

@@ -46,7 +46,7 @@ def test_a_v7_file_migrates_to_favourites_keeping_its_feedback(tmp_path: Path) -
     assert migrate(con, MIGRATIONS[:7]) == 7
     con.execute("""INSERT INTO feedback (user_id, batch_id, image_id, action, created_at)
                    VALUES ('alice', 'b0', 'i0', 'select', TIMESTAMP '2025-01-01 10:00:00')""")
-    assert migrate(con) == 8
+    assert migrate(con, MIGRATIONS[:8]) == 8
     assert con.execute("SELECT feedback_id, action FROM feedback").fetchall() == [(1, "select")]
     assert con.execute("SELECT state, favourite FROM image_current_state").fetchall() == [("selected", False)]
     con.execute("""INSERT INTO feedback (user_id, batch_id, image_id, action, created_at)

@@ -116,7 +116,7 @@ def test_sigkill_during_feedback_keeps_every_acknowledged_write(tmp_path: Path) 
                     assert shown[image] == (acked[-1] == "selected"), image
 
             # a second process on the same file: refused with a message naming it, the first unharmed
-            intruder = AppProcess(db).start()
+            intruder = AppProcess(db).start(may_exit=True)
             assert intruder.wait() != 0
             assert str(db) in intruder.stderr() and "locked" in intruder.stderr()
             after = client.post("/api/feedback", json={"batch_id": reviewed["batch_id"], "reject_all": True})
@@ -156,10 +156,11 @@ def downgrade_to_previous_version(db: Path) -> None:
     with PreferenceStore.open(db) as store:
         assert stored_version(store) == LATEST_VERSION
     con = duckdb.connect(str(db))
-    try:  # the last migration (v8, favourites) widened feedback's actions and added favourite_state;
-        # the file has no favourite, so dropping the macro is all a re-run of v8 needs
-        assert MIGRATIONS[-1].version == 8, "undo the newest migration here when adding one"
-        con.execute("DROP MACRO favourite_state")
+    try:  # the last migration (v9, the prompts as sent) only added two tables: dropping them undoes it
+        assert MIGRATIONS[-1].version == 9, "undo the newest migration here when adding one"
+        con.execute("DROP TABLE job_images")
+        con.execute("DROP INDEX batch_jobs_batch_idx")
+        con.execute("DROP TABLE batch_jobs")
         con.execute("DELETE FROM schema_version WHERE version = ?", [MIGRATIONS[-1].version])
     finally:
         con.close()
