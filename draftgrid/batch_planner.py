@@ -29,7 +29,7 @@ from families.accelerators import FastSettings, fast_checkpoints, fast_lora
 from families.recognise import family_from_name
 from families.registry import registry
 from learning.keywords import parse_prompt
-from learning.lora import apply_triggers, choose_loras
+from learning.lora import apply_triggers, choose_loras, lora_reason
 from learning.models import BatchRecord, ImageRecord, LoraChoice, ParsedPrompt, Recommendation
 from learning.pools import PoolConfig
 from learning.recommend.planner import FOLLOWS_TASTE_CHANGES, RecommendRequest, lora_preferences, recommend
@@ -66,6 +66,12 @@ class BatchPlanner:
         self._check_overrides(req, catalog)
         planned = self._refine(user_id, req, catalog) if req.is_refine else self._txt2img(user_id, req, catalog)
         return replace(planned, plan=planned.plan.with_split_models(catalog.split_models))
+
+    @staticmethod
+    def lora_reasons(batch: BatchRecord, names: list[str], catalog: Catalog) -> dict[str, str]:
+        """Why each LoRA file of the batch went with its prompt, in words (`lora_reason`)."""
+        parsed = parse_prompt(batch.prompt)
+        return {name: lora_reason(parsed, name, catalog.loras) for name in names}
 
     def recommendation(self, user_id: str, prompt: str, family: str, tier: str, catalog: Catalog,
                        negative_prompt: str = "") -> Recommendation:

@@ -42,12 +42,12 @@ def launch(config: AppConfig, backend: Backend) -> RunningApp:
         # thumbnails are served from their folder as they are: Gradio would otherwise copy each one
         # into its own cache on every gallery value, a copy per image that nothing ever removes
         gr.set_static_paths([backend.service.thumbnails_dir.resolve()])
-        demo, css = build_ui(backend.service)
+        demo, css, js = build_ui(backend.service)
         credentials = dict(config.auth)
         demo.queue(default_concurrency_limit=None)
         app, local_url, share_url = demo.launch(
             server_name=config.host, server_port=config.port, share=config.share,
-            auth=list(config.auth) or None, prevent_thread_lock=True, quiet=True, css=css,
+            auth=list(config.auth) or None, prevent_thread_lock=True, quiet=True, css=css, js=js,
             show_error=True,
             footer_links=["api"], ssr_mode=False,
         )

@@ -170,6 +170,13 @@ class DraftGridService:
     def gallery_of(self, view: BatchView) -> list[tuple[str, str]]:
         return self._reader.gallery_of(view)
 
+    def lora_reasons(self, view: BatchView) -> dict[str, str]:
+        """Why each LoRA of a batch the caller may see was chosen (its tag, the keyword and the LoRA's
+        file name, trigger word or tag it matched, or earlier picks), by LoRA file."""
+        names = list(dict.fromkeys(name for image in view.images for name, _ in image.record.loras))
+        catalog = self._servers.catalog_if_read() or self._servers.catalog()
+        return self._planner.lora_reasons(view.batch, names, catalog)
+
     def image_png(self, user_id: str, image_id: str) -> bytes:
         return self._reader.image_png(user_id, image_id)
 

@@ -28,6 +28,8 @@ from draftgrid.ui_common import error_html, user_of
 from draftgrid.ui_compare import ComparePanel
 from draftgrid.ui_history import HistoryPanel
 from draftgrid.ui_reset_monitor import ResetMonitorPanel
+from draftgrid.ui_triage import TRIAGE_CSS, TriagePanel, page_js
+from draftgrid.views import short_checkpoint, short_names
 from learning.recommend.types import MAX_COUNT
 from draftgrid.service import BatchTicket, BatchView, DraftGridService, SharingState
 from learning.models import DEFAULT_USER, BatchRecord
@@ -78,9 +80,11 @@ def progress_html(view: BatchView) -> str:
 
 def strategy_line(ticket: BatchTicket) -> str:
     s = ticket.strategy
-    loras = ", ".join(f"{l['name']} {l['strength']}" for l in ticket.loras) or "none"
-    dist = " · ".join(f"{c.removesuffix('.safetensors')} ×{n}" for c, n in ticket.checkpoint_distribution.items())
-    return f"**{s['message']}**  \n{dist}  \nLoRAs: {loras}"
+    loras = ", ".join(f"{short_checkpoint(str(l['name']))} {l['strength']}" for l in ticket.loras) or "none"
+    dist = " · ".join(f"{short_checkpoint(c)} ×{n}" for c, n in ticket.checkpoint_distribution.items())
+    message = short_names(str(s["message"]), [*ticket.checkpoint_distribution, str(s["recommended"])])
+    # "name@7.0" (a checkpoint at a CFG) would be rendered as an e-mail link
+    return f"**{message.replace('@', '&#64;')}**  \n{dist}  \nLoRAs: {loras}"
 
 
 def selection_line(view: BatchView) -> str:
@@ -155,7 +159,7 @@ class DraftGridUI:
         except ServiceError as exc:
             return gr.skip(), gr.skip(), error_html(str(exc)), gr.skip(), None, gr.skip(), gr.skip()
         b = view.batch
-        strategy = f"**{b.strategy} · {b.recommended.removesuffix('.safetensors')} ({b.confidence:.2f})** · {b.tier}"
+        strategy = f"**{b.strategy} · {short_checkpoint(b.recommended)} ({b.confidence:.2f})** · {b.tier}"
         return (batch_id, strategy, progress_html(view), self._gallery(view), None,
                 selection_line(view), gr.skip())
 
@@ -215,6 +219,16 @@ class DraftGridUI:
         user = user_of(request)
         self.service.feedback(user, FeedbackRequest(batch_id=batch_id, reject_all=True))
         return self._review(user, batch_id)
+
+    def stop_button(self, batch_id: str | None, request: gr.Request) -> Any:
+        """Stop is enabled only while the shown batch still runs (queued or running)."""
+        running = False
+        if batch_id:
+            try:
+                running = self.service.batch_view(user_of(request), batch_id).status in ("queued", "running")
+            except ServiceError:
+                running = False
+        return gr.Button(interactive=running)
 
     def stop(self, batch_id: str | None, request: gr.Request) -> None:
         """Cancel the shown batch on every server; its stream then ends with what finished."""
@@ -369,7 +383,7 @@ class DraftGridUI:
                     selection_md = gr.HTML(elem_id="dg-selection", min_width=120)
                     picker = gr.Dropdown(label="Earlier batches", choices=[], elem_id="dg-batch-picker",
                                          min_width=240)
-                    stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80)
+                    stop_btn = gr.Button("Stop", elem_id="dg-stop", variant="stop", min_width=80, interactive=False)
                     reject_btn = gr.Button("Reject all", elem_id="dg-reject-all", variant="secondary")
                     refine_btn = gr.Button("Refine selected", elem_id="dg-refine", variant="primary")
                 with gr.Row(equal_height=True):
@@ -378,6 +392,7 @@ class DraftGridUI:
                     veto_md = gr.HTML(elem_id="dg-veto-status")
                 batch_actions = BatchActions(self)  # Retry failed, Use this prompt and settings again
                 batch_actions.build()
+                TriagePanel(svc, self._review).build(batch_state, gallery, selection_md)  # keys, touch, viewer
 
             stream_outputs = [batch_state, strategy_md, status, gallery, preview, selection_md, picker]
             common = dict(outputs=stream_outputs, show_progress_on=[status], concurrency_id=GENERATE_CONCURRENCY,
@@ -387,10 +402,19 @@ class DraftGridUI:
             # a last render from the server's state, in case a click landed between the stream's
             # final yield being computed and delivered
             settle = dict(fn=self.review, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
-            generate_btn.click(self.generate, inputs=inputs, **common).then(**settle)
-            prompt.submit(self.generate, inputs=inputs, **common).then(**settle)
-            refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle)
-            picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick)
+            # Stop is enabled in the page the moment a batch starts, by a listener registered before
+            # the stream's: the page runs a trigger's listeners one after the other, each to its end.
+            # When a stream ends or another batch is opened, `stop_state` leaves it enabled only
+            # if that batch still runs.
+            for started in (generate_btn.click, prompt.submit, refine_btn.click):
+                started(None, outputs=[stop_btn], js="() => ({__type__: 'update', interactive: true})",
+                        api_visibility="private", **quick)
+            stop_state = dict(fn=self.stop_button, inputs=[batch_state], outputs=[stop_btn], api_visibility="private",
+                              **quick)
+            generate_btn.click(self.generate, inputs=inputs, **common).then(**settle).then(**stop_state)
+            prompt.submit(self.generate, inputs=inputs, **common).then(**settle).then(**stop_state)
+            refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle).then(**stop_state)
+            picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick).then(**stop_state)
             gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             stop_btn.click(self.stop, inputs=[batch_state], outputs=None, **quick)
@@ -487,6 +511,7 @@ def _sharing_out(state: SharingState) -> tuple[Any, str]:
     return gr.update(value=state.share, interactive=True), f"<span id='dg-share-note'>{html.escape(note)}</span>"
 
 
-def build_ui(service: DraftGridService) -> tuple[gr.Blocks, str]:
-    """The Blocks app and the CSS to pass to `launch` (Gradio 6 takes css at launch)."""
-    return DraftGridUI(service).build(), CSS
+def build_ui(service: DraftGridService) -> tuple[gr.Blocks, str, str]:
+    """The Blocks app and the CSS and page JavaScript to pass to `launch` (Gradio 6 takes them at
+    launch)."""
+    return DraftGridUI(service).build(), CSS + TRIAGE_CSS, page_js()

@@ -20,7 +20,7 @@ import gradio as gr
 from draftgrid.errors import ServiceError
 from draftgrid.schemas import FeedbackRequest
 from draftgrid.ui_common import error_html, image_url, user_of
-from draftgrid.views import BatchView, ImageView, caption
+from draftgrid.views import BatchView, ImageView, caption, short_checkpoint
 
 if TYPE_CHECKING:
     from draftgrid.ui import DraftGridUI
@@ -44,7 +44,7 @@ def same_seed_groups(view: BatchView) -> dict[str, list[ImageView]]:
 
 
 def short_label(v: ImageView) -> str:
-    return f"{v.record.checkpoint.removesuffix('.safetensors')} · seed {v.record.seed}#{v.record.batch_index}"
+    return f"{short_checkpoint(v.record.checkpoint)} · seed {v.record.seed}#{v.record.batch_index}"
 
 
 class ComparePanel:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from draftgrid.schemas import HistoryQuery, readable_errors
 from draftgrid.ui_common import SHOW_GENERATE_TAB, error_html, image_url, user_of
+from draftgrid.views import short_checkpoint
 
 if TYPE_CHECKING:
     from draftgrid.ui import DraftGridUI
@@ -52,7 +53,7 @@ def page_line(page: Any) -> str:
 def row_caption(row: Any) -> str:
     mark = "♥ " if row.favourite else "✓ " if row.selected else ""
     prompt = row.prompt if len(row.prompt) <= 40 else row.prompt[:39] + "…"
-    return (f"{mark}{row.checkpoint.removesuffix('.safetensors')} · seed {row.seed} · {row.tier} · "
+    return (f"{mark}{short_checkpoint(row.checkpoint)} · seed {row.seed} · {row.tier} · "
             f"{row.created_at:%Y-%m-%d %H:%M} · {prompt}")
 
 

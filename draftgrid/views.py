@@ -89,14 +89,30 @@ def batch_status(statuses: list[str], finished: bool) -> str:
     return "partial" if done else "failed"
 
 
+def short_checkpoint(name: str) -> str:
+    """A model file's short name for captions and the strategy line: no folder, no extension, and
+    cut before the first "_" when a name of 4 or more characters stays ("juggernautXL_v9" →
+    "juggernautXL"); the full name is in the viewer."""
+    stem = name.rsplit("/", 1)[-1].removesuffix(".safetensors")
+    head = stem.split("_", 1)[0]
+    return head if len(head) >= 4 else stem
+
+
+def short_names(text: str, checkpoints: list[str]) -> str:
+    """`text` with each of the checkpoints' full file names written short (longest first, so a name
+    inside another is not cut)."""
+    for name in sorted({n for n in checkpoints if n}, key=len, reverse=True):
+        text = text.replace(name, short_checkpoint(name))
+    return text
+
+
 def caption(view: ImageView) -> str:
-    """Gallery caption: selection mark first, then checkpoint, the LoRA set with strengths (or
-    "no LoRA"), CFG and seed."""
+    """Gallery caption: selection mark first, then the short checkpoint name, how many LoRAs and
+    the seed with the batch index (the viewer has the rest)."""
     r = view.record
     mark = {"selected": "✓ selected · ", "rejected": "✗ rejected · "}.get(view.state, "")
-    ckpt = r.checkpoint.rsplit("/", 1)[-1].removesuffix(".safetensors")
-    loras = " + ".join(f"{n.rsplit('/', 1)[-1].removesuffix('.safetensors')} {s:g}" for n, s in r.loras)
-    return f"{mark}{ckpt} + {loras or 'no LoRA'} · CFG {r.cfg:g} · seed {r.seed}#{r.batch_index}"
+    loras = f" + {len(r.loras)} LoRA" if r.loras else ""
+    return f"{mark}{'♥ ' if view.favourite else ''}{short_checkpoint(r.checkpoint)}{loras} · seed {r.seed}#{r.batch_index}"
 
 
 ViewKey = tuple[int, int, int]

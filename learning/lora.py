@@ -160,6 +160,7 @@ class _Terms:
     named: np.ndarray
     central: np.ndarray
     by_stem: Mapping[str, frozenset[int]]
+    origins: tuple[str, ...] = ()  # term i in words: "file name 'anime'", "trigger word 'x'", "tag 'y'"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -168,16 +169,17 @@ def _prepare(lora: LoraInfo) -> _Terms:
     pairs = [f"{first} {second}" for first, second in zip(tokens, tokens[1:])]
     shares = lora.tag_shares if len(lora.tag_shares) == len(lora.tags) else [1.0] * len(lora.tags)
     top_share = max(shares, default=0.0) or 1.0
-    sources = [(text, NAME_WEIGHT, True, True) for text in tokens + pairs]
-    sources += [(trigger, NAME_WEIGHT, False, True) for trigger in lora.trigger_words]
-    sources += [(tag, TAG_WEIGHT * share / top_share, False, share >= CENTRAL_TAG_SHARE * top_share)
+    sources = [(text, NAME_WEIGHT, True, True, "file name") for text in tokens + pairs]
+    sources += [(trigger, NAME_WEIGHT, False, True, "trigger word") for trigger in lora.trigger_words]
+    sources += [(tag, TAG_WEIGHT * share / top_share, False, share >= CENTRAL_TAG_SHARE * top_share, "tag")
                 for tag, share in zip(lora.tags, shares)]
     compacts: list[str] = []
     weights: list[float] = []
     named: list[bool] = []
     central: list[bool] = []
+    origins: list[str] = []
     by_stem: dict[str, set[int]] = {}
-    for text, weight, from_name, is_central in sources:
+    for text, weight, from_name, is_central, origin in sources:
         words = content_words(text.replace("-", " "))  # keywords never hold the other words
         if not words:
             continue
@@ -187,12 +189,14 @@ def _prepare(lora: LoraInfo) -> _Terms:
         weights.append(weight)
         named.append(from_name)
         central.append(is_central)
+        origins.append(f"{origin} '{text}'")
     return _Terms(
         compacts=tuple(compacts),
         weights=np.array(weights, dtype=float),
         named=np.array(named, dtype=bool),
         central=np.array(central, dtype=bool),
         by_stem={key: frozenset(indices) for key, indices in by_stem.items()},
+        origins=tuple(origins),
     )
 
 
@@ -396,6 +400,32 @@ def choose_loras(
     free = top_k - len(explicit)
     automatic = match_loras(parsed.keywords, candidates, family, preference=preference, top_k=free)
     return explicit + automatic
+
+
+def lora_reason(parsed: ParsedPrompt, name: str, loras: Sequence[LoraInfo]) -> str:
+    """Why the LoRA file `name` went with this prompt, for a person: the prompt's own tag, else each
+    keyword and the term of the LoRA it matched best (file name, trigger word or training tag) by
+    the same matching Auto-LoRA scores with, else (no match) the user's earlier picks; and the
+    trigger word it adds."""
+    lora = resolve_lora(name, loras)
+    tag = next((t for t in parsed.explicit_loras if file_stem(t.name).lower() == file_stem(name).lower()), None)
+    if tag is not None:
+        return f"your <lora:{tag.name}:{tag.strength:g}> tag"
+    if lora is None:
+        return "not on the servers any more"
+    if lora.accelerator is not None:
+        return "the fast-draft accelerator"
+    terms = _prepare(lora)
+    found: dict[str, str] = {}  # the LoRA's term → the first keyword that matched it best
+    if parsed.keywords and terms.compacts:
+        scored = _match_matrix(parsed.keywords, terms) * terms.weights
+        for row, keyword in enumerate(parsed.keywords):
+            if scored[row].max() > 0:
+                found.setdefault(terms.origins[int(scored[row].argmax())], keyword.display)
+    why = "; ".join(f"'{keyword}' matched its {term}" for term, keyword in found.items()) if found \
+        else "no keyword match: chosen from what you selected before"
+    trigger = _missing_trigger(lora, parsed.keywords)
+    return why + (f"; adds its trigger word '{trigger}'" if trigger else "")
 
 
 # --- applying --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A real DraftGrid app (Gradio + REST) on a free loopback port, backed by the built-in simulator."""
+"""A real DraftGrid app (Gradio + REST) on a free loopback port, backed by the built-in simulator;
+and for the browser tests, Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from bench.app_process import free_port
 from draftgrid.bootstrap import start_backend
@@ -60,3 +62,32 @@ def generate(client: httpx.Client) -> Callable[..., dict]:
         assert response.status_code == 200, response.text
         return response.json()
     return run
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+NO_CHROMIUM = (f"Chromium is not installed at {CHROMIUM}: the browser tests need Debian's chromium. "
+               "Install it with `make chromium` (or `apt-get install -y chromium` as root), or run `make test`, "
+               "which installs it first.")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Chromium for a browser test module; without it the test fails at once, saying how to
+    install it (never a skip)."""
+    if not CHROMIUM.exists():
+        pytest.fail(NO_CHROMIUM, pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def ui_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """A fast app for a browser test module: the simulator at 500× with live previews."""
+    running = start_app(tmp_path_factory.mktemp("browser"), sim_speed=500.0, sim_previews=True)
+    yield running
+    running.close()

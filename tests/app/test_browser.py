@@ -9,48 +9,17 @@ install it, never a skip: `make test` installs it first (its `chromium` target).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from draftgrid.launch import RunningApp
 from tests.app.conftest import start_app
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"]
-
-NO_CHROMIUM = (f"Chromium is not installed at {CHROMIUM}: the browser tests need Debian's chromium. "
-               "Install it with `make chromium` (or `apt-get install -y chromium` as root), or run `make test`, "
-               "which installs it first.")
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module", autouse=True)
-def chromium_installed() -> None:
-    """First of all: without Chromium every test here fails at once, saying how to install it."""
-    if not CHROMIUM.exists():
-        pytest.fail(NO_CHROMIUM, pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def ui_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(tmp_path_factory.mktemp("browser"), sim_speed=500.0, sim_previews=True)
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
-        yield b
-        b.close()
 
 
 def shot(page: Page, name: str) -> None:

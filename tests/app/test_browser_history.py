@@ -1,4 +1,4 @@
-"""History, Compare and Retry failed in a real browser (the fixtures and helpers of test_browser.py):
+"""History, Compare and Retry failed in a real browser (conftest's browser fixtures, test_browser.py's helpers):
 a History search re-opens a batch and its prompt and settings fill the Generate tab; two images
 compared side by side, one picked there is selected (GET /api/batches/{id}); the Retry failed button
 makes a fault's failed images again."""
@@ -9,8 +9,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from draftgrid.launch import RunningApp
-from tests.app.test_browser import browser, chromium_installed, current_batch, generate, shot, ui_app  # noqa: F401
-from tests.app.test_browser import wait_for_new_batch
+from tests.app.test_browser import current_batch, generate, shot, wait_for_new_batch
 
 DREAMSHAPER = "dreamshaper_8.safetensors"
 
@@ -25,7 +24,7 @@ def loaded_images(page: Page, selector: str) -> list[str]:
                                                         ".map(e => e.getAttribute('src'))")
 
 
-def test_history_reopens_a_batch_and_reuses_its_prompt(ui_app: RunningApp, browser) -> None:  # noqa: F811, ANN001
+def test_history_reopens_a_batch_and_reuses_its_prompt(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(ui_app.local_url)
     page.locator("#dg-negative textarea").fill("blurry")
@@ -57,7 +56,7 @@ def test_history_reopens_a_batch_and_reuses_its_prompt(ui_app: RunningApp, brows
     page.close()
 
 
-def test_compare_two_images_and_pick_one(ui_app: RunningApp, browser) -> None:  # noqa: F811, ANN001
+def test_compare_two_images_and_pick_one(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(ui_app.local_url)
     generate(page, "a red fox in the snow", count=6)
@@ -103,7 +102,7 @@ def test_compare_two_images_and_pick_one(ui_app: RunningApp, browser) -> None:  
     page.close()
 
 
-def test_retry_failed_button_makes_the_failed_images_again(ui_app: RunningApp, browser) -> None:  # noqa: F811, ANN001
+def test_retry_failed_button_makes_the_failed_images_again(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
     servers = ui_app.backend.simulator.servers  # type: ignore[union-attr]
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(ui_app.local_url)
@@ -133,7 +132,7 @@ def test_retry_failed_button_makes_the_failed_images_again(ui_app: RunningApp, b
     page.close()
 
 
-def test_compare_by_touch_at_phone_width(ui_app: RunningApp, browser) -> None:  # noqa: F811, ANN001
+def test_compare_by_touch_at_phone_width(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page.goto(ui_app.local_url)
     generate(page, "a tabby cat on a windowsill", count=4)
