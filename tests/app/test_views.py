@@ -74,3 +74,28 @@ def test_a_cached_view_is_encoded_once_for_all_its_polls() -> None:
     board.images_done("b", ["i1"])
     rebuilt = cache.get("b", board.get("b"), lambda: _view(2, board.get("b")))
     assert rebuilt.json_bytes() is not encoded and json.loads(rebuilt.json_bytes())["status"] == "v2"
+
+
+def test_the_grid_order_is_the_completion_order_whether_or_not_the_board_still_holds_the_batch(
+        tmp_path) -> None:  # noqa: ANN001
+    """A click selects the gallery's index-th image: the order must not change when the live board
+    forgets an ended batch (it once fell back to image ids then, and a click picked another image)."""
+    from draftgrid.batch_reader import build_view
+    from learning.models import ImageStatus
+    from learning.store.preference_store import PreferenceStore
+    from tests.learning.store_builders import make_batch, make_image
+
+    with PreferenceStore.open(tmp_path / "s.duckdb") as store:
+        batch = make_batch("b", count=4)
+        images = [make_image(batch, i, status="queued") for i in range(4)]
+        store.add_batch(batch, images)
+        finished = [images[i].image_id for i in (2, 0, 3)]  # not in id order
+        board = LiveBoard()
+        board.open("b", total=4, expected_steps=0)
+        for image_id in finished:
+            store.update_images([ImageStatus(image_id, "done", "gpu", f"/x/{image_id}.png")])
+            board.images_done("b", [image_id])
+        live = build_view("b", board.get("b"), store.batch_snapshot("b"))
+        forgotten = build_view("b", None, store.batch_snapshot("b"))
+    done = lambda view: [v.record.image_id for v in view.images if v.status == "done"]  # noqa: E731
+    assert done(live) == done(forgotten) == finished
