@@ -182,7 +182,7 @@ def violations(seen: list[BatchView]) -> list[tuple[str, list[str]]]:
 counter = iter(range(10**9))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(job_outcomes=outcomes, schedule=st.lists(st.sampled_from([WRITER, READER]), min_size=0, max_size=60))
 def test_no_interleaving_shows_a_finished_batch_with_an_unfinished_image(
         store: PreferenceStore, job_outcomes: list[tuple[int, str]], schedule: list[str]) -> None:

@@ -417,7 +417,7 @@ def run_step(store: PreferenceStore, model: Model, data: st.DataObject, n: int) 
             store.apply_review(user, batch_id, [*steps, bad_step])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_memory_sql_reference_rebuild_and_the_rules_agree(data: st.DataObject) -> None:
     half_life = data.draw(st.sampled_from(HALF_LIVES))
@@ -462,7 +462,7 @@ def one_review_snapshot(reads: EvidenceReads | InMemoryEvidence) -> dict[str, fl
     return flat
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_one_review_per_batch_agrees_with_the_in_memory_evidence(data: st.DataObject) -> None:
     """Histories as the simulator feeds them: each batch reviewed once, in one request (its

@@ -306,7 +306,7 @@ def _steps(ids: list[str]) -> st.SearchStrategy[list[tuple[str, list[str]]]]:
     return st.lists(st.one_of(click, batch_action), min_size=1, max_size=5)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_a_review_equals_its_steps_applied_one_by_one(data: st.DataObject) -> None:
     """Two stores with the same history; one takes a review in one call, the other step by step.

@@ -127,7 +127,7 @@ def shared_store() -> Iterator[PreferenceStore]:
     opened.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_STEPS)
 def test_selected_and_favourite_agree_with_the_views_over_random_feedback(
         shared_store: PreferenceStore, steps: list) -> None:
