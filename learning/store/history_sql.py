@@ -132,22 +132,21 @@ def history_page(cur: duckdb.DuckDBPyConnection, user_id: str, query: HistoryFil
         f"""WITH {_MARKS},
             hits AS ({matches}),
             page AS (SELECT image_id, batch_id, created_at FROM hits
-                     ORDER BY created_at DESC, image_id DESC LIMIT $limit OFFSET $offset)
-            SELECT (SELECT count(*) FROM hits) AS total,
-                   p.image_id, p.batch_id, b.prompt, i.checkpoint,
-                   list_transform(i.loras, lambda l: l.name), i.seed, b.tier,
-                   {_SELECTED_SQL}, {_FAVOURITE_SQL}, i.status, i.pruned_at IS NOT NULL, p.created_at
-            FROM page p JOIN images i USING (batch_id, image_id) JOIN batches b USING (batch_id)
-            LEFT JOIN marks m USING (batch_id, image_id)
-            ORDER BY p.created_at DESC, p.image_id DESC""",
+                     ORDER BY created_at DESC, image_id DESC LIMIT $limit OFFSET $offset),
+            shown AS (SELECT p.image_id, p.batch_id, b.prompt, i.checkpoint,
+                             list_transform(i.loras, lambda l: l.name) AS loras, i.seed, b.tier,
+                             {_SELECTED_SQL} AS selected, {_FAVOURITE_SQL} AS favourite, i.status,
+                             i.pruned_at IS NOT NULL AS pruned, p.created_at
+                      FROM page p JOIN images i USING (batch_id, image_id) JOIN batches b USING (batch_id)
+                      LEFT JOIN marks m USING (batch_id, image_id))
+            -- one row even for an empty page (past the end, or nothing matches): the total
+            SELECT t.total, s.* FROM (SELECT count(*) AS total FROM hits) t LEFT JOIN shown s ON true
+            ORDER BY s.created_at DESC, s.image_id DESC""",
         {**params, "user_id": user_id, "limit": query.limit, "offset": query.offset},
     ).fetchall()
-    if rows:
-        total = int(rows[0][0])
-    else:  # an empty page (past the end, or nothing matches) still says how many match
-        total = int(cur.execute(f"WITH {_MARKS} SELECT count(*) FROM ({matches})",
-                                {**params, "user_id": user_id}).fetchall()[0][0])
+    total = int(rows[0][0])
+    shown = [row for row in rows if row[1] is not None]
     return HistoryPage(
-        rows=tuple(HistoryRow(*row[1:5], tuple(row[5]), *row[6:]) for row in rows),
+        rows=tuple(HistoryRow(*row[1:5], tuple(row[5]), *row[6:]) for row in shown),
         total=total, limit=query.limit, offset=query.offset,
     )
