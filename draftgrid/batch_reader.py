@@ -28,8 +28,8 @@ def build_view(batch_id: str, live: LiveBatch | None, snapshot: BatchSnapshot | 
     """A batch view from one board read and the store read that followed it (pure).
 
     An image the store calls queued is shown running while its job samples; finished images come
-    first, in order of completion (the store's `finished_seq`). The batch counts as ended only when the board says so — and
-    then, by the read order, the store already holds every image's end.
+    first, in order of completion (the store's `finished_seq`). The batch counts as ended only when
+    the board says so — and then, by the read order, the store already holds every image's end.
     """
     if snapshot is None:
         raise NotFound(f"batch {batch_id!r} not found")
@@ -38,21 +38,21 @@ def build_view(batch_id: str, live: LiveBatch | None, snapshot: BatchSnapshot | 
     # completion order from the store's own `finished_seq`, never the live board's: the board forgets
     # an ended batch, and an order that changed then would move a thumbnail under the user's click
     # (the gallery's index-th image is what a click selects)
-    finished = {image.image_id: image.finished_seq for image in snapshot.facts.images}
+    finished_seq = {image.image_id: image.finished_seq for image in snapshot.facts.images}
     running = live.running if live else frozenset()
 
     def status(r: ImageRecord) -> str:
         return "running" if r.status == "queued" and r.image_id in running else r.status
 
     def order(r: ImageRecord) -> tuple[bool, float, str]:
-        seq = finished.get(r.image_id)
+        seq = finished_seq.get(r.image_id)
         return r.status != "done", math.inf if seq is None else seq, r.image_id
 
     records = sorted(snapshot.images, key=order)
     views = tuple(ImageView(r, status(r), states.get(r.image_id, "none"), r.image_id in favourites)
                   for r in records)
-    finished = live.finished if live else True
-    return BatchView(snapshot.batch, batch_status([v.status for v in views], finished), views, live)
+    ended = live.finished if live else True
+    return BatchView(snapshot.batch, batch_status([v.status for v in views], ended), views, live)
 
 
 def mine(view: BatchView, user_id: str) -> BatchView:
