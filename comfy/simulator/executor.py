@@ -11,7 +11,7 @@ cache), so an identical resubmit is served without re-rendering and returns the 
 The simulator's own CPU work (rendering the pictures, PNG-encoding them) is not GPU time and must
 not add to the time model's: a sampler whose latent a VAEDecode reads renders its pictures, and
 PNG-encodes them when a SaveImage / PreviewImage reads that decode, in a worker thread while its
-steps run, as a GPU has the images by the time its modelled sampling and decode are over; the
+model loads and its steps run, as a GPU has the images when its modelled work is over; the
 save then writes the bytes, and the time it took counts against the per-prompt overhead (which
 models validation, the PNG save and the fetch) instead of adding to it.
 """
@@ -27,7 +27,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -37,7 +37,7 @@ from comfy.simulator.graph import execution_order, is_link, readers, signatures
 from comfy.simulator.hub import Hub
 from comfy.simulator.inventory import Inventory
 from comfy.simulator.nodedefs import NodeCatalog
-from comfy.simulator.nodes import NODE_FUNCTIONS, Latent, ModelRef, NodeResult
+from comfy.simulator.nodes import NODE_FUNCTIONS, Latent, ModelRef, NodeResult, decode_latent
 from comfy.simulator.progress import ProgressRegistry
 from comfy.simulator.render import png_bytes, preview_jpeg
 from comfy.simulator.timemodel import TimeModel
@@ -240,13 +240,10 @@ class _Run:
         await self.spend(seconds)
         gpu.checkpoint, gpu.loras = model.checkpoint, model.loras
 
-    async def sample(self, steps: int, latent: Latent, pictures: Callable[[], tuple[Image.Image, ...]]) -> None:
+    async def sample(self, steps: int, latent: Latent) -> None:
         cfg = latent.sample.cfg if latent.sample is not None else None
         step_seconds = self.env.time_model.step_seconds_for(latent.width, latent.height, latent.batch_size, cfg)
-        rendering = self._prepare(latent, pictures)
-        picture = None
-        if self.env.previews:
-            picture = (await rendering)[0][0] if rendering else (await asyncio.to_thread(pictures))[0]
+        picture = (await self._prepared_pictures(latent))[0][0] if self.env.previews else None
         # Steps keep to one schedule, so a timer firing late (~1 ms each) is not added 20 times over.
         step_end = asyncio.get_running_loop().time()
         for step in range(1, steps + 1):
@@ -261,13 +258,13 @@ class _Run:
             if jpeg is not None:
                 await self.env.hub.send_preview(jpeg, self.preview_metadata(), self.sid, with_metadata=False)
 
-    def _prepare(self, latent: Latent, pictures: Callable[[], tuple[Image.Image, ...]]) -> asyncio.Future[Rendered] | None:
+    def prepare(self, latent: Latent, pictures: Callable[[], tuple[Image.Image, ...]]) -> None:
         """Start rendering (and encoding) the running sampler's pictures in a worker thread, when
-        a VAEDecode reads its latent (and a SaveImage / PreviewImage that decode); None when
+        a VAEDecode reads its latent (and a SaveImage / PreviewImage that decode); nothing when
         nothing decodes it (a hires first pass), so no picture is made in vain."""
         decoders = readers(self.item.prompt, self.node_id, DECODERS)
         if not decoders:
-            return None
+            return
         encode = any(readers(self.item.prompt, decoder, SAVERS) for decoder in decoders)
 
         def render() -> Rendered:
@@ -275,22 +272,23 @@ class _Run:
         rendering = asyncio.ensure_future(asyncio.to_thread(render))
         rendering.add_done_callback(_retrieve)
         self.prepared[id(latent)] = _Prepared(latent, rendering)
-        return rendering
+
+    async def _prepared_pictures(self, latent: Latent) -> Rendered:
+        """The latent's pictures: those `prepare` made for it, else rendered now (not encoded)."""
+        prepared = self.prepared.get(id(latent))
+        if prepared is not None and prepared.latent is latent:
+            return await prepared.pictures
+        return await asyncio.to_thread(lambda: tuple((image, None) for image in decode_latent(latent)))
 
     def preview_metadata(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "prompt_id": self.item.prompt_id, "display_node_id": self.node_id,
                 "parent_node_id": None, "real_node_id": self.node_id, "image_type": "image/jpeg"}
 
-    async def decode(self, latent: Latent, pictures: Callable[[], tuple[Image.Image, ...]]) -> tuple[Image.Image, ...]:
+    async def decode(self, latent: Latent) -> tuple[Image.Image, ...]:
         """The latent's pictures once the modelled decode time has passed: rendered while its
         sampler ran when this run sampled it, else now, during the decode."""
-        prepared = self.prepared.get(id(latent))
-        if prepared is not None and prepared.latent is latent:
-            rendering: Awaitable[Rendered] = prepared.pictures
-        else:
-            rendering = asyncio.to_thread(lambda: tuple((image, None) for image in pictures()))
         seconds = self.env.time_model.decode_seconds_for(latent.width, latent.height, latent.batch_size)
-        rendered, _ = await asyncio.gather(rendering, self.spend(seconds))
+        rendered, _ = await asyncio.gather(self._prepared_pictures(latent), self.spend(seconds))
         self.encoded.update({id(image): (image, data) for image, data in rendered if data is not None})
         return tuple(image for image, _ in rendered)
 
