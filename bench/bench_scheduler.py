@@ -294,10 +294,12 @@ class BatchOutcome:
     bound: float
 
 
-def replay(models: Sequence[TimeModel]) -> list[BatchOutcome]:
-    """The five mixed batches through the pool's scheduler and its learners, every prompt taking
-    what the simulator's time model says (no I/O, deterministic): what the live run shows
-    without the noise of a shared machine. Learners and loaded checkpoints carry over."""
+def replay(models: Sequence[TimeModel], batches: Sequence[list[PoolJob]] | None = None,
+           loras: frozenset[str] = frozenset()) -> list[BatchOutcome]:
+    """Consecutive batches (the five mixed ones unless given) through the pool's scheduler and
+    its learners, on servers with the bench's checkpoints and `loras`, every prompt taking what
+    the simulator's time model says (no I/O, deterministic): what the live run shows without the
+    noise of a shared machine. Learners and loaded checkpoints carry over."""
     names = [f"gpu-{i}" for i in range(len(models))]
     learners = {name: CostLearner() for name in names}
     loaded: dict[str, GroupKey | None] = {name: None for name in names}
@@ -308,10 +310,10 @@ def replay(models: Sequence[TimeModel]) -> list[BatchOutcome]:
         return models[names.index(server)].txt2img_seconds(job.family, spec.steps, spec.width, spec.height,
                                                            spec.batch_size, checkpoint, loras, spec.cfg)
     outcomes = []
-    for index in range(len(MIXED)):
-        jobs = mixed_batch(index)
+    for jobs in batches if batches is not None else [mixed_batch(index) for index in range(len(MIXED))]:
         held = [loaded[name][0] if loaded[name] else None for name in names]  # type: ignore[index]
-        slots = [ServerSlot(name, frozenset(CHECKPOINTS), loaded=loaded[name], learner=learners[name]) for name in names]
+        slots = [ServerSlot(name, frozenset(CHECKPOINTS), loras, loaded=loaded[name], learner=learners[name])
+                 for name in names]
         result = simulate(jobs, slots, actual=actual)
         learners = {slot.name: slot.learner for slot in slots}
         loaded = {slot.name: slot.loaded for slot in slots}
@@ -371,6 +373,14 @@ def sdxl_draft_jobs(lightning: bool, counts: Sequence[int]) -> list[PoolJob]:
                              accelerator=accelerator).jobs)
 
 
+def replay_draft(lightning: bool, counts: Sequence[int], warm: bool, scale: float = 1.0) -> BatchOutcome:
+    """The draft through the scheduler on the time model (`replay`), after the same batch once
+    when `warm`; the timed batch's outcome, in seconds at `scale`."""
+    jobs = sdxl_draft_jobs(lightning, counts)
+    loras = frozenset(lora.name for job in jobs for lora in job.spec.loras)
+    return replay([TimeModel(scale=scale)] * SERVERS, [jobs] * (2 if warm else 1), loras)[-1]
+
+
 async def measure_fast_drafts(scale: float) -> None:
     models = bench_inventory("sdxl", [LIGHTNING_FILE])
     full, fast = sdxl_draft_jobs(False, (20,))[0].spec, sdxl_draft_jobs(True, (20,))[0].spec
@@ -380,6 +390,10 @@ async def measure_fast_drafts(scale: float) -> None:
     print(f"  time model alone (GPU seconds of the sampling and decoding, no loads): {gpu[0]:.1f} s vs {gpu[1]:.1f} s, "
           f"{gpu[0] / gpu[1]:.1f}x")
     for label, (counts, warm) in DRAFTS.items():
+        modelled = [replay_draft(on, counts, warm, scale) for on in (False, True)]
+        print(f"  {label}, time model through the scheduler: without {modelled[0].makespan:6.2f} s "
+              f"(bound {modelled[0].bound:5.2f} s), with {modelled[1].makespan:6.2f} s (bound {modelled[1].bound:5.2f} s): "
+              f"{modelled[0].makespan / modelled[1].makespan:.2f}x faster")
         runs = [await run_pool(1 / scale, warm_up=warm, jobs=lambda on=on: sdxl_draft_jobs(on, counts), models=models)
                 for on in (False, True)]
         held = [CHECKPOINTS[0] if warm else None] * SERVERS
