@@ -19,7 +19,10 @@ loaded, no cache).
   checkpoint + every job's sampling + decode from the same time model.
 
 Fast drafts: the same 20 images as an SDXL draft planned by the app (its accelerator choice and
-settings), with an SDXL Lightning LoRA on the servers vs without, on the same simulated GPUs.
+settings), with an SDXL Lightning LoRA on the servers vs without, on the same simulated GPUs:
+through the scheduler on the time model (deterministic), then live, the median of
+`FAST_DRAFT_RUNS` runs of each side. Warm-ups draw other seeds, and round-robin's one-image
+prompts each make one image of the jobs: an identical prompt is answered from the server's cache.
 
 Also: time to first image, and the app-side overhead per image with a zero-latency simulator
 (`--speed 0`, every GPU cost 0): wall time per image, and this process's CPU time per image.
