@@ -19,7 +19,10 @@ loaded, no cache).
   checkpoint + every job's sampling + decode from the same time model.
 
 Fast drafts: the same 20 images as an SDXL draft planned by the app (its accelerator choice and
-settings), with an SDXL Lightning LoRA on the servers vs without, on the same simulated GPUs.
+settings), with an SDXL Lightning LoRA on the servers vs without, on the same simulated GPUs:
+through the scheduler on the time model (deterministic), then live, the median of
+`FAST_DRAFT_RUNS` runs of each side. Warm-ups draw other seeds, and round-robin's one-image
+prompts each make one image of the jobs: an identical prompt is answered from the server's cache.
 
 Also: time to first image, and the app-side overhead per image with a zero-latency simulator
 (`--speed 0`, every GPU cost 0): wall time per image, and this process's CPU time per image.
@@ -32,6 +35,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +44,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from statistics import median
 
 from comfy.client import ComfyClient
 from comfy.models import GenerationSpec, ImageResult, PoolJob
@@ -48,7 +53,7 @@ from comfy.costs import changes
 from comfy.scheduler import CostLearner, GroupKey, ServerSlot, simulate
 from comfy.simulator import TimeModel
 from comfy.models import LoraSpec, ServerInventory
-from comfy.workflow import build_workflow
+from comfy.pieces import build_piece_workflow
 from draftgrid.batch_planner import BatchPlanner
 from draftgrid.catalog import Catalog
 from draftgrid.planning import CheckpointGroup, plan_txt2img
@@ -60,6 +65,7 @@ CHECKPOINTS = ("alpha.safetensors", "beta.safetensors", "gamma.safetensors")
 SPLIT = {"alpha.safetensors": (4, 3), "beta.safetensors": (4, 3), "gamma.safetensors": (4, 2)}
 SERVERS = 2
 OVERHEAD_BATCHES = 5
+WARM_UP_SEEDS = 1000  # what a warm-up adds to every seed
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +85,20 @@ def single_images(order: str) -> list[GenerationSpec]:
         return [s for specs in per_ckpt.values() for s in specs]
     columns = list(per_ckpt.values())
     return [col[i] for i in range(max(map(len, columns))) for col in columns if i < len(col)]
+
+
+def single_prompts(jobs: Sequence[PoolJob]) -> list[GenerationSpec]:
+    """Every image of `jobs` as a one-image prompt making that very image (its seed, its batch
+    index: a piece, comfy/pieces.py). Copies of the job's spec would be identical prompts, which
+    a server answers from its cache without running them."""
+    return [replace(job.spec, batch_size=1, first_index=job.spec.first_index + k)
+            for job in jobs for k in range(job.spec.batch_size)]
+
+
+def reseeded(jobs: Sequence[PoolJob]) -> list[PoolJob]:
+    """The same jobs with other seeds: a warm-up that loads what they need without leaving the
+    very prompts in the servers' caches (warm means the models loaded, not the answers cached)."""
+    return [replace(job, spec=replace(job.spec, seed=job.spec.seed + WARM_UP_SEEDS)) for job in jobs]
 
 
 def prompt_seconds(job: PoolJob, model: TimeModel, load: bool) -> float:
@@ -220,12 +240,13 @@ async def pool_batch(pool: ServerPool, jobs: list[PoolJob], key: str, image_done
 
 async def run_pool(speed: float, batches: int = 1, warm_up: bool = False, jobs: Callable[[], list[PoolJob]] = pool_jobs,
                    models: dict | None = None) -> Run:
-    """`batches` pool batches of `jobs()` (after one untimed batch when `warm_up`) on fresh simulators."""
+    """`batches` pool batches of `jobs()` on fresh simulators, after one untimed batch of them
+    (`reseeded`) when `warm_up`."""
     async with simulators(speed, models=models) as urls, ServerPool(urls, health_interval=3600) as pool:
         async def batch(key: str, image_done: ImageDone) -> None:
             await pool_batch(pool, jobs(), key, image_done)
         if warm_up:
-            await batch("warm-up", lambda *_: None)
+            await pool_batch(pool, reseeded(jobs()), "warm-up", lambda *_: None)
 
         async def body(image_done: ImageDone) -> None:
             for index in range(batches):
@@ -235,19 +256,22 @@ async def run_pool(speed: float, batches: int = 1, warm_up: bool = False, jobs: 
 
 async def run_round_robin(speed: float, order: str, specs: list[GenerationSpec] | None = None,
                           prompt_overhead: float = 0.0, gpu_factors: Sequence[float] = (1.0,),
-                          models: dict | None = None) -> Run:
-    """Single-image prompts dealt round-robin, one in flight per server."""
+                          models: dict | None = None, warm_up: bool = False) -> Run:
+    """Single-image prompts dealt round-robin, one in flight per server (after the same prompts
+    with other seeds, untimed, when `warm_up`: each server then holds what its last one loaded)."""
     specs = specs if specs is not None else single_images(order)
     async with simulators(speed, prompt_overhead, gpu_factors, models) as urls:
         clients = [ComfyClient(url, name=f"gpu-{i}") for i, url in enumerate(urls)]
         try:
-            async def body(image_done: ImageDone) -> None:
+            async def body(image_done: ImageDone, prompts: list[GenerationSpec] = specs) -> None:
                 async def serve(index: int) -> None:
-                    for n, spec in enumerate(specs[index::SERVERS]):
+                    for n, spec in enumerate(prompts[index::SERVERS]):
                         started = time.perf_counter()
-                        await clients[index].run(build_workflow(spec))
+                        await clients[index].run(build_piece_workflow(spec))
                         image_done(f"gpu-{index}", str(n), time.perf_counter() - started)
                 await asyncio.gather(*(serve(i) for i in range(SERVERS)))
+            if warm_up:
+                await body(lambda *_: None, [replace(spec, seed=spec.seed + WARM_UP_SEEDS) for spec in specs])
             return await timed(body)
         finally:
             await asyncio.gather(*(c.close() for c in clients))
@@ -291,10 +315,12 @@ class BatchOutcome:
     bound: float
 
 
-def replay(models: Sequence[TimeModel]) -> list[BatchOutcome]:
-    """The five mixed batches through the pool's scheduler and its learners, every prompt taking
-    what the simulator's time model says (no I/O, deterministic): what the live run shows
-    without the noise of a shared machine. Learners and loaded checkpoints carry over."""
+def replay(models: Sequence[TimeModel], batches: Sequence[list[PoolJob]] | None = None,
+           loras: frozenset[str] = frozenset()) -> list[BatchOutcome]:
+    """Consecutive batches (the five mixed ones unless given) through the pool's scheduler and
+    its learners, on servers with the bench's checkpoints and `loras`, every prompt taking what
+    the simulator's time model says (no I/O, deterministic): what the live run shows without the
+    noise of a shared machine. Learners and loaded checkpoints carry over."""
     names = [f"gpu-{i}" for i in range(len(models))]
     learners = {name: CostLearner() for name in names}
     loaded: dict[str, GroupKey | None] = {name: None for name in names}
@@ -305,10 +331,10 @@ def replay(models: Sequence[TimeModel]) -> list[BatchOutcome]:
         return models[names.index(server)].txt2img_seconds(job.family, spec.steps, spec.width, spec.height,
                                                            spec.batch_size, checkpoint, loras, spec.cfg)
     outcomes = []
-    for index in range(len(MIXED)):
-        jobs = mixed_batch(index)
+    for jobs in batches if batches is not None else [mixed_batch(index) for index in range(len(MIXED))]:
         held = [loaded[name][0] if loaded[name] else None for name in names]  # type: ignore[index]
-        slots = [ServerSlot(name, frozenset(CHECKPOINTS), loaded=loaded[name], learner=learners[name]) for name in names]
+        slots = [ServerSlot(name, frozenset(CHECKPOINTS), loras, loaded=loaded[name], learner=learners[name])
+                 for name in names]
         result = simulate(jobs, slots, actual=actual)
         learners = {slot.name: slot.learner for slot in slots}
         loaded = {slot.name: slot.loaded for slot in slots}
@@ -341,8 +367,7 @@ async def measure_mixed(scale: float) -> None:
     print(f"  pool, all five: makespan {sum(r.makespan for r in runs):.2f} s vs bound {sum(bounds):.2f} s "
           f"(ratio {sum(r.makespan for r in runs) / sum(bounds):.2f}); images "
           + ", ".join(f"{name} {count / total:.0%}" for name, count in images.items()))
-    singles = [replace(job.spec, batch_size=1) for job in mixed_batch(0) for _ in range(job.spec.batch_size)]
-    rr = await run_round_robin(1 / scale, "plan order", singles, REAL_OVERHEAD, GPU_FACTORS)
+    rr = await run_round_robin(1 / scale, "plan order", single_prompts(mixed_batch(0)), REAL_OVERHEAD, GPU_FACTORS)
     print(f"  round-robin, batch 0 on fresh servers: {rr.makespan:6.2f} s  first image {rr.first_image:5.2f} s "
           f"(pool's batch 0: first image {runs[0].first_image:5.2f} s)")
 
@@ -351,8 +376,9 @@ async def measure_mixed(scale: float) -> None:
 LIGHTNING = "sdxl_lightning_4step_lora.safetensors"
 LIGHTNING_FILE = {"name": LIGHTNING, "family": "sdxl", "metadata": {
     "modelspec.architecture": "stable-diffusion-xl-v1-base/lora", "ss_base_model_version": "sdxl_base_v1-0"}}
+FAST_DRAFT_RUNS = 3  # live runs of each side; the median is shown (a shared machine's load moves single runs)
 DRAFTS = {"explore, 3 checkpoints 7/7/6, fresh servers": ((7, 7, 6), False),
-          "quick, 1 checkpoint, warm servers": ((20,), True)}
+          "quick, 1 checkpoint, warm servers": ((20,), True)}  # warm: after the batch with other seeds, untimed
 
 
 def sdxl_draft_jobs(lightning: bool, counts: Sequence[int]) -> list[PoolJob]:
@@ -368,6 +394,14 @@ def sdxl_draft_jobs(lightning: bool, counts: Sequence[int]) -> list[PoolJob]:
                              accelerator=accelerator).jobs)
 
 
+def replay_draft(lightning: bool, counts: Sequence[int], warm: bool, scale: float = 1.0) -> BatchOutcome:
+    """The draft through the scheduler on the time model (`replay`), after the same batch once
+    when `warm`; the timed batch's outcome, in seconds at `scale`."""
+    jobs = sdxl_draft_jobs(lightning, counts)
+    loras = frozenset(lora.name for job in jobs for lora in job.spec.loras)
+    return replay([TimeModel(scale=scale)] * SERVERS, [jobs] * (2 if warm else 1), loras)[-1]
+
+
 async def measure_fast_drafts(scale: float) -> None:
     models = bench_inventory("sdxl", [LIGHTNING_FILE])
     full, fast = sdxl_draft_jobs(False, (20,))[0].spec, sdxl_draft_jobs(True, (20,))[0].spec
@@ -377,15 +411,27 @@ async def measure_fast_drafts(scale: float) -> None:
     print(f"  time model alone (GPU seconds of the sampling and decoding, no loads): {gpu[0]:.1f} s vs {gpu[1]:.1f} s, "
           f"{gpu[0] / gpu[1]:.1f}x")
     for label, (counts, warm) in DRAFTS.items():
-        runs = [await run_pool(1 / scale, warm_up=warm, jobs=lambda on=on: sdxl_draft_jobs(on, counts), models=models)
-                for on in (False, True)]
-        singles = [replace(job.spec, batch_size=1) for job in sdxl_draft_jobs(True, counts)
-                   for _ in range(job.spec.batch_size)]
-        rr = await run_round_robin(1 / scale, "plan order", singles, models=models)
-        print(f"  {label}: without {runs[0].makespan:6.2f} s (first image {runs[0].first_image:5.2f} s), "
-              f"with {runs[1].makespan:6.2f} s (first image {runs[1].first_image:5.2f} s): "
-              f"{runs[0].makespan / runs[1].makespan:.2f}x faster; round-robin with it {rr.makespan:6.2f} s, "
-              f"first image {rr.first_image:5.2f} s (fresh servers)")
+        modelled = [replay_draft(on, counts, warm, scale) for on in (False, True)]
+        print(f"  {label}, time model through the scheduler: without {modelled[0].makespan:6.2f} s "
+              f"(bound {modelled[0].bound:5.2f} s), with {modelled[1].makespan:6.2f} s (bound {modelled[1].bound:5.2f} s): "
+              f"{modelled[0].makespan / modelled[1].makespan:.2f}x faster")
+        load = os.getloadavg()[0]
+        live = [[await run_pool(1 / scale, warm_up=warm, jobs=lambda on=on: sdxl_draft_jobs(on, counts), models=models)
+                 for _ in range(FAST_DRAFT_RUNS)] for on in (False, True)]
+        singles = single_prompts(sdxl_draft_jobs(True, counts))
+        robin = [await run_round_robin(1 / scale, "plan order", singles, models=models, warm_up=warm)
+                 for _ in range(FAST_DRAFT_RUNS)]
+        without, with_it, rr = (median(r.makespan for r in runs) for runs in (*live, robin))
+        print(f"  {label}, live (median of {FAST_DRAFT_RUNS}, load average {load:.1f} -> {os.getloadavg()[0]:.1f}): "
+              f"without {_spread(live[0])}, with {_spread(live[1])}: {without / with_it:.2f}x faster; "
+              f"round-robin with it {_spread(robin)}; first image: pool {median(r.first_image for r in live[1]):.2f} s "
+              f"vs round-robin {median(r.first_image for r in robin):.2f} s")
+
+
+def _spread(runs: Sequence[Run]) -> str:
+    """The median makespan of `runs` and their range."""
+    spans = sorted(r.makespan for r in runs)
+    return f"{median(spans):5.2f} s ({spans[0]:.2f}-{spans[-1]:.2f})"
 
 
 async def measure(scale: float) -> None:

@@ -47,6 +47,7 @@ MAX_OVERHEAD = 60.0  # seconds per prompt
 MAX_LOAD = 300.0  # seconds per checkpoint load
 MAX_LORA_CHANGE = 30.0
 STEP_RANGE = 100.0  # the step time stays within prior / 100 .. prior × 100
+CFG_ONE_WORK = 0.5  # what a step at cfg 1.0 costs against one at any other cfg
 
 
 def group_key(job: PoolJob) -> GroupKey:
@@ -55,14 +56,17 @@ def group_key(job: PoolJob) -> GroupKey:
 
 
 def work_units(job: PoolJob) -> float:
-    """Sampler steps × pixels / 512² of one image of the job (both passes when hires is set)."""
+    """Sampler steps × pixels / 512² of one image of the job (both passes when hires is set),
+    halved at cfg 1.0: ComfyUI then runs the model once per step, not twice (no negative pass),
+    which is what makes distilled drafts (Lightning, Hyper-SD at cfg 1) cheap — and a learner that
+    counted them as full steps would fit one line through two kinds of step."""
     spec = job.spec
     denoise = spec.refine_from.denoise if spec.refine_from is not None else spec.denoise
     first = max(1.0, spec.steps * denoise) * spec.width * spec.height / REFERENCE_PIXELS
     second = 0.0
     if spec.hires_scale:
         second = hires_steps(spec.steps) * HIRES_DENOISE * spec.width * spec.height * spec.hires_scale**2 / REFERENCE_PIXELS
-    return first + second
+    return (first + second) * (CFG_ONE_WORK if spec.cfg == 1.0 else 1.0)
 
 
 def changes(job: PoolJob, loaded: GroupKey | None) -> tuple[bool, bool]:

@@ -7,6 +7,13 @@ nodes with UI output, `progress_state` (finished); then `execution_success` /
 without one, only progress (and interruptions) are broadcast, as ComfyUI does. Node outputs are
 cached by input signature and the cache keeps only the last prompt's nodes (ComfyUI's classic
 cache), so an identical resubmit is served without re-rendering and returns the same files.
+
+The simulator's own CPU work (rendering the pictures, PNG-encoding them) is not GPU time and must
+not add to the time model's: a sampler whose latent a VAEDecode reads renders its pictures, and
+PNG-encodes them when a SaveImage / PreviewImage reads that decode, in a worker thread while its
+model loads and its steps run, as a GPU has the images when its modelled work is over; the
+save then writes the bytes, and the time it took counts against the per-prompt overhead (which
+models validation, the PNG save and the fetch) instead of adding to it.
 """
 
 from __future__ import annotations
@@ -26,16 +33,20 @@ from PIL import Image
 
 from comfy.simulator.faults import Faults
 from comfy.simulator.files import FileStore
-from comfy.simulator.graph import execution_order, is_link, signatures
+from comfy.simulator.graph import execution_order, is_link, readers, signatures
 from comfy.simulator.hub import Hub
 from comfy.simulator.inventory import Inventory
 from comfy.simulator.nodedefs import NodeCatalog
-from comfy.simulator.nodes import NODE_FUNCTIONS, Latent, ModelRef, NodeResult
+from comfy.simulator.nodes import NODE_FUNCTIONS, Latent, ModelRef, NodeResult, decode_latent
 from comfy.simulator.progress import ProgressRegistry
 from comfy.simulator.render import png_bytes, preview_jpeg
 from comfy.simulator.timemodel import TimeModel
 
 log = logging.getLogger(__name__)
+
+DECODERS = ("VAEDecode",)
+SAVERS = ("SaveImage", "PreviewImage")
+Rendered = tuple[tuple[Image.Image, bytes | None], ...]  # pictures, each with its PNG bytes when encoded ahead
 
 
 class Interrupted(Exception):
@@ -92,8 +103,23 @@ class Environment:
     gpu: GpuState = field(default_factory=GpuState)
 
 
-def _write_png(path: Path, image: Image.Image, chunks: dict[str, str]) -> None:
-    path.write_bytes(png_bytes(image, chunks))
+def _write_png(path: Path, image: Image.Image, chunks: dict[str, str], encoded: bytes | None) -> None:
+    path.write_bytes(png_bytes(image, chunks) if encoded is None else encoded)
+
+
+def _retrieve(task: asyncio.Future[Rendered]) -> None:
+    """An interrupted prompt never awaits its pictures: a failure there is not worth a warning."""
+    if not task.cancelled():
+        task.exception()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A sampled latent's pictures, rendered while its sampler ran (the latent is kept so its id
+    is not reused while the run looks it up by id)."""
+
+    latent: Latent
+    pictures: asyncio.Future[Rendered]
 
 
 def _format_input(value: Any) -> Any:
@@ -153,6 +179,11 @@ class _Run:
         self.messages: list[list[Any]] = []
         self.progress = ProgressRegistry(item.prompt_id)
         self.node_id = ""
+        self.chunks = {"prompt": json.dumps(item.prompt)}  # the text chunks of every PNG it saves
+        self.chunks.update({k: json.dumps(v) for k, v in item.extra_data.get("extra_pnginfo", {}).items()})
+        self.prepared: dict[int, _Prepared] = {}  # by id of the sampled latent
+        self.encoded: dict[int, tuple[Image.Image, bytes]] = {}  # PNG bytes made ahead, by id of the picture
+        self.saving = 0.0  # seconds spent writing images, part of the per-prompt overhead
 
     # --- messages -------------------------------------------------------------------------
     async def add_message(self, event: str, data: dict[str, Any], broadcast: bool = False) -> None:
@@ -209,10 +240,10 @@ class _Run:
         await self.spend(seconds)
         gpu.checkpoint, gpu.loras = model.checkpoint, model.loras
 
-    async def sample(self, steps: int, latent: Latent, final_picture: Callable[[], Image.Image]) -> None:
+    async def sample(self, steps: int, latent: Latent) -> None:
         cfg = latent.sample.cfg if latent.sample is not None else None
         step_seconds = self.env.time_model.step_seconds_for(latent.width, latent.height, latent.batch_size, cfg)
-        picture = await asyncio.to_thread(final_picture) if self.env.previews else None
+        picture = (await self._prepared_pictures(latent))[0][0] if self.env.previews else None
         # Steps keep to one schedule, so a timer firing late (~1 ms each) is not added 20 times over.
         step_end = asyncio.get_running_loop().time()
         for step in range(1, steps + 1):
@@ -227,24 +258,53 @@ class _Run:
             if jpeg is not None:
                 await self.env.hub.send_preview(jpeg, self.preview_metadata(), self.sid, with_metadata=False)
 
+    def prepare(self, latent: Latent, pictures: Callable[[], tuple[Image.Image, ...]]) -> None:
+        """Start rendering (and encoding) the running sampler's pictures in a worker thread, when
+        a VAEDecode reads its latent (and a SaveImage / PreviewImage that decode); nothing when
+        nothing decodes it (a hires first pass), so no picture is made in vain."""
+        decoders = readers(self.item.prompt, self.node_id, DECODERS)
+        if not decoders:
+            return
+        encode = any(readers(self.item.prompt, decoder, SAVERS) for decoder in decoders)
+
+        def render() -> Rendered:
+            return tuple((image, png_bytes(image, self.chunks) if encode else None) for image in pictures())
+        rendering = asyncio.ensure_future(asyncio.to_thread(render))
+        rendering.add_done_callback(_retrieve)
+        self.prepared[id(latent)] = _Prepared(latent, rendering)
+
+    async def _prepared_pictures(self, latent: Latent) -> Rendered:
+        """The latent's pictures: those `prepare` made for it, else rendered now (not encoded)."""
+        prepared = self.prepared.get(id(latent))
+        if prepared is not None and prepared.latent is latent:
+            return await prepared.pictures
+        return await asyncio.to_thread(lambda: tuple((image, None) for image in decode_latent(latent)))
+
     def preview_metadata(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "prompt_id": self.item.prompt_id, "display_node_id": self.node_id,
                 "parent_node_id": None, "real_node_id": self.node_id, "image_type": "image/jpeg"}
 
-    async def decode(self, latent: Latent) -> None:
-        await self.spend(self.env.time_model.decode_seconds_for(latent.width, latent.height, latent.batch_size))
+    async def decode(self, latent: Latent) -> tuple[Image.Image, ...]:
+        """The latent's pictures once the modelled decode time has passed: rendered while its
+        sampler ran when this run sampled it, else now, during the decode."""
+        seconds = self.env.time_model.decode_seconds_for(latent.width, latent.height, latent.batch_size)
+        rendered, _ = await asyncio.gather(self._prepared_pictures(latent), self.spend(seconds))
+        self.encoded.update({id(image): (image, data) for image, data in rendered if data is not None})
+        return tuple(image for image, _ in rendered)
 
     async def save_images(self, images: tuple[Image.Image, ...], folder_type: str,
                           prefix: str) -> list[dict[str, str]]:
-        """One after another, as ComfyUI's SaveImage does; the PNG encoding is off the loop."""
-        chunks = {"prompt": json.dumps(self.item.prompt)}
-        chunks.update({k: json.dumps(v) for k, v in self.item.extra_data.get("extra_pnginfo", {}).items()})
+        """One after another, as ComfyUI's SaveImage does; the PNG encoding is off the loop, and
+        made already while the sampler ran for the pictures its decode gave."""
+        started = asyncio.get_running_loop().time()
         saved = []
         for image in images:
             path, filename, subfolder = self.env.files.next_image_path(folder_type, prefix)
-            await asyncio.to_thread(_write_png, path, image, chunks)
+            ahead = self.encoded.get(id(image))
+            await asyncio.to_thread(_write_png, path, image, self.chunks, ahead[1] if ahead and ahead[0] is image else None)
             saved.append({"filename": filename, "subfolder": subfolder, "type": folder_type})
             self.count_image()
+        self.saving += asyncio.get_running_loop().time() - started
         return saved
 
     def count_image(self) -> None:
@@ -298,7 +358,8 @@ class _Run:
                                                       "prompt_id": pid})
                 self.progress.finish(node_id)
                 await self.send_progress_state()
-            await self.spend(self.env.time_model.prompt_seconds())  # validation, saving, the fetch: per prompt
+            # validation, saving, the fetch: per prompt; the simulator's own saving is part of it
+            await self.spend(max(0.0, self.env.time_model.prompt_seconds() - self.saving))
             await self.add_message("execution_success", {"prompt_id": pid, "timestamp": now_ms()})
         except Interrupted:
             status = "error"

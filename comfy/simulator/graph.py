@@ -25,6 +25,11 @@ def links(node: dict[str, Any]) -> list[str]:
     return [value[0] for value in node["inputs"].values() if is_link(value)]
 
 
+def readers(prompt: Prompt, node_id: str, class_types: tuple[str, ...]) -> list[str]:
+    """Ids of the nodes of these classes that read an output of `node_id`."""
+    return [other for other, node in prompt.items() if node["class_type"] in class_types and node_id in links(node)]
+
+
 def execution_order(prompt: Prompt, outputs: list[str], is_cached: Callable[[str], bool],
                     is_output: Callable[[str], bool]) -> list[str]:
     """The nodes to stage, in run order; cached nodes are left out unless they are outputs."""

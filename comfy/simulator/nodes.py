@@ -58,8 +58,9 @@ class RunContext(Protocol):
     """What a node may ask of the run executing it."""
 
     async def load_model(self, model: ModelRef) -> None: ...
-    async def sample(self, steps: int, latent: Latent, final_picture: Callable[[], Image.Image]) -> None: ...
-    async def decode(self, latent: Latent) -> None: ...
+    def prepare(self, latent: Latent, pictures: Callable[[], tuple[Image.Image, ...]]) -> None: ...
+    async def sample(self, steps: int, latent: Latent) -> None: ...
+    async def decode(self, latent: Latent) -> tuple[Image.Image, ...]: ...
     def check_checkpoint(self, name: str) -> None: ...
     async def save_images(self, images: tuple[Image.Image, ...], folder_type: str,
                           prefix: str) -> list[dict[str, str]]: ...
@@ -148,26 +149,21 @@ async def empty_latent_image(ctx: RunContext, width: int, height: int, batch_siz
 async def ksampler(ctx: RunContext, model: ModelRef, seed: int, steps: int, cfg: float, sampler_name: str,
                    scheduler: str, positive: Conditioning, negative: Conditioning, latent_image: Latent,
                    denoise: float) -> NodeResult:
-    await ctx.load_model(model)
     recipe = SampleRecipe(model.checkpoint, model.loras, positive.text, negative.text, seed, steps, cfg,
                           sampler_name, scheduler, denoise)
     has_picture = latent_image.sample is not None or latent_image.prior is not None
     prior = await asyncio.to_thread(decode_latent, latent_image) if has_picture and denoise < 1.0 else None
     result = Latent(latent_image.width, latent_image.height, latent_image.batch_size, recipe, prior,
                     latent_image.first_index)
-    first_prior = prior[0] if prior else None
-
-    def final_picture() -> Image.Image:
-        return render_sample(recipe, result.first_index, result.width, result.height, first_prior)
-
-    await ctx.sample(steps, result, final_picture)
+    ctx.prepare(result, lambda: decode_latent(result))  # made while the model loads and the steps run
+    await ctx.load_model(model)
+    await ctx.sample(steps, result)
     return NodeResult((result,))
 
 
 async def vae_decode(ctx: RunContext, samples: Latent, vae: ModelRef) -> NodeResult:
-    # A GPU decode produces the pixels within its modelled time, so the render runs during it.
-    pictures, _ = await asyncio.gather(asyncio.to_thread(decode_latent, samples), ctx.decode(samples))
-    return NodeResult((pictures,))
+    # A GPU has the pixels when its modelled decode is over: the run renders them within that time.
+    return NodeResult((await ctx.decode(samples),))
 
 
 async def vae_encode(ctx: RunContext, pixels: tuple[Image.Image, ...], vae: ModelRef) -> NodeResult:

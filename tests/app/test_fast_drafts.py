@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.bench_scheduler import replay_draft
 from draftgrid.launch import RunningApp
 
 from .conftest import start_app, wait_done
@@ -108,3 +109,18 @@ def test_a_flux_draft_runs_on_schnell_and_its_refine_on_dev(fast_client: httpx.C
 def test_a_flux_draft_without_fast_drafts_runs_on_dev(fast_client: httpx.Client) -> None:
     _, batch = draft(fast_client, "flux", fast_drafts=False)
     assert all(i["checkpoint"] in DEV and i["steps"] == 14 for i in batch["images"])
+
+
+@pytest.mark.parametrize("counts, warm", [((20,), True), ((7, 7, 6), False)], ids=["quick-warm", "explore-cold"])
+def test_lightning_drafts_through_the_scheduler_on_the_time_model(counts: tuple[int, ...], warm: bool) -> None:
+    """The bench's fast-draft row without the noise of a shared machine: the app's planner and the
+    pool's scheduler and learners on two GPUs of the simulator's time model (deterministic, model
+    seconds, no wall clock). One warm checkpoint: ≥ 3× faster with the Lightning LoRA; three cold
+    SDXL checkpoints: their loads stay, but each side stays within 1.15× of its lower bound."""
+    without, with_lightning = (replay_draft(on, counts, warm) for on in (False, True))
+    assert with_lightning.makespan <= 1.15 * with_lightning.bound
+    assert min(with_lightning.images.values()) > 0
+    if warm:
+        assert without.makespan >= 3 * with_lightning.makespan
+    else:
+        assert without.makespan <= 1.15 * without.bound

@@ -6,8 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from comfy.costs import MAX_LOAD, MAX_OVERHEAD, WINDOW, CostLearner, CostModel, Observation, changes, group_key
+from comfy.costs import (CFG_ONE_WORK, MAX_LOAD, MAX_OVERHEAD, WINDOW, CostLearner, CostModel, Observation, changes,
+                         group_key, work_units)
 from comfy.models import GenerationSpec, LoraSpec, PoolJob
+from comfy.simulator import TimeModel
 
 NOMINAL = CostModel()
 # a real server: slower steps, a big fixed overhead, a weaker batch speed-up, slow loads
@@ -15,9 +17,10 @@ TRUE = CostModel(checkpoint_load={"sd15": 7.0, "sdxl": 6.0}, lora_change=0.3, pr
                  step_seconds=0.08, batch_exponent=0.9)
 
 
-def job(images: int, side: int = 512, steps: int = 20, checkpoint: str = "A", loras: tuple[LoraSpec, ...] = ()) -> PoolJob:
+def job(images: int, side: int = 512, steps: int = 20, checkpoint: str = "A", loras: tuple[LoraSpec, ...] = (),
+        cfg: float = 7.0) -> PoolJob:
     return PoolJob(f"{checkpoint}{images}", GenerationSpec(checkpoint=checkpoint, positive="p", negative="n", seed=1,
-                                                           width=side, height=side, steps=steps, cfg=7.0,
+                                                           width=side, height=side, steps=steps, cfg=cfg,
                                                            batch_size=images, loras=loras))
 
 
@@ -110,3 +113,21 @@ def test_a_cost_model_differs_when_one_term_moves_past_the_tolerance() -> None:
     assert base.differs(replace(base, checkpoint_load={**base.checkpoint_load, "sdxl": 7.0}), 0.1)
     assert base.differs(replace(base, batch_exponent=0.9), 0.1)
     assert base.differs(replace(base, checkpoint_load={"sd15": 3.0}), 0.1)
+
+
+def test_a_step_at_cfg_one_is_half_the_work_so_fast_drafts_and_full_jobs_fit_one_line() -> None:
+    """Lightning drafts (4 steps, cfg 1) and standard refines (cfg 7) on one server whose GPU skips
+    the negative pass at cfg 1, as ComfyUI does (the simulator's time model): what the learner
+    fits from both prices either kind at what it takes."""
+    assert work_units(job(1, steps=4, cfg=1.0)) == pytest.approx(CFG_ONE_WORK * work_units(job(1, steps=4)))
+    gpu = TimeModel(prompt_overhead=0.5, decode_seconds=0.0)
+    held = ("A", ())
+
+    def took(each: PoolJob) -> tuple[PoolJob, tuple, float]:
+        spec = each.spec
+        return each, held, gpu.txt2img_seconds("sd15", spec.steps, spec.width, spec.height, spec.batch_size, False,
+                                               False, spec.cfg)
+    learner = learn([took(each) for each in (job(1, 1024, 4, cfg=1.0), job(4, 1024, 4, cfg=1.0), job(2, 1024, 25),
+                                             job(3, 1024, 4, cfg=1.0), job(4, 1024, 25))])
+    for each in (job(2, 1024, 4, cfg=1.0), job(1, 1024, 25)):
+        assert learner.model.job_seconds(each, held) == pytest.approx(took(each)[2], rel=0.02)
