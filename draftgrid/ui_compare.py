@@ -62,8 +62,8 @@ def short_label(v: ImageView) -> str:
 def compare_set(view: BatchView, focused: str | None) -> list[ImageView]:
     """What `c` compares, in grid order: the focused image with the selected ones when that makes 2
     to 4 images; otherwise the focused image with the images of its seed made by other checkpoints
-    or LoRA sets (at most 4 in all: those after it in the grid first, then from the top). Empty when neither
-    gives two."""
+    or LoRA sets (at most 4 in all: those after it in the grid first, then from the top). Empty
+    when neither gives two."""
     grid = [v for v in view.images if v.status == "done" and not v.pruned]
     chosen = {v.record.image_id for v in grid if v.state == "selected" or v.record.image_id == focused}
     if focused not in {v.record.image_id for v in grid}:
