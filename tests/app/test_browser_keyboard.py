@@ -1,5 +1,6 @@
 """Issue 13's "must show": a whole triage session with the keyboard only, and the same by touch at
-phone width, each step checked against `GET /api/batches/{id}` (nothing lost, nothing extra).
+phone width, each step checked against `GET /api/batches/{id}` (nothing lost, nothing extra):
+generate, move, select, reject, favourite, the viewer, compare two (and its slider), refine, stop.
 
 The keys are typed at 100 ms intervals while the batch still streams (one simulated GPU at 4×
 takes ~5 s for the 14 images still to come when typing starts, the typing ~1.5 s). Screenshots of every step go to test-artifacts/keyboard/.
