@@ -112,7 +112,8 @@ def triage_bar() -> str:
     return ("<div class='dg-triage-bar'><button type='button' data-dg-cmd='open' id='dg-open-viewer'>⤢ view</button>"
             "<button type='button' data-dg-cmd='compare' id='dg-open-compare'>⇆ compare</button>"
             "<button type='button' data-dg-cmd='help' id='dg-show-keys'>? keys</button>"
-            "<span>arrows / hjkl move · Space selects · x rejects · f favourites · o opens · c compares</span></div>")
+            "<span>arrows / hjkl move · Space selects · x rejects · f favourites · o opens · c compares"
+            "</span></div>")
 
 
 def page_js() -> str:
