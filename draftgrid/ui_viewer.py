@@ -2,7 +2,8 @@
 
 The viewer's HTML is built here from the batch view (pure); `assets/triage.js` opens and closes
 it, moves through the batch (keys, swipes) and sends its buttons' commands down the same queue as
-the keyboard's, so a tap in the viewer and a key press take the same path to the facade.
+the keyboard's, so a tap in the viewer and a key press take the same path to the facade. The
+compare overlay (`draftgrid/ui_compare.py`) is framed and buttoned the same way.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from draftgrid.views import BatchView, ImageView, short_checkpoint
 
 # the viewer's buttons: (command for triage.js, label); the commands are the keyboard's
 VIEWER_BUTTONS = (("left", "◀ previous"), ("toggle", "✓ select"), ("reject", "✗ reject"),
-                  ("favourite", "♥ favourite"), ("refine", "refine selected"), ("right", "next ▶"),
-                  ("escape", "close ✕"))
+                  ("favourite", "♥ favourite"), ("compare", "⇆ compare"), ("refine", "refine selected"),
+                  ("right", "next ▶"), ("escape", "close ✕"))
 
 VIEWER_CSS = """
-#dg-viewer { display: none; }
-#dg-viewer.dg-open { display: block !important; position: fixed; inset: 0; z-index: 1000; overflow: auto;
-  background: #111827 !important; padding: 8px; max-width: none !important; }
-#dg-viewer.dg-open, #dg-viewer.dg-open * { color: #f9fafb !important; }
-#dg-viewer .dg-viewer-bar { display: flex; flex-wrap: wrap; gap: 6px; margin-bottom: 8px; }
-#dg-viewer .dg-viewer-bar button { padding: 6px 10px; border-radius: 6px; background: #374151; color: #f9fafb;
+#dg-viewer, #dg-compare { display: none; }
+#dg-viewer.dg-open, #dg-compare.dg-open { display: block !important; position: fixed; inset: 0; z-index: 1000;
+  overflow: auto; background: #111827 !important; padding: 8px; max-width: none !important; }
+#dg-viewer.dg-open, #dg-viewer.dg-open *, #dg-compare.dg-open, #dg-compare.dg-open * { color: #f9fafb !important; }
+.dg-viewer-bar { display: flex; flex-wrap: wrap; gap: 6px; margin-bottom: 8px; }
+.dg-viewer-bar button { padding: 6px 10px; border-radius: 6px; background: #374151; color: #f9fafb;
   border: 1px solid #4b5563; font-size: 15px; }
 #dg-viewer-body .dg-view { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 #dg-viewer-body img { max-width: min(100%, 1024px); max-height: 86vh; object-fit: contain; touch-action: pan-y; }
@@ -34,10 +35,10 @@ VIEWER_CSS = """
 """
 
 
-def viewer_bar() -> str:
-    """The viewer's buttons, each carrying the command it sends."""
+def viewer_bar(commands: tuple[tuple[str, str], ...] = VIEWER_BUTTONS) -> str:
+    """The viewer's (or the compare overlay's) buttons, each carrying the command it sends."""
     buttons = "".join(f"<button type='button' data-dg-cmd='{cmd}'>{html.escape(label)}</button>"
-                      for cmd, label in VIEWER_BUTTONS)
+                      for cmd, label in commands)
     return f"<div class='dg-viewer-bar'>{buttons}</div>"
 
 

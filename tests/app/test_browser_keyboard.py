@@ -1,5 +1,6 @@
 """Issue 13's "must show": a whole triage session with the keyboard only, and the same by touch at
-phone width, each step checked against `GET /api/batches/{id}` (nothing lost, nothing extra).
+phone width, each step checked against `GET /api/batches/{id}` (nothing lost, nothing extra):
+generate, move, select, reject, favourite, the viewer, compare two (and its slider), refine, stop.
 
 The keys are typed at 100 ms intervals while the batch still streams (one simulated GPU at 4×
 takes ~5 s for the 14 images still to come when typing starts, the typing ~1.5 s). Screenshots of every step go to test-artifacts/keyboard/.
@@ -66,6 +67,12 @@ def marks(client: httpx.Client, batch_id: str) -> dict[str, set[str]]:
 
 def focused(page: Page) -> int:
     return int(page.locator("#dg-grid").get_attribute("data-focus-index") or -1)
+
+
+def handle_x(handle) -> float:  # noqa: ANN001 - a Playwright Locator
+    box = handle.bounding_box()
+    assert box is not None
+    return box["x"]
 
 
 def viewer_image(page: Page) -> str:
@@ -160,6 +167,45 @@ def test_a_whole_session_with_the_keyboard_only(app: RunningApp, browser: Browse
     expect(page.locator("#dg-selected")).to_contain_text("0 selected", timeout=15_000)
     assert marks(client, refined) == {"selected": set(), "rejected": set(), "favourite": set()}
 
+    # compare two, hurried: select the first, move to the second, compare (the focused image with
+    # the one selected), move to the left pane and back, pick it; the keys typed before the panes
+    # arrived wait for them
+    two = gallery_ids(page)[:2]
+    page.keyboard.type(" lchl ", delay=HURRIED_MS)
+    compare, panes = page.locator("#dg-compare"), page.locator("#dg-compare-body .dg-pane")
+    expect(compare).to_be_visible()
+    expect(panes).to_have_count(2, timeout=15_000)
+    assert [panes.nth(k).get_attribute("data-image-id") for k in range(2)] == two
+    expect(panes.nth(1)).to_have_attribute("data-state", "selected", timeout=15_000)
+    expect(compare).to_have_attribute("data-pane-focus", "1")
+    assert marks(client, refined) == {"selected": set(two), "rejected": set(), "favourite": set()}
+    assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
+                                  "favourite": {ids[4]}}
+    page.wait_for_function("() => [...document.querySelectorAll('#dg-compare-body .dg-pane img')]"
+                           ".every(e => e.complete && e.naturalWidth > 0)", timeout=15_000)
+    assert panes.locator("img").first.get_attribute("src") == f"/api/images/{two[0]}"  # full size
+    shot(page, "07-compare-two-picked")
+
+    # the slider: the left image over the right one, shown up to the handle
+    page.keyboard.press("s")
+    left, handle = compare.locator(".dg-slider-left"), compare.locator(".dg-slider-handle")
+    expect(left).to_be_visible()
+    expect(panes.first).to_be_hidden()
+    expect(left).to_have_css("clip-path", "inset(0px 50% 0px 0px)")
+    at_half = handle_x(handle)
+    page.keyboard.type("]]")
+    expect(left).to_have_css("clip-path", "inset(0px 30% 0px 0px)")
+    stack = compare.locator(".dg-slider-stack").bounding_box()
+    assert stack is not None and abs(handle_x(handle) - at_half - 0.2 * stack["width"]) < 3
+    page.keyboard.press("[")
+    expect(left).to_have_css("clip-path", "inset(0px 40% 0px 0px)")
+    shot(page, "08-compare-slider")
+    page.keyboard.press("s")  # side by side again
+    expect(panes.first).to_be_visible()
+    page.keyboard.press("Escape")  # back to the grid, the focus where it was
+    expect(compare).to_be_hidden()
+    assert focused(page) == 1
+
     # generate again with g, stop it with Esc
     page.keyboard.press("g")
     third = wait_new_batch(page, refined)
@@ -168,7 +214,7 @@ def test_a_whole_session_with_the_keyboard_only(app: RunningApp, browser: Browse
     expect(page.locator("#dg-status")).to_contain_text("cancelled before it finished", timeout=30_000)
     assert client.get(f"/api/batches/{third}").json()["status"] in ("partial", "failed")
     expect(page.locator("#dg-stop")).to_be_disabled(timeout=15_000)
-    shot(page, "07-stopped")
+    shot(page, "09-stopped")
     # the first batch is as the keys left it
     assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
                                   "favourite": {ids[4]}}
@@ -184,6 +230,26 @@ def swipe(page: Page, locator, dx: float) -> None:  # noqa: ANN001 - a Playwrigh
     cdp.send("Input.synthesizeScrollGesture", {"x": x, "y": y, "xDistance": dx, "yDistance": 0,
                                                 "gestureSourceType": "touch", "speed": 2000})
     cdp.detach()
+
+
+def drag_by_touch(page: Page, locator, start: float, end: float) -> None:  # noqa: ANN001 - a Playwright Locator
+    """A finger on `locator` at `start` of its width, dragged to `end` in small moves, then lifted."""
+    box = locator.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    xs = [box["x"] + box["width"] * (start + (end - start) * k / 8) for k in range(9)]
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": xs[0], "y": y}]})
+    for x in xs[1:]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def clip_right(locator) -> float:  # noqa: ANN001 - a Playwright Locator
+    """How much of the slider's left image is clipped off on the right, in percent."""
+    clip = locator.evaluate("e => getComputedStyle(e).clipPath")  # "inset(0px 30% 0px 0px)"
+    return float(clip.split()[1].removesuffix("%"))
 
 
 def test_a_whole_session_by_touch_at_phone_width(app: RunningApp, browser: Browser,
@@ -237,6 +303,40 @@ def test_a_whole_session_by_touch_at_phone_width(app: RunningApp, browser: Brows
     assert {i["parent_image_id"] for i in body["images"]} == {ids[0], ids[2], ids[4], ids[6]}
     shot(page, "14-phone-refined")
 
+    # compare two: tap the first, view it, swipe to the second, tap compare; swipe between the
+    # panes, tap one to pick it, drag the slider
+    two = gallery_ids(page)[:2]
+    page.locator(THUMBS).nth(0).tap()
+    expect(page.locator("#dg-selected")).to_contain_text("1 selected", timeout=15_000)
+    page.locator("#dg-open-viewer").tap()
+    expect(page.locator("#dg-viewer-body .dg-view")).to_have_attribute("data-image-id", two[0])
+    swipe(page, picture, -200)
+    expect(page.locator("#dg-viewer-body .dg-view")).to_have_attribute("data-image-id", two[1])
+    page.locator("#dg-viewer [data-dg-cmd=compare]").tap()
+    compare, panes = page.locator("#dg-compare"), page.locator("#dg-compare-body .dg-pane")
+    expect(page.locator("#dg-viewer")).to_be_hidden()
+    expect(panes).to_have_count(2, timeout=15_000)
+    assert [panes.nth(k).get_attribute("data-image-id") for k in range(2)] == two
+    expect(compare).to_have_attribute("data-pane-focus", "1")
+    swipe(page, panes.nth(1), 200)  # swipe right: the left pane
+    expect(compare).to_have_attribute("data-pane-focus", "0")
+    swipe(page, panes.nth(0), -200)
+    expect(compare).to_have_attribute("data-pane-focus", "1")
+    panes.nth(1).tap()
+    expect(panes.nth(1)).to_have_attribute("data-state", "selected", timeout=15_000)
+    assert marks(client, refined) == {"selected": set(two), "rejected": set(), "favourite": set()}
+    shot(page, "15-phone-compare-picked")
+    compare.locator("[data-dg-cmd=slider]").tap()
+    left = compare.locator(".dg-slider-left")
+    expect(left).to_have_css("clip-path", "inset(0px 50% 0px 0px)")
+    drag_by_touch(page, compare.locator(".dg-split"), 0.5, 0.9)
+    expect(left).not_to_have_css("clip-path", "inset(0px 50% 0px 0px)")
+    assert clip_right(left) <= 20  # the left image shows up to ~90 %
+    shot(page, "16-phone-compare-slider")
+    compare.locator("[data-dg-cmd=escape]").tap()
+    expect(compare).to_be_hidden()
+    assert focused(page) == 1
+
     page.locator("#dg-generate").tap()
     third = wait_new_batch(page, refined)
     page.locator("#dg-stop").tap()
@@ -244,5 +344,5 @@ def test_a_whole_session_by_touch_at_phone_width(app: RunningApp, browser: Brows
     assert client.get(f"/api/batches/{third}").json()["status"] in ("partial", "failed")
     assert marks(client, first) == {"selected": {ids[0], ids[2], ids[4], ids[6]}, "rejected": {ids[5]},
                                   "favourite": {ids[6]}}
-    shot(page, "15-phone-stopped")
+    shot(page, "17-phone-stopped")
     context.close()

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from datetime import datetime, timezone
 
+import gradio as gr
 import httpx
 import pytest
 
@@ -83,8 +84,10 @@ def panel(app: RunningApp) -> TriagePanel:
     return TriagePanel(service, DraftGridUI(service)._review)
 
 
-def send(panel: TriagePanel, batch_id: str, *actions: dict, viewing: str | None = None) -> tuple:
-    return panel.apply(batch_id, json.dumps({"actions": list(actions), "viewing": viewing}), None)  # type: ignore[arg-type]
+def send(panel: TriagePanel, batch_id: str, *actions: dict, viewing: str | None = None,
+         compare: dict | None = None) -> tuple:
+    payload = {"actions": list(actions), "viewing": viewing, "compare": compare}
+    return panel.apply(batch_id, json.dumps(payload), None)  # type: ignore[arg-type]
 
 
 def marks(client: httpx.Client, batch_id: str) -> dict[str, list[str]]:
@@ -117,17 +120,40 @@ def test_a_toggle_is_the_clicks_toggle(panel: TriagePanel, app: RunningApp, clie
 
 def test_answers_the_grid_the_selection_and_the_viewer(panel: TriagePanel, batch: dict) -> None:
     ids = [i["image_id"] for i in batch["images"]]
-    gallery, selection, viewer = send(panel, batch["batch_id"], {"op": "toggle", "image": ids[2]}, viewing=ids[2])
+    gallery, selection, viewer, compare = send(panel, batch["batch_id"], {"op": "toggle", "image": ids[2]},
+                                               viewing=ids[2])
     assert len(gallery["value"]) == 6 and "✓ selected" in gallery["value"][2][1]
     assert "1 selected" in selection
     assert f"data-image-id='{ids[2]}'" in viewer and "3 / 6 · ✓ selected" in viewer
+    assert compare == gr.skip()  # no compare open
+
+
+def test_compare_opens_after_the_marks_before_it_and_keeps_its_panes(panel: TriagePanel, client: httpx.Client,
+                                                                   batch: dict) -> None:
+    """`Space l c`: the compare's panes are chosen after the toggle queued before it; its later
+    answers show the same panes (with their marks) whatever the selection became; a pick selects,
+    a second pick keeps it selected."""
+    ids, bid = [i["image_id"] for i in batch["images"]], batch["batch_id"]
+    *_, compare = send(panel, bid, {"op": "toggle", "image": ids[0]}, {"op": "view"},
+                       compare={"token": 7, "around": ids[1], "ids": None})
+    assert "data-token='7' data-count='2'" in compare
+    assert compare.index(f"data-image-id='{ids[0]}' data-state='selected'") < compare.index(
+        f"data-image-id='{ids[1]}' data-state='none'")
+    for _ in range(2):
+        *_, compare = send(panel, bid, {"op": "pick", "image": ids[1]}, compare={"token": 7, "ids": ids[:2]})
+        assert f"data-image-id='{ids[1]}' data-state='selected'" in compare
+    assert marks(client, bid) == {"selected": sorted(ids[:2]), "rejected": [], "favourite": []}
+    *_, compare = send(panel, bid, {"op": "toggle", "image": ids[2]}, compare={"token": 7, "ids": ids[:2]})
+    assert "data-count='2'" in compare and ids[2] not in compare  # the panes stay as they opened
+    *_, compare = send(panel, bid, {"op": "view"}, compare={"token": 8, "around": ids[5], "ids": None})
+    assert "data-count='4'" in compare and ids[5] in compare  # three selected and the focused one
 
 
 def test_an_unknown_image_or_a_bad_payload_writes_nothing(panel: TriagePanel, client: httpx.Client,
                                                          batch: dict) -> None:
     bid = batch["batch_id"]
     send(panel, bid, {"op": "toggle", "image": "f" * 32}, {"op": "view"})
-    _, selection, _ = panel.apply(bid, json.dumps({"actions": [{"op": "explode"}]}), None)  # type: ignore[arg-type]
+    _, selection, _, _ = panel.apply(bid, json.dumps({"actions": [{"op": "explode"}]}), None)  # type: ignore[arg-type]
     assert "dg-error" in selection and "op" in selection
     assert marks(client, bid) == {"selected": [], "rejected": [], "favourite": []}
 
@@ -137,9 +163,10 @@ def test_another_users_batch_is_refused(panel: TriagePanel, app: RunningApp, bat
         username = "mallory"
         session_hash = "m"
     ids = [i["image_id"] for i in batch["images"]]
-    _, selection, _ = panel.apply(batch["batch_id"], json.dumps({"actions": [{"op": "toggle", "image": ids[0]}]}),
-                                  Someone())  # type: ignore[arg-type]
+    payload = {"actions": [{"op": "toggle", "image": ids[0]}], "compare": {"token": 3, "around": ids[0]}}
+    _, selection, _, compare = panel.apply(batch["batch_id"], json.dumps(payload), Someone())  # type: ignore[arg-type]
     assert "not found" in selection
+    assert "data-token='3' data-count='0'" in compare and "not found" in compare  # the page lets its keys go
     assert app.backend.service.batch_view(DEFAULT_USER, batch["batch_id"]).images[0].state == "none"
 
 
