@@ -5,8 +5,12 @@ feedback of every image the way `image_logs` / `image_current_state` do. Instead
 - the filters read only what they need: image columns always, the batch row when a filter is on
   the prompt, keywords or tier, the user's click marks (`schema.click_marks_sql`, the one fold of
   clicks) when a filter is on selected or favourite;
-- the matching images are counted and the page's ids chosen from that narrow set, and only the
-  page's rows are then joined to their batch and their marks for the columns shown.
+- the order is `images.history_seq` (schema v10), each image's place in its user's history (1 for
+  their first image, no gaps): newest first is its descending order. With no filter the page is a
+  range of it below the newest (page k of 100,000 images is read, not sorted); with a filter the
+  matches' `history_seq` alone go through DuckDB's Top-N (one integer, not a timestamp and a
+  string). Only the page's rows are then read again for the columns shown, joined to their batch
+  and to the marks of their own feedback (the fold of the page, not of the user).
 "Selected" is `feedback_state(...) = 'selected'`, the selection rule every other read uses, fed
 the image's last click alone: a Reject-all after the last click can only turn an image
 'rejected', never 'selected', so it cannot change this column and its fold over every image is
@@ -15,7 +19,8 @@ image_logs / image_current_state over random feedback.
 
 Each filter is one SQL condition in `_CONDITIONS`, keyed by the field of `HistoryFilter` it reads
 and naming the source it needs; a filter left at None adds nothing. Paging is by offset, newest
-first with `image_id` as the tie-break, so pages never overlap or skip rows while nothing new
+first: the latest stored batch first, its images in descending image_id (as `created_at DESC,
+image_id DESC` ordered them before v10), so pages never overlap or skip rows while nothing new
 arrives; the total of matching rows comes with every page.
 """
 
@@ -110,7 +115,8 @@ PAGING_FIELDS = frozenset({"limit", "offset"})  # the fields of HistoryFilter th
 
 _JOINS = {
     BATCH: "JOIN batches b USING (batch_id)",
-    MARKS: "LEFT JOIN marks m USING (batch_id, image_id)",
+    # image_id alone: it is the images' primary key (one string to hash, not two)
+    MARKS: "LEFT JOIN marks m ON m.image_id = i.image_id",
 }
 # The user's click marks: a fold over their own feedback only (for a filter on selected/favourite);
 # the page's rows fold only their own.
@@ -158,7 +164,7 @@ def history_page(cur: duckdb.DuckDBPyConnection, user_id: str, query: HistoryFil
                              list_transform(i.loras, lambda l: l.name) AS loras, i.seed, b.tier,
                              {_SELECTED_SQL} AS selected, {_FAVOURITE_SQL} AS favourite, i.status,
                              i.pruned_at IS NOT NULL AS pruned, i.created_at, i.history_seq
-                      FROM paged i JOIN batches b USING (batch_id) LEFT JOIN page_marks m USING (batch_id, image_id))
+                      FROM paged i JOIN batches b USING (batch_id) LEFT JOIN page_marks m ON m.image_id = i.image_id)
             -- one row even for an empty page (past the end, or nothing matches): the total
             SELECT c.total, s.* EXCLUDE (history_seq) FROM counted c LEFT JOIN shown s ON true
             ORDER BY s.history_seq DESC""",
