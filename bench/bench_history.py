@@ -32,11 +32,13 @@ USER = "bench"
 START = datetime(2025, 1, 1)
 TARGET_P95_MS = 50.0
 
+# who batch `b` belongs to: the bench user, else one of 50 others
+_OWNER = f"CASE WHEN b < $batches THEN '{USER}' ELSE 'other' || (b % 50) END"
 _BULK = f"""
 INSERT INTO batches (batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family,
                      explore_mode, auto_lora, strategy, recommended, confidence, count, policy,
                      parent_batch_id, created_at, reviewed_at)
-SELECT 'b' || b, CASE WHEN b < $batches THEN '{USER}' ELSE 'other' || (b % 50) END, 's' || (b // 10),
+SELECT 'b' || b, {_OWNER}, 's' || (b // 10),
        'a photo of kw' || (hash(b, 1) % {KEYWORDS}) || ' and kw' || (hash(b, 2) % {KEYWORDS}) || ', bench ' || b,
        '', ['kw' || (hash(b, 1) % {KEYWORDS}), 'kw' || (hash(b, 2) % {KEYWORDS})],
        ['draft', 'standard', 'quality'][(1 + hash(b, 3) % 3)::BIGINT], 'sd15', true, true, 'explore', 'ck0', 0.5,
@@ -45,19 +47,19 @@ FROM range($all_batches) t(b);
 
 INSERT INTO images (image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height,
                     steps, cfg, sampler_name, scheduler, denoise, hires_scale, parent_image_id, status,
-                    server, path, error, seconds, created_at, finished_at, finished_seq)
-SELECT 'b' || b || '-' || i, 'b' || b, CASE WHEN b < $batches THEN '{USER}' ELSE 'other' || (b % 50) END,
+                    server, path, error, seconds, created_at, finished_at, finished_seq, history_seq)
+SELECT 'b' || b || '-' || i, 'b' || b, {_OWNER},
        'ck' || (hash(b, i) % {CHECKPOINTS}),
        {random_loras_sql(LORAS)},
        hash(b, i) % 1000000, i, 512, 512, 8, 5.0, 'euler', 'normal', 1.0, NULL, NULL,
        CASE WHEN hash(b, i, 4) % 50 = 0 THEN 'failed' ELSE 'done' END, 'gpu0', NULL, NULL, 1.0,
        TIMESTAMP '2025-01-01' + to_seconds(b * 60), TIMESTAMP '2025-01-01' + to_seconds(b * 60 + 30),
-       nextval('fact_seq')
+       nextval('fact_seq'), row_number() OVER (PARTITION BY {_OWNER} ORDER BY b, i)
 FROM range($all_batches) t(b), range({IMAGES_PER_BATCH}) s(i)
 ORDER BY b, i;
 
 INSERT INTO feedback (user_id, batch_id, image_id, action, created_at)
-SELECT CASE WHEN b < $batches THEN '{USER}' ELSE 'other' || (b % 50) END, 'b' || b,
+SELECT {_OWNER}, 'b' || b,
        CASE WHEN k <> 1 THEN 'b' || b || '-' || (hash(b, 5) % {IMAGES_PER_BATCH}) END,
        ['select', 'reject_all', 'favourite'][k + 1],
        TIMESTAMP '2025-01-01' + to_seconds(b * 60 + 50)

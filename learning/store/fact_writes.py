@@ -36,6 +36,7 @@ from learning.models import BatchRecord, FeedbackAction, FeedbackResult, ImageRe
 from learning.store.recent_batches import BatchChanges
 from learning.store.errors import ImageNotDoneError, StoreError, UnknownBatchError, UnknownImageError
 from learning.store.fact_reads import BatchFacts
+from learning.store.history_sql import history_places
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ _BATCH_COLUMNS = (
 _IMAGE_COLUMNS = (
     "image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps, "
     "cfg, sampler_name, scheduler, denoise, hires_scale, parent_image_id, status, server, path, "
-    "error, seconds, created_at, finished_at, finished_seq"
+    "error, seconds, created_at, finished_at, history_seq, finished_seq"
 )
 
 
@@ -111,7 +112,8 @@ def _insert_batch_rows(
     )
     if not images:
         return {}
-    row_sql = "(" + ", ".join(["?"] * 23) + ", CASE WHEN ? THEN nextval('fact_seq') END)"
+    places = history_places(cur, batch.user_id, [image.image_id for image in images])
+    row_sql = "(" + ", ".join(["?"] * 24) + ", CASE WHEN ? THEN nextval('fact_seq') END)"
     params: list[object] = []
     for image in images:
         done = image.status == "done"
@@ -122,7 +124,7 @@ def _insert_batch_rows(
             image.cfg, image.sampler_name, image.scheduler, image.denoise,
             image.hires_scale, image.parent_image_id, image.status, image.server,
             image.path, image.error, image.seconds, ctx.now,
-            ctx.now if image.status in ("done", "failed") else None, done,
+            ctx.now if image.status in ("done", "failed") else None, places[image.image_id], done,
         ]
     rows = cur.execute(
         f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES "

@@ -382,6 +382,20 @@ _JOBS = (
 )
 
 
+# Each image's place in its user's history (issue 13, learning.store.history_sql): 1 for the user's
+# first image stored, n for the n-th, no gaps (images are never deleted); within one stored batch in
+# image_id order. Newest first is then history_seq descending, and the unfiltered page k is a range
+# of it, read without sorting the user's images. Filled at insert (fact_writes.insert_batch); an
+# older file gets it here, in the order the history showed before: created_at, then image_id.
+_HISTORY_SEQ = (
+    "ALTER TABLE images ADD COLUMN history_seq BIGINT",
+    """UPDATE images SET history_seq = ranked.n
+       FROM (SELECT image_id, row_number() OVER (PARTITION BY user_id ORDER BY created_at, image_id) AS n
+             FROM images) ranked
+       WHERE images.image_id = ranked.image_id""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "facts, aggregates and the selection rule", _FACTS_AND_AGGREGATES),
     Migration(2, "generation_logs view", _GENERATION_LOGS),
@@ -394,6 +408,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "favourites: feedback actions favourite/unfavourite, image_current_state.favourite",
               _FAVOURITES),
     Migration(9, "batch_jobs and job_images: each prompt as sent, so failed images can be made again", _JOBS),
+    Migration(10, "images.history_seq: each image's place in its user's history (the history's page order)",
+              _HISTORY_SEQ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

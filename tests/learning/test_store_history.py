@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import fields
+from pathlib import Path
+
+import duckdb
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +16,7 @@ from hypothesis import strategies as st
 
 from learning.store.history_sql import MAX_LIMIT, PAGING_FIELDS, HistoryFilter, _CONDITIONS
 from learning.store.preference_store import PreferenceStore
+from learning.store.schema import MIGRATIONS, migrate
 from tests.learning.store_builders import add_simple_batch
 
 
@@ -110,6 +114,69 @@ def test_favourite_filter_and_column(filled: PreferenceStore) -> None:
     rows = {r.image_id: r for r in filled.history("alice", HistoryFilter()).rows}
     assert rows["b2-0"].favourite and rows["b2-0"].selected  # a favourite selects
     assert not rows["b1-1"].favourite and rows["b1-1"].selected
+
+
+def _places(store: PreferenceStore, user: str) -> list[tuple[str, int]]:
+    rows = store.read_sql("SELECT image_id, history_seq FROM images WHERE user_id = ? ORDER BY history_seq", [user])
+    return list(rows.itertuples(index=False, name=None))
+
+
+def test_history_seq_numbers_each_users_images_in_the_order_stored(filled: PreferenceStore) -> None:
+    """1..n per user, no gaps, another user's images numbered apart; within a batch (one
+    created_at for all) in image_id order: the tie-break newest first is image_id descending."""
+    add_simple_batch(filled, "b4", ["ckA"] * 12)  # b4-10 and b4-11 sort before b4-2
+    assert _places(filled, "bob") == [("bob1-0", 1)]
+    ids = ["b1-0", "b1-1", "b2-0", "b3-0", "b3-1", *sorted(f"b4-{n}" for n in range(12))]
+    assert _places(filled, "alice") == [(image_id, place) for place, image_id in enumerate(ids, start=1)]
+    assert _ids(filled, limit=MAX_LIMIT) == ids[::-1]
+    assert _ids(filled, checkpoint="ckA", limit=3) == ids[::-1][:3]  # the filtered page: the same order
+
+
+def test_the_unfiltered_range_pages_like_the_filtered_top_n(filled: PreferenceStore) -> None:
+    """Every image matches a `since` far back: the Top-N path; no filter: the range path. The same
+    rows and totals at every offset, a partial last page, empty pages past the end."""
+    add_simple_batch(filled, "b4", ["ckA"] * 6)
+    since = filled.history("alice", HistoryFilter(limit=MAX_LIMIT)).rows[-1].created_at
+    for offset in range(0, 14):
+        plain = filled.history("alice", HistoryFilter(limit=4, offset=offset))
+        filtered = filled.history("alice", HistoryFilter(limit=4, offset=offset, since=since))
+        assert plain == filtered, offset
+        assert plain.total == 11
+        assert len(plain.rows) == max(0, min(4, 11 - offset))
+    assert filled.history("alice", HistoryFilter(offset=10_000)).rows == ()
+    assert filled.history("alice", HistoryFilter(offset=10_000)).total == 11
+    assert filled.history("carol", HistoryFilter()) == filled.history("carol", HistoryFilter(since=since))
+
+
+def _add_v9_image(con: duckdb.DuckDBPyConnection, image_id: str, batch_id: str, user: str, created: str) -> None:
+    con.execute("""INSERT INTO images (image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width,
+                   height, steps, cfg, sampler_name, scheduler, denoise, status, created_at)
+                   VALUES (?, ?, ?, 'ckA', [], 1, 0, 512, 512, 8, 5.0, 'euler', 'normal', 1.0, 'done', ?)""",
+                [image_id, batch_id, user, created])
+
+
+def test_a_v9_file_gets_history_seq_back_filled_in_the_order_it_showed(tmp_path: Path) -> None:
+    """Migrating numbers each user's images by (created_at, image_id), as the history sorted before;
+    a batch stored after the migration comes next."""
+    path = tmp_path / "v9.duckdb"
+    con = duckdb.connect(str(path))
+    assert migrate(con, MIGRATIONS[:9]) == 9
+    for batch_id, user, created in [("old", "alice", "2025-01-02"), ("older", "alice", "2025-01-01"),
+                                    ("bobs", "bob", "2025-01-03")]:
+        con.execute("""INSERT INTO batches VALUES (?, ?, 's1', 'a cat', '', ['cat'], 'draft', 'sd15', true, false,
+                       'explore', 'ckA', 0.4, 1, 'adaptive', NULL, ?, NULL, false)""", [batch_id, user, created])
+    _add_v9_image(con, "old-b", "old", "alice", "2025-01-02")
+    _add_v9_image(con, "old-a", "old", "alice", "2025-01-02")  # same time: image_id decides
+    _add_v9_image(con, "older-z", "older", "alice", "2025-01-01")  # stored later, made earlier
+    _add_v9_image(con, "bobs-0", "bobs", "bob", "2025-01-03")
+    con.close()
+    with PreferenceStore.open(path) as store:
+        assert _places(store, "alice") == [("older-z", 1), ("old-a", 2), ("old-b", 3)]
+        assert _places(store, "bob") == [("bobs-0", 1)]
+        add_simple_batch(store, "new", ["ckA"])
+        assert _places(store, "alice")[-1] == ("new-0", 4)
+        assert _ids(store) == ["new-0", "old-b", "old-a", "older-z"]
+        assert _ids(store, checkpoint="ckA") == ["new-0", "old-b", "old-a", "older-z"]
 
 
 _STEPS = st.lists(st.tuples(st.sampled_from(["select", "unselect", "reject", "favourite", "unfavourite",

@@ -156,11 +156,15 @@ def downgrade_to_previous_version(db: Path) -> None:
     with PreferenceStore.open(db) as store:
         assert stored_version(store) == LATEST_VERSION
     con = duckdb.connect(str(db))
-    try:  # the last migration (v9, the prompts as sent) only added two tables: dropping them undoes it
-        assert MIGRATIONS[-1].version == 9, "undo the newest migration here when adding one"
-        con.execute("DROP TABLE job_images")
-        con.execute("DROP INDEX batch_jobs_batch_idx")
-        con.execute("DROP TABLE batch_jobs")
+    try:  # the last migration (v10, each image's place in the history) only added a column: the table
+        # without it undoes it (DuckDB drops no column of a table with indexes, so it is made again)
+        assert MIGRATIONS[-1].version == 10, "undo the newest migration here when adding one"
+        con.execute("CREATE TABLE images_v9 AS SELECT * EXCLUDE (history_seq) FROM images")
+        con.execute("DROP INDEX images_batch_idx")
+        con.execute("DROP TABLE images")
+        con.execute("ALTER TABLE images_v9 RENAME TO images")
+        con.execute("ALTER TABLE images ADD PRIMARY KEY (image_id)")
+        con.execute("CREATE INDEX images_batch_idx ON images (batch_id)")
         con.execute("DELETE FROM schema_version WHERE version = ?", [MIGRATIONS[-1].version])
     finally:
         con.close()
@@ -202,6 +206,7 @@ def test_kill_during_migration_leaves_a_file_that_opens_cleanly(tmp_path: Path) 
         columns = set(store.read_sql("SELECT column_name FROM information_schema.columns "
                                      "WHERE table_name = 'images'")["column_name"])
         assert "half_done" not in columns  # nothing of the killed transaction survived
+        assert store.read_sql("SELECT count(*) AS n FROM images WHERE history_seq IS NULL")["n"][0] == 0  # back-filled
         logs = store.read_sql("SELECT images_done, images_selected FROM generation_logs")
         assert list(logs.itertuples(index=False, name=None)) == [(8, 1)]
         assert_store_consistent(store)
