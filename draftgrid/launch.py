@@ -2,6 +2,13 @@
 
 REST routes are added to Gradio's own FastAPI app after `launch(prevent_thread_lock=True)`, which
 keeps `share=True` working (`gr.mount_gradio_app` cannot make share links).
+
+Gradio's launch checks its own page afterwards (`networking.url_ok`: HEAD requests of 3 s that
+give up at the first time-out) and refuses to start when that fails. On a busy two-core machine
+rendering the page can take longer than 3 s, and the app failed to start although it was serving.
+That check is for proxies and notebooks; launch has already waited, without a time-out, for its own
+`startup-events` route, so the server is known to answer. `_frontend=False` (gradio 6.31, pinned)
+skips only that check.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ def launch(config: AppConfig, backend: Backend) -> RunningApp:
             server_name=config.host, server_port=config.port, share=config.share,
             auth=list(config.auth) or None, prevent_thread_lock=True, quiet=True, css=css, js=js,
             show_error=True,
-            footer_links=["api"], ssr_mode=False,
+            footer_links=["api"], ssr_mode=False, _frontend=False,
         )
         current_user = make_current_user(app, credentials)
         install_api(app, backend.service, current_user)
