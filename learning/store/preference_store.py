@@ -41,7 +41,6 @@ from learning.store.errors import (
     UnknownResetError,
 )
 from learning.store.timestamps import utc_now
-from learning.store.write_groups import WriteGroup
 from learning.store.writer import BACKGROUND, NORMAL, PROMPT, URGENT, SerialWriter
 
 __all__ = [
@@ -95,9 +94,6 @@ class PreferenceStore:
         log.info("loaded %d aggregate rows into memory", loaded)
         self._recent = RecentBatches()
         self._writer = None if read_only else SerialWriter(con)
-        # finished jobs' image statuses: those that wait for the writer share one transaction
-        self._image_statuses: WriteGroup[list[ImageStatus]] = WriteGroup(
-            fact_writes.set_image_statuses, self._enqueue_write, self._write)
         self._writes_since_compaction = 0
         self._writes_since_reopen = 0
         self._gate = ReadGate()
@@ -175,11 +171,10 @@ class PreferenceStore:
 
     def update_images(self, steps: Sequence[ImageStatus]) -> None:
         """Several lifecycle steps in one transaction: a finished ComfyUI job's images land together,
-        so one commit (the costly part of a write) serves the whole job; jobs that finish while the
-        writer is busy share one (learning.store.write_groups). Returns after the commit."""
+        so one commit (the costly part of a write) serves the whole job."""
 
         if steps:
-            self._image_statuses.write(list(steps))
+            self._write(lambda cur, ctx: fact_writes.set_image_statuses(cur, steps, ctx))
 
     def apply_review(
         self,
@@ -408,18 +403,13 @@ class PreferenceStore:
     # plumbing ---------------------------------------------------------------------------
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection, WriteContext], T], priority: int = NORMAL) -> T:
-        return self._enqueue_write(fn, priority).result()
-
-    def _enqueue_write(self, fn: Callable[[duckdb.DuckDBPyConnection, WriteContext], T],
-                       priority: int = NORMAL) -> Future[T]:
-        """Queue `fn` as one write; its future resolves after the commit and the in-memory copies'
-        follow-up."""
         writer = self._require_writer()
         ctx = WriteContext(now=utc_now(), half_life=self.half_life,
                            aggregates=self._aggregates.changes(), batches=self._recent.changes())
-        future = writer.enqueue(lambda cur: fn(cur, ctx), lambda cur: self._follow_commit(cur, ctx), priority)
+        result = writer.submit(lambda cur: fn(cur, ctx),
+                               lambda cur: self._follow_commit(cur, ctx), priority)
         self._schedule_maintenance(writer)
-        return future
+        return result
 
     def _follow_commit(self, cur: duckdb.DuckDBPyConnection, ctx: WriteContext) -> None:
         """Bring the in-memory copies up to the write that just committed (writer thread)."""
