@@ -63,6 +63,10 @@ PARALLEL_DOWNLOADS = 1
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # a quality-tier SDXL image with a hires pass is ~2.3 MP
 INVENTORY_NODES = ("CheckpointLoaderSimple", "LoraLoader", "KSampler", "UNETLoader", *CLIP_LOADER_FILES, "VAELoader")
 _WS_MAX_FRAME = 32 * 1024 * 1024
+# The event socket is opened without permessage-deflate. ComfyUI's aiohttp socket compresses when
+# the client offers it, but its frames are small JSON and JPEG/PNG previews that deflate cannot
+# shrink, so compression only costs CPU at both ends: every preview inflated by the app's pool loop.
+_WS_COMPRESSION = None
 _DROPPED = object()  # put on every waiting stream when the socket closes
 
 ProgressCallback = Callable[[Progress], None]
@@ -285,7 +289,8 @@ class ComfyClient:
                 return
             try:
                 ws = await connect(
-                    self._ws_url(), open_timeout=self.connect_timeout, max_size=_WS_MAX_FRAME, proxy=None
+                    self._ws_url(), open_timeout=self.connect_timeout, max_size=_WS_MAX_FRAME, proxy=None,
+                    compression=_WS_COMPRESSION,
                 )
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
                 raise ComfyConnectionError(f"{self.name}: cannot open event socket ({exc!r})") from exc

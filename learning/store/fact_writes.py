@@ -48,10 +48,14 @@ _BATCH_COLUMNS = (
     "parent_batch_id, created_at, cfg_explicit"
 )
 _IMAGE_COLUMNS = (
-    "image_id, batch_id, user_id, checkpoint, loras, seed, batch_index, width, height, steps, "
-    "cfg, sampler_name, scheduler, denoise, hires_scale, parent_image_id, status, server, path, "
-    "error, seconds, created_at, finished_at, history_seq, finished_seq"
+    "image_id", "batch_id", "user_id", "checkpoint", "loras", "seed", "batch_index", "width", "height", "steps",
+    "cfg", "sampler_name", "scheduler", "denoise", "hires_scale", "parent_image_id", "status", "server", "path",
+    "error", "seconds", "created_at", "finished_at", "history_seq", "finished_seq",
 )
+# A batch's images as one list per column, unnested side by side: binding 25 lists is cheaper than
+# 25 parameters per image, and their types come from the table's columns.
+_INSERT_IMAGES = (f"INSERT INTO images ({', '.join(_IMAGE_COLUMNS)}) SELECT "
+                  + ", ".join(f"unnest(${name})" for name in _IMAGE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -113,25 +117,27 @@ def _insert_batch_rows(
     if not images:
         return {}
     places = history_places(cur, batch.user_id, [image.image_id for image in images])
-    row_sql = "(" + ", ".join(["?"] * 24) + ", CASE WHEN ? THEN nextval('fact_seq') END)"
-    params: list[object] = []
-    for image in images:
-        done = image.status == "done"
-        params += [
-            image.image_id, image.batch_id, image.user_id, image.checkpoint,
-            [{"name": name, "strength": strength} for name, strength in image.loras],
-            image.seed, image.batch_index, image.width, image.height, image.steps,
-            image.cfg, image.sampler_name, image.scheduler, image.denoise,
-            image.hires_scale, image.parent_image_id, image.status, image.server,
-            image.path, image.error, image.seconds, ctx.now,
-            ctx.now if image.status in ("done", "failed") else None, places[image.image_id], done,
-        ]
-    rows = cur.execute(
-        f"INSERT INTO images ({_IMAGE_COLUMNS}) VALUES "
-        + ", ".join([row_sql] * len(images)) + " RETURNING image_id, finished_seq",
-        params,
-    ).fetchall()
-    return dict(rows)
+    done = [image.status == "done" for image in images]
+    seqs = iter(next_fact_seqs(cur, sum(done)))
+    finished = {image.image_id: next(seqs) if is_done else None for image, is_done in zip(images, done)}
+    derived: dict[str, list[object]] = {  # the columns that are not an ImageRecord field as it is
+        "loras": [[{"name": name, "strength": strength} for name, strength in i.loras] for i in images],
+        "created_at": [ctx.now] * len(images),
+        "finished_at": [ctx.now if i.status in ("done", "failed") else None for i in images],
+        "history_seq": [places[i.image_id] for i in images],
+        "finished_seq": [finished[i.image_id] for i in images],
+    }
+    columns = {name: derived[name] if name in derived else [getattr(i, name) for i in images]
+               for name in _IMAGE_COLUMNS}
+    cur.execute(_INSERT_IMAGES, columns)
+    return finished
+
+
+def next_fact_seqs(cur: duckdb.DuckDBPyConnection, n: int) -> list[int]:
+    """`n` new numbers of the facts' order (`fact_seq`), ascending; none asked, none drawn."""
+    if n == 0:
+        return []
+    return [seq for (seq,) in cur.execute("SELECT nextval('fact_seq') FROM range($n)", {"n": n}).fetchall()]
 
 
 def set_image_statuses(
@@ -147,43 +153,68 @@ def set_image_statuses(
         if step.status not in IMAGE_STATUSES:
             raise ValueError(f"image status must be one of {IMAGE_STATUSES}, not {step.status!r}")
     current = {
-        image_id: (status, finished_seq, batch_id)
-        for image_id, status, finished_seq, batch_id in cur.execute(
-            "SELECT image_id, status, finished_seq, batch_id FROM images WHERE list_contains($ids, image_id)",
+        row[0]: _StoredStatus(*row[1:])
+        for row in cur.execute(
+            "SELECT image_id, status, finished_seq, batch_id, server, path, error, seconds, finished_at "
+            "FROM images WHERE list_contains($ids, image_id)",
             {"ids": ids},
         ).fetchall()
     }
     for step in steps:
         if step.image_id not in current:
             raise UnknownImageError(step.image_id)
-        if current[step.image_id][0] == "done" and step.status != "done":
+        if current[step.image_id].status == "done" and step.status != "done":
             raise ValueError(f"image {step.image_id} is done; its status cannot change to {step.status!r}")
-    first_finish = [step.status == "done" and current[step.image_id][1] is None for step in steps]
-    finished = cur.execute(
-        """UPDATE images SET
-               status = u.status,
-               server = coalesce(u.server, images.server),
-               path = coalesce(u.path, images.path),
-               error = coalesce(u.error, images.error),
-               seconds = coalesce(u.seconds, images.seconds),
-               finished_at = CASE WHEN u.status IN ('done', 'failed')
-                                  THEN coalesce(images.finished_at, $now) END,
-               finished_seq = CASE WHEN u.first_finish THEN nextval('fact_seq')
-                                   ELSE images.finished_seq END
-           FROM (SELECT unnest($ids::VARCHAR[]) AS image_id, unnest($statuses::VARCHAR[]) AS status,
-                        unnest($servers::VARCHAR[]) AS server, unnest($paths::VARCHAR[]) AS path,
-                        unnest($errors::VARCHAR[]) AS error, unnest($seconds::DOUBLE[]) AS seconds,
-                        unnest($first::BOOLEAN[]) AS first_finish) u
-           WHERE images.image_id = u.image_id
-           RETURNING images.image_id, images.finished_seq""",
-        {"ids": ids, "statuses": [s.status for s in steps], "servers": [s.server for s in steps],
-         "paths": [s.path for s in steps], "errors": [s.error for s in steps],
-         "seconds": [s.seconds for s in steps], "first": first_finish, "now": ctx.now},
-    ).fetchall()
-    finished_seqs = dict(finished)
-    for step, first in zip(steps, first_finish):
+    first_finish = [step.status == "done" and current[step.image_id].finished_seq is None for step in steps]
+    seqs = iter(next_fact_seqs(cur, sum(first_finish)))
+    # each column's new value, worked out here from the row as read: a step's None keeps what is stored
+    kept = [current[step.image_id] for step in steps]
+    finished_seqs = [next(seqs) if first else row.finished_seq for first, row in zip(first_finish, kept)]
+    cur.execute(_UPDATE_STATUSES, {
+        "ids": ids, "statuses": [step.status for step in steps],
+        "servers": [_given(step.server, row.server) for step, row in zip(steps, kept)],
+        "paths": [_given(step.path, row.path) for step, row in zip(steps, kept)],
+        "errors": [_given(step.error, row.error) for step, row in zip(steps, kept)],
+        "seconds": [_given(step.seconds, row.seconds) for step, row in zip(steps, kept)],
+        "finished_at": [_given(row.finished_at, ctx.now) if step.status in ("done", "failed") else None
+                        for step, row in zip(steps, kept)],
+        "finished_seqs": finished_seqs,
+    })
+    for step, first, seq in zip(steps, first_finish, finished_seqs):
         if first:
-            _record_finish(cur, current[step.image_id][2], step.image_id, int(finished_seqs[step.image_id]), ctx)
+            _record_finish(cur, current[step.image_id].batch_id, step.image_id, int(seq), ctx)
+
+
+@dataclass(frozen=True)
+class _StoredStatus:
+    """An image's lifecycle columns as stored, read before a status update."""
+
+    status: str
+    finished_seq: int | None
+    batch_id: str
+    server: str | None
+    path: str | None
+    error: str | None
+    seconds: float | None
+    finished_at: datetime | None
+
+
+def _given(new: object, stored: object) -> object:
+    """A lifecycle step's value, else what is stored (SQL's coalesce)."""
+    return stored if new is None else new
+
+
+# Plain values per row, unnested side by side: no expression is evaluated per updated row, and
+# nothing is returned (the update of a finished job's images was the writer's most frequent and,
+# with coalesce/CASE/nextval/RETURNING, its costliest statement; `python -m bench.bench_store`).
+_UPDATE_STATUSES = """UPDATE images SET status = u.status, server = u.server, path = u.path, error = u.error,
+                          seconds = u.seconds, finished_at = u.finished_at, finished_seq = u.finished_seq
+    FROM (SELECT unnest($ids::VARCHAR[]) AS image_id, unnest($statuses::VARCHAR[]) AS status,
+                 unnest($servers::VARCHAR[]) AS server, unnest($paths::VARCHAR[]) AS path,
+                 unnest($errors::VARCHAR[]) AS error, unnest($seconds::DOUBLE[]) AS seconds,
+                 unnest($finished_at::TIMESTAMP[]) AS finished_at,
+                 unnest($finished_seqs::BIGINT[]) AS finished_seq) u
+    WHERE images.image_id = u.image_id"""
 
 
 def _record_finish(

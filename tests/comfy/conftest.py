@@ -75,6 +75,7 @@ class ReplayComfy:
     routes: dict[tuple[str, str], Handler] = field(default_factory=dict)
     posted: list[dict[str, Any]] = field(default_factory=list)
     feature_flags: list[dict[str, Any]] = field(default_factory=list)
+    ws_extensions: list[str | None] = field(default_factory=list)  # each handshake's offer, as sent
     sockets: dict[str, web.WebSocketResponse] = field(default_factory=dict)
     url: str = ""
 
@@ -119,7 +120,8 @@ class ReplayComfy:
         return web.Response(status=404)
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        self.ws_extensions.append(request.headers.get("Sec-WebSocket-Extensions"))
+        ws = web.WebSocketResponse()  # compresses when offered, as ComfyUI's own socket does
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
         self.sockets[sid] = ws

@@ -46,6 +46,7 @@ async def test_run_follows_the_captured_stream_and_fetches_images(replay: Replay
     assert [(p.value, p.max) for p in progress] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert {p.prompt_id for p in progress} == {posted["prompt_id"]}
     assert replay.feature_flags == [{"type": "feature_flags", "data": {"supports_preview_metadata": True}}]
+    assert replay.ws_extensions == [None]  # no permessage-deflate offered: previews do not deflate
 
 
 @pytest.mark.parametrize("run", PREVIEW_RUNS, ids=lambda r: r["label"])

@@ -95,7 +95,10 @@ def test_late_image_counts_once_when_it_finishes(store: PreferenceStore) -> None
     assert counts(store, "alice", "*", "ckB") == (0, 0, 0)
     store.update_images([ImageStatus(ids[1], "running", server="gpu0")])
     store.update_images([ImageStatus(ids[1], "done", "gpu0", "/img/b1-1.png", seconds=1.5)])
+    first = store.read_sql("SELECT finished_at, finished_seq FROM images WHERE image_id = ?", [ids[1]]).iloc[0]
     store.update_images([ImageStatus(ids[1], "done", path="/img/b1-1.png")])
+    again = store.read_sql("SELECT finished_at, finished_seq FROM images WHERE image_id = ?", [ids[1]]).iloc[0]
+    assert list(again) == list(first)  # a repeated finish keeps the first one's time and place
     assert counts(store, "alice", "*", "ckB") == (1, 0, 0)
     image = store.get_image(ids[1], "alice")
     assert (image.status, image.server, image.path, image.seconds) == (
