@@ -14,6 +14,11 @@ Read the other way round, a poll that read the store, then (a moment later) a bo
 just ended the batch, reported it `partial` beside images still queued with no error
 (`tests/reliability/test_batch_truth.py` holds a poll between its reads to show it). Every write
 and read of a batch's state goes through `BatchState`, so this rule lives here and nowhere else.
+
+A view is rebuilt whenever what it shows changes, but half of those changes (a job starting to
+sample) live on the board alone; the store read that followed an earlier board read is then
+reused (`ViewCache.snapshot`). The rule holds for it: it followed a board read that showed the same
+ended images and end as the board read now, and nothing else wrote the batch since.
 """
 
 from __future__ import annotations
@@ -86,7 +91,8 @@ class BatchState:
         """The batch's view: the cached one if nothing it shows changed, else `build(live, snapshot)`
         from one board read followed by one store read."""
         live = self._board.get(batch_id)
-        return self._views.get(batch_id, live, lambda: build(live, self._store.batch_snapshot(batch_id)))
+        return self._views.get(batch_id, live, lambda: build(
+            live, self._views.snapshot(batch_id, live, lambda: self._store.batch_snapshot(batch_id))))
 
     def current_view(self, batch_id: str) -> BatchView | None:
         """The cached view if it is still current (one board read, no store read), else None."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from draftgrid.live import LiveBatch
 from learning.models import BatchRecord, ImageRecord
+from learning.store.fact_reads import BatchSnapshot
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,22 @@ def caption(view: ImageView) -> str:
 
 
 ViewKey = tuple[int, int, int]
+SnapshotStamp = tuple[object, int, int]
+
+
+def ended_on_board(live: LiveBatch | None) -> tuple[int, int, bool] | None:
+    """What the board says has ended — done and failed images, the batch — in a form that changes
+    whenever any of it does (both lists only grow); None when the board does not hold the batch."""
+    return (len(live.order), len(live.failed), live.finished) if live is not None else None
 
 
 class ViewCache:
-    """The last view of each recently read batch, keyed by what would make it stale."""
+    """The last view of each recently read batch, keyed by what would make it stale, and the store
+    read it was built from, kept while nothing the store holds of the batch can have changed."""
 
     def __init__(self, capacity: int = 512) -> None:
         self._views: OrderedDict[str, tuple[ViewKey, BatchView]] = OrderedDict()
+        self._snapshots: OrderedDict[str, tuple[SnapshotStamp, BatchSnapshot]] = OrderedDict()
         self._generation: dict[str, int] = {}
         self._removals = 0  # retention passes that removed images (of any batch)
         self._lock = threading.Lock()
@@ -144,6 +154,25 @@ class ViewCache:
         with self._lock:
             hit = self._views.get(batch_id)
         return hit[1] if hit else None
+
+    def snapshot(self, batch_id: str, live: LiveBatch | None,
+                 read: Callable[[], BatchSnapshot | None]) -> BatchSnapshot | None:
+        """The store read for a view built on the board read `live`: the last one while the board
+        shows the same ended images and end and no review or retention pass wrote since (a job
+        that starts sampling changes the view, not the store), else `read()`."""
+        with self._lock:  # taken before the read, as in `get`: a write during it makes the next one read
+            stamp = (ended_on_board(live), self._generation.get(batch_id, 0), self._removals)
+            kept = self._snapshots.get(batch_id)
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        snapshot = read()
+        if snapshot is not None:  # an unknown id keeps nothing (polls of made-up ids cost no memory)
+            with self._lock:
+                self._snapshots[batch_id] = (stamp, snapshot)
+                self._snapshots.move_to_end(batch_id)
+                while len(self._snapshots) > self._capacity:
+                    self._snapshots.popitem(last=False)
+        return snapshot
 
     def _key(self, batch_id: str, live: LiveBatch | None) -> ViewKey:
         return (live.images_version if live else -1, self._generation.get(batch_id, 0), self._removals)
@@ -171,5 +200,6 @@ class ViewCache:
             self._views.move_to_end(batch_id)
             while len(self._views) > self._capacity:
                 dropped, _ = self._views.popitem(last=False)
-                self._generation.pop(dropped, None)
+                self._generation.pop(dropped, None)  # a kept read stamped with it goes too:
+                self._snapshots.pop(dropped, None)  # a count that restarts must not match it again
         return view

@@ -99,3 +99,45 @@ def test_the_grid_order_is_the_completion_order_whether_or_not_the_board_still_h
         forgotten = build_view("b", None, store.batch_snapshot("b"))
     done = lambda view: [v.record.image_id for v in view.images if v.status == "done"]  # noqa: E731
     assert done(live) == done(forgotten) == finished
+
+
+def test_a_job_starting_rebuilds_the_view_from_the_same_store_read() -> None:
+    """A job starting to sample lives on the board alone: the view changes (running), the store
+    read is reused. What the store may hold anew (an image ended, a review, a retention pass, the
+    batch's end) reads it again."""
+    cache, board, reads = ViewCache(), LiveBoard(), []
+    snapshot = object()
+
+    def read() -> object:
+        reads.append(1)
+        return snapshot
+
+    def view() -> object:
+        live = board.get("b")
+        return cache.get("b", live, lambda: _view(len(reads), live) if cache.snapshot("b", live, read) else None)
+
+    board.open("b", total=3, expected_steps=4)
+    view()
+    board.images_running("b", ["i1"])
+    running = view()
+    assert len(reads) == 1 and running.live is not None and running.live.running == {"i1"}
+    changes = [(lambda: board.images_done("b", ["i1"]), 1), (lambda: cache.reviewed("b"), 1),
+               (lambda: board.images_running("b", ["i2"]), 0), (cache.images_removed, 1),
+               (lambda: board.images_failed("b", ["i2"], "boom"), 1), (lambda: board.finish("b"), 1)]
+    for change, new_reads in changes:
+        before = len(reads)
+        change()
+        view()
+        assert len(reads) == before + new_reads
+    assert cache.snapshot("nope", None, lambda: None) is None and cache.snapshot("nope", None, read) is snapshot
+
+
+def test_an_evicted_batch_never_gets_a_read_from_before_its_reviews_back() -> None:
+    """Eviction forgets a batch's review count; the read kept with it goes at the same time, so a
+    count that starts again from zero cannot match a read taken before the reviews."""
+    cache = ViewCache(capacity=1)
+    stale, fresh = object(), object()
+    cache.get("a", None, lambda: _view(0) if cache.snapshot("a", None, lambda: stale) else None)
+    cache.reviewed("a")
+    cache.get("b", None, lambda: _view(0))  # evicts "a" and its review count
+    assert cache.snapshot("a", None, lambda: fresh) is fresh
