@@ -25,6 +25,7 @@ from draftgrid.errors import ServiceError
 from draftgrid.schemas import ASPECT_RATIOS, DEFAULT_FAMILY, FeedbackRequest, GenerateRequest, readable_errors
 from draftgrid.ui_batch_actions import BatchActions
 from draftgrid.ui_common import error_html, user_of
+from draftgrid.ui_gallery import Gallery
 from draftgrid.ui_compare import ComparePanel
 from draftgrid.ui_history import HistoryPanel
 from draftgrid.ui_reset_monitor import ResetMonitorPanel
@@ -374,7 +375,7 @@ class DraftGridUI:
                 strategy_md = gr.Markdown(elem_id="dg-strategy")
                 status = gr.HTML(elem_id="dg-status")
                 with gr.Row():
-                    gallery = gr.Gallery(label="Drafts — click to select", columns=5, allow_preview=False,
+                    gallery = Gallery(label="Drafts — click to select", columns=5, allow_preview=False,
                                          object_fit="contain", height="auto", elem_id="dg-grid", scale=5,
                                          interactive=False, min_width=320, show_label=False)
                     preview = gr.Image(label="Live preview", height=200, scale=1, min_width=120, interactive=False,

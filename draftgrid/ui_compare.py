@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from draftgrid.errors import ServiceError
 from draftgrid.schemas import FeedbackRequest
 from draftgrid.ui_common import error_html, image_url, user_of
+from draftgrid.ui_gallery import Gallery
 from draftgrid.ui_viewer import viewer_bar
 from draftgrid.views import BatchView, ImageView, caption, short_checkpoint
 
@@ -227,7 +228,7 @@ class ComparePanel:
                                           elem_id="dg-compare-chosen", scale=5, min_width=300)
                 show = gr.Button("Compare chosen", elem_id="dg-compare-show", min_width=100)
             note = gr.HTML(elem_id="dg-compare-status")
-            board = gr.Gallery(columns=2, allow_preview=False, object_fit="contain", height="auto",
+            board = Gallery(columns=2, allow_preview=False, object_fit="contain", height="auto",
                                interactive=False, show_label=False, elem_id="dg-compare-board")
             shown = gr.State([])
         quick = dict(show_progress="hidden", concurrency_limit=None)

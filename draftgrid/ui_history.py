@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from draftgrid.schemas import HistoryQuery, readable_errors
 from draftgrid.ui_common import SHOW_GENERATE_TAB, error_html, image_url, user_of
+from draftgrid.ui_gallery import Gallery
 from draftgrid.views import short_checkpoint
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class HistoryPanel:
                 previous = gr.Button("◀ Newer", elem_id="dg-history-prev", min_width=80)
                 line = gr.HTML(elem_id="dg-history-page")
                 following = gr.Button("Older ▶", elem_id="dg-history-next", min_width=80)
-            gallery = gr.Gallery(label="Click an image to re-open its batch on the Generate tab", columns=6,
+            gallery = Gallery(label="Click an image to re-open its batch on the Generate tab", columns=6,
                                  allow_preview=False, object_fit="contain", height="auto", interactive=False,
                                  elem_id="dg-history-grid")
             rows = gr.State([])

@@ -61,3 +61,26 @@ def test_gallery_thumbnails_are_not_copied_into_gradios_cache(streaming_app: Run
     thumbs = list(Path(streaming_app.backend.service.thumbnails_dir).rglob("*.*"))
     assert len(thumbs) >= 12, "the gallery made no thumbnails: the test shows nothing"
     assert _cached_files() - before == set()
+
+
+def test_streamed_gallery_updates_never_recompute_the_api_schema(
+        streaming_app: RunningApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every gallery update is a new component in the session (Gradio 6.31), and each used to ask
+    pydantic for the gallery's JSON schema again (~2 ms of GIL per update): now once per process."""
+    from gradio.components.gallery import GalleryData
+
+    from draftgrid.ui_gallery import Gallery
+
+    schemas, made = [], []
+    real_schema = GalleryData.model_json_schema.__func__  # type: ignore[attr-defined]
+    real_init = Gallery.__init__
+    monkeypatch.setattr(GalleryData, "model_json_schema",
+                        classmethod(lambda cls, *a, **kw: schemas.append(1) or real_schema(cls, *a, **kw)))
+    monkeypatch.setattr(Gallery, "__init__", lambda self, *a, **kw: made.append(1) or real_init(self, *a, **kw))
+    ui = Client(streaming_app.local_url, verbose=False, download_files=False)
+    _generate(ui, 6)
+    session = streaming_app.demo.state_holder.session_data[ui.session_hash]
+    galleries = [b for b in session.blocks_config.blocks.values() if isinstance(b, gradio.Gallery)]
+    assert galleries and all(isinstance(b, Gallery) for b in galleries)
+    assert len(made) >= 2  # a gallery per streamed update, as Gradio does it
+    assert schemas == []  # the first gallery of the process worked the schema out before this test
