@@ -8,7 +8,9 @@ it starts inherits the set.
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,12 +22,29 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    import socket
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PICKED_PORT = 10000
+_ports = random.SystemRandom()  # not the test run's seeded `random`: every test would draw the same port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server started a moment later, below the kernel's
+    ephemeral range. A port from `bind(0)` is one the kernel may hand out again before it is used
+    — to a simulated GPU started meanwhile, or as the local end of an outgoing connection — and
+    then the app could not listen on it (Gradio's "Cannot find empty port", seen in a CI run)."""
+    try:
+        below = int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        below = 32768  # Linux's default start; elsewhere (macOS: 49152) this is below it too
+    for _ in range(200):
+        port = _ports.randrange(LOWEST_PICKED_PORT, below)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free TCP port between {LOWEST_PICKED_PORT} and {below} on 127.0.0.1")
 
 
 def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:

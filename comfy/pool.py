@@ -114,8 +114,10 @@ class _Batch:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # a worker per server, image downloads
     cancelled: bool = False
     failures: dict[str, JobFailed] = field(default_factory=dict)  # job id -> first failure of a split job's pieces
+    shown: bool = False  # an image of the batch has been yielded
 
     def emit(self, event: PoolEvent) -> None:
+        self.shown = self.shown or isinstance(event, ImageResult)
         self.events.put_nowait(event)
 
     def job_ended(self, count: int = 1) -> None:
@@ -428,7 +430,7 @@ class ServerPool:
     async def _run_job(self, batch: _Batch, member: _Member, job: PoolJob) -> None:
         """Run `job` on `member`, whose lock the caller holds. Its images are downloaded by a task
         of their own, so the server starts its next prompt while the last one's images are still
-        on their way."""
+        on their way — except until the batch has shown an image."""
         loop = asyncio.get_running_loop()
         prompt_id = str(uuid.uuid4())
         batch.running[member.name] = prompt_id
@@ -464,8 +466,14 @@ class ServerPool:
             batch.running.pop(member.name, None)
         seconds = loop.time() - started
         self._record_success(batch, member, job, seconds)
-        batch.tasks.append(asyncio.create_task(self._deliver(batch, member, job, prompt_id, refs, seconds),
-                                                 name=f"pool-{batch.key}-{job.job_id}-images"))
+        delivery = self._deliver(batch, member, job, prompt_id, refs, seconds)
+        if not batch.shown:
+            # the batch's first image is what its user waits for: it comes home before this server
+            # gets its next prompt, whose start would compete with the download on the server
+            # (a few milliseconds of the server's time, once per server and batch)
+            await delivery
+            return
+        batch.tasks.append(asyncio.create_task(delivery, name=f"pool-{batch.key}-{job.job_id}-images"))
 
     async def _deliver(self, batch: _Batch, member: _Member, job: PoolJob, prompt_id: str, refs: list[ImageRef],
                        seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from collections import Counter
@@ -146,3 +147,38 @@ async def test_the_simulator_checks_latent_from_batch_as_comfyui_does() -> None:
         assert not result.ok and "value_bigger_than_max" in str(result)
     finally:
         await stop_sims([sim])
+
+
+async def test_the_first_image_comes_home_before_its_server_gets_the_next_prompt(monkeypatch) -> None:  # noqa: ANN001
+    """Until the batch has shown an image, a finished job's images are downloaded before its
+    server starts on the next prompt (whose start would compete with the download on the server);
+    after that, downloads overlap the next prompt as before."""
+    events: list[str] = []
+    real_fetch, real_submit = ComfyClient.fetch_images, ComfyClient.submit
+
+    async def fetch(self: ComfyClient, refs: list) -> list:  # noqa: ANN001
+        events.append("fetch")
+        await asyncio.sleep(0.2)  # a slow download, so an overlap would show
+        images = await real_fetch(self, refs)
+        events.append("fetched")
+        return images
+
+    async def submit(self: ComfyClient, workflow: dict, prompt_id: str | None = None) -> str:
+        events.append("submit")
+        return await real_submit(self, workflow, prompt_id)
+
+    monkeypatch.setattr(ComfyClient, "fetch_images", fetch)
+    monkeypatch.setattr(ComfyClient, "submit", submit)
+    [sim] = await start_sims([SD15], scale=0.0)
+    try:
+        async with ServerPool([sim.url], names=[sim.name], health_interval=60) as pool:
+            jobs = [PoolJob(f"a{i}", replace(spec(2), seed=7 + i)) for i in range(3)]
+            async with contextlib.aclosing(pool.run(jobs, "b")) as stream:
+                images = [e async for e in stream if isinstance(e, ImageResult)]
+    finally:
+        await stop_sims([sim])
+    assert len(images) == 6
+    first_home = events.index("fetched")
+    assert events[:first_home + 2] == ["submit", "fetch", "fetched", "submit"]  # nothing ran during the first
+    later = events[first_home + 1:]
+    assert later.index("submit", 1) < later.index("fetched")  # then a download overlaps the next prompt
