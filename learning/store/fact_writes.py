@@ -137,7 +137,7 @@ def next_fact_seqs(cur: duckdb.DuckDBPyConnection, n: int) -> list[int]:
     """`n` new numbers of the facts' order (`fact_seq`), ascending; none asked, none drawn."""
     if n == 0:
         return []
-    return [seq for (seq,) in cur.execute("SELECT nextval('fact_seq') FROM range($n)", {"n": n}).fetchall()]
+    return sorted(seq for (seq,) in cur.execute("SELECT nextval('fact_seq') FROM range($n)", {"n": n}).fetchall())
 
 
 def set_image_statuses(
