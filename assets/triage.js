@@ -238,10 +238,15 @@
       return;
     }
     const thumb = event.target.closest && event.target.closest("#dg-grid button.thumbnail-item");
-    if (thumb) {  // a click or a tap selects (the gallery's own event) and moves the focus there
+    if (thumb) {  // a click or a tap moves the focus there and toggles it, through the send queue
+      // like a key: one request at a time, in order. As the gallery's own events, clicks in a hurry
+      // ran at once and their answers could arrive out of order, the last one shown stale.
+      event.preventDefault();
+      event.stopPropagation();
       state.focusIndex = thumbs().indexOf(thumb);
       state.focusId = imageId(thumb);
       paintFocus();
+      run("toggle");
     }
   }, true);
 

@@ -1,10 +1,13 @@
 """The Gradio Blocks UI: Generate, Stats and GPUs tabs over the same service as the REST API.
 
 Click safety (measured in a real browser with Gradio's defaults, clicks got lost): generation
-shows its progress on a small status component (`show_progress_on`), never on the gallery;
-selection clicks use `trigger_mode="multiple"`, no progress overlay and no queue limit; and every
-render of the gallery — from the streaming generator or from a click — is drawn from the
-server-side selection, so a yield can never overwrite a mark.
+shows its progress on a small status component (`show_progress_on`), never on the gallery; a
+click or tap on a thumbnail goes through the page's send queue like a key (`assets/triage.js`:
+one request at a time, in order — as concurrent gallery events, a hurried click's answer could
+arrive after a later one's and leave a stale selection shown); the quick events use
+`trigger_mode="multiple"`, no progress overlay and no queue limit; and every render of the
+gallery — from the streaming generator or from a click — is drawn from the server-side
+selection, so a yield can never overwrite a mark.
 """
 
 from __future__ import annotations
@@ -206,13 +209,6 @@ class DraftGridUI:
     def review(self, batch_id: str | None, request: gr.Request) -> tuple[Any, str]:
         """The grid and selection line as the server has them now."""
         return self._review(user_of(request), batch_id) if batch_id else (gr.skip(), gr.skip())
-
-    def toggle(self, batch_id: str | None, evt: gr.SelectData, request: gr.Request) -> tuple[Any, str]:
-        if not batch_id:
-            return gr.skip(), gr.skip()
-        user = user_of(request)
-        self.service.toggle(user, batch_id, int(evt.index))
-        return self._review(user, batch_id)
 
     def reject_all(self, batch_id: str | None, request: gr.Request) -> tuple[Any, str]:
         if not batch_id:
@@ -416,7 +412,6 @@ class DraftGridUI:
             prompt.submit(self.generate, inputs=inputs, **common).then(**settle).then(**stop_state)
             refine_btn.click(self.refine, inputs=[batch_state], **common).then(**settle).then(**stop_state)
             picker.input(self.open_batch, inputs=[picker], outputs=stream_outputs, **quick).then(**stop_state)
-            gallery.select(self.toggle, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             reject_btn.click(self.reject_all, inputs=[batch_state], outputs=[gallery, selection_md], **quick)
             stop_btn.click(self.stop, inputs=[batch_state], outputs=None, **quick)
             veto_pick.focus(self.veto_choices, inputs=[batch_state], outputs=[veto_pick], **quick)
