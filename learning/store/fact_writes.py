@@ -41,6 +41,7 @@ from learning.store.history_sql import history_places
 log = logging.getLogger(__name__)
 
 IMAGE_STATUSES = ("queued", "running", "done", "failed")
+ENDED_STATUSES = ("done", "failed")  # an image in these has its finished_at
 
 _BATCH_COLUMNS = (
     "batch_id, user_id, session_id, prompt, negative_prompt, keywords, tier, family, "
@@ -123,7 +124,7 @@ def _insert_batch_rows(
     derived: dict[str, list[object]] = {  # the columns that are not an ImageRecord field as it is
         "loras": [[{"name": name, "strength": strength} for name, strength in i.loras] for i in images],
         "created_at": [ctx.now] * len(images),
-        "finished_at": [ctx.now if i.status in ("done", "failed") else None for i in images],
+        "finished_at": [ctx.now if i.status in ENDED_STATUSES else None for i in images],
         "history_seq": [places[i.image_id] for i in images],
         "finished_seq": [finished[i.image_id] for i in images],
     }
@@ -176,7 +177,7 @@ def set_image_statuses(
         "paths": [_given(step.path, row.path) for step, row in zip(steps, kept)],
         "errors": [_given(step.error, row.error) for step, row in zip(steps, kept)],
         "seconds": [_given(step.seconds, row.seconds) for step, row in zip(steps, kept)],
-        "finished_at": [_given(row.finished_at, ctx.now) if step.status in ("done", "failed") else None
+        "finished_at": [_given(row.finished_at, ctx.now) if step.status in ENDED_STATUSES else None
                         for step, row in zip(steps, kept)],
         "finished_seqs": finished_seqs,
     })
