@@ -159,19 +159,22 @@ class ViewCache:
                  read: Callable[[], BatchSnapshot | None]) -> BatchSnapshot | None:
         """The store read for a view built on the board read `live`: the last one while the board
         shows the same ended images and end and no review or retention pass wrote since (a job
-        that starts sampling changes the view, not the store), else `read()`."""
+        that starts sampling changes the view, not the store), else `read()`. Only running
+        batches' reads are kept (and no unknown id's), so the memory is bounded by what runs."""
         with self._lock:  # taken before the read, as in `get`: a write during it makes the next one read
             stamp = (ended_on_board(live), self._generation.get(batch_id, 0), self._removals)
             kept = self._snapshots.get(batch_id)
         if kept is not None and kept[0] == stamp:
             return kept[1]
         snapshot = read()
-        if snapshot is not None:  # an unknown id keeps nothing (polls of made-up ids cost no memory)
-            with self._lock:
+        with self._lock:
+            if snapshot is not None and live is not None and not live.finished:
                 self._snapshots[batch_id] = (stamp, snapshot)
                 self._snapshots.move_to_end(batch_id)
                 while len(self._snapshots) > self._capacity:
                     self._snapshots.popitem(last=False)
+            else:  # kept for running batches only: an ended one's view no longer changes without a read
+                self._snapshots.pop(batch_id, None)
         return snapshot
 
     def _key(self, batch_id: str, live: LiveBatch | None) -> ViewKey:

@@ -135,9 +135,28 @@ def test_a_job_starting_rebuilds_the_view_from_the_same_store_read() -> None:
 def test_an_evicted_batch_never_gets_a_read_from_before_its_reviews_back() -> None:
     """Eviction forgets a batch's review count; the read kept with it goes at the same time, so a
     count that starts again from zero cannot match a read taken before the reviews."""
-    cache = ViewCache(capacity=1)
+    cache, board = ViewCache(capacity=1), LiveBoard()
+    for batch_id in ("a", "b"):
+        board.open(batch_id, total=2, expected_steps=4)
     stale, fresh = object(), object()
-    cache.get("a", None, lambda: _view(0) if cache.snapshot("a", None, lambda: stale) else None)
+    cache.get("a", board.get("a"), lambda: _view(0) if cache.snapshot("a", board.get("a"), lambda: stale) else None)
     cache.reviewed("a")
-    cache.get("b", None, lambda: _view(0))  # evicts "a" and its review count
-    assert cache.snapshot("a", None, lambda: fresh) is fresh
+    cache.get("b", board.get("b"), lambda: _view(0))  # evicts "a" and its review count
+    assert cache.snapshot("a", board.get("a"), lambda: fresh) is fresh
+
+
+def test_only_running_batches_keep_their_read() -> None:
+    """An ended batch's view changes only with a read (a review, a retention pass): keeping its
+    read would only hold memory, so none is kept — nor one for a batch the board does not hold."""
+    cache, board, reads = ViewCache(), LiveBoard(), []
+
+    def read() -> object:
+        reads.append(1)
+        return object()
+
+    board.open("b", total=1, expected_steps=1)
+    board.finish("b")
+    for live in (board.get("b"), None):
+        cache.snapshot("b", live, read)
+        cache.snapshot("b", live, read)
+    assert len(reads) == 4
