@@ -108,8 +108,10 @@ Cell = tuple[str, LoraSet, float]  # (checkpoint, LoRA set, CFG) of one image
 
 @dataclass(frozen=True)
 class RunResult:
-    pct_of_oracle: float
+    pct_of_oracle: float  # over the reviewed batches
     best_found: bool  # the final recommendation is the true best LoRA set and CFG
+    explore_after: float  # one more Explore batch per style after the last, % of the oracle's
+    quick_after: float  # one Quick batch per style after the last, % of the oracle's
 
 
 def _prompt(taste: Taste, rng: random.Random) -> str:
@@ -171,6 +173,32 @@ def _learnt_cells(stems, sets, cfgs, allocation: dict[str, int], evidence, rng: 
     return cells
 
 
+def _batch_cells(policy: str, taste: Taste, parsed, evidence: InMemoryEvidence, policy_rng: random.Random,
+                 draws: np.random.Generator, quick: bool = False) -> tuple[list[Cell], Cell]:
+    """One batch's cells under `policy` (Explore, or Quick mode with `quick`), and the best cell."""
+    stems = tuple(k.stem for k in parsed.keywords)
+    sets, cfgs = _candidates(parsed)
+    space = [(c, s, g) for c in POOL for s in sets for g in cfgs]
+    best_cell = max(space, key=lambda cell: taste.rate(*cell))
+    if policy == "oracle":
+        return [best_cell] * BATCH, best_cell
+    rec = recommend(RecommendRequest(stems, POOL, "draft", BATCH, quick=quick),
+                    evidence.arm_stats(DEFAULT_USER, "checkpoint", stems, POOL),
+                    evidence.base_rate(DEFAULT_USER, "checkpoint"), policy="adaptive", rng=policy_rng)
+    allocation = {c: n for c, n in rec.allocation.items() if n > 0}
+    if policy == "today":
+        variations = vary_loras(_today_sets(stems, parsed, evidence), len(allocation))
+        cells = [(c, _as_set(v), DEFAULT_CFG) for (c, n), v in zip(allocation.items(), variations) for _ in range(n)]
+    elif policy == "settings oracle":
+        cells = [max(((c, s, g) for s in sets for g in cfgs), key=lambda cell: taste.rate(*cell))
+                 for c, n in allocation.items() for _ in range(n)]
+    elif quick:
+        cells = [(c, *_learnt_choice(stems, sets, cfgs, evidence, c)) for c, n in allocation.items() for _ in range(n)]
+    else:
+        cells = _learnt_cells(stems, sets, cfgs, allocation, evidence, draws, one_setting_per_image=policy == "learnt")
+    return cells, best_cell
+
+
 def run_session(scenario: Scenario, policy: str, seed: int, batches: int) -> RunResult:
     evidence = InMemoryEvidence(100.0)
     prompts, policy_rng = random.Random(seed), random.Random(seed + 1)
@@ -181,25 +209,7 @@ def run_session(scenario: Scenario, policy: str, seed: int, batches: int) -> Run
         taste = scenario.tastes[b % len(scenario.tastes)]
         parsed = parse_prompt(_prompt(taste, prompts))
         stems = tuple(k.stem for k in parsed.keywords)
-        sets, cfgs = _candidates(parsed)
-        space = [(c, s, g) for c in POOL for s in sets for g in cfgs]
-        best_cell = max(space, key=lambda cell: taste.rate(*cell))
-        if policy == "oracle":
-            cells = [best_cell] * BATCH
-        else:
-            rec = recommend(RecommendRequest(stems, POOL, "draft", BATCH),
-                            evidence.arm_stats(DEFAULT_USER, "checkpoint", stems, POOL),
-                            evidence.base_rate(DEFAULT_USER, "checkpoint"), policy="adaptive", rng=policy_rng)
-            allocation = {c: n for c, n in rec.allocation.items() if n > 0}
-            if policy == "today":
-                variations = vary_loras(_today_sets(stems, parsed, evidence), len(allocation))
-                cells = [(c, _as_set(v), DEFAULT_CFG) for (c, n), v in zip(allocation.items(), variations) for _ in range(n)]
-            elif policy == "settings oracle":
-                cells = [max(((c, s, g) for s in sets for g in cfgs), key=lambda cell: taste.rate(*cell))
-                         for c, n in allocation.items() for _ in range(n)]
-            else:
-                cells = _learnt_cells(stems, sets, cfgs, allocation, evidence, draws,
-                                      one_setting_per_image=policy == "learnt")
+        cells, best_cell = _batch_cells(policy, taste, parsed, evidence, policy_rng, draws)
         got += sum(taste.rate(*cell) for cell in cells)
         best_possible += BATCH * taste.rate(*best_cell)
         reviewed = []
@@ -211,13 +221,21 @@ def run_session(scenario: Scenario, policy: str, seed: int, batches: int) -> Run
         if policy == "today":
             chosen_set, chosen_cfg = _as_set(_today_sets(stems, parsed, evidence)), DEFAULT_CFG
         elif policy.startswith("learnt"):
-            chosen_set, chosen_cfg = _learnt_choice(stems, sets, cfgs, evidence, best_cell[0])
+            chosen_set, chosen_cfg = _learnt_choice(stems, *_candidates(parsed), evidence, best_cell[0])
         else:
             chosen_set, chosen_cfg = best_cell[1], best_cell[2]
         checkpoint = best_cell[0]
         last[taste.keyword] = (taste.rate(checkpoint, chosen_set, chosen_cfg), taste.rate(*best_cell))
     found = all(chosen >= TRUE_BEST_SHARE * best for chosen, best in last.values())
-    return RunResult(100.0 * got / best_possible, found)
+    after = {}
+    for quick in (False, True):  # one unreviewed batch per style, with what the last batch left
+        share = []
+        for taste in scenario.tastes:
+            cells, best_cell = _batch_cells(policy, taste, parse_prompt(_prompt(taste, prompts)), evidence, policy_rng,
+                                            draws, quick=quick)
+            share.append(sum(taste.rate(*cell) for cell in cells) / (BATCH * taste.rate(*best_cell)))
+        after[quick] = 100.0 * statistics.fmean(share)
+    return RunResult(100.0 * got / best_possible, found, after[False], after[True])
 
 
 def _mean_and_noise(values: Sequence[float]) -> tuple[float, float]:
@@ -228,16 +246,19 @@ def _mean_and_noise(values: Sequence[float]) -> tuple[float, float]:
 
 def table(seeds: int, batches: int, run: Callable[[Scenario, str, int, int], RunResult] = run_session) -> list[str]:
     lines = ["| scenario | policy | selected % of oracle (± 2 SE) | % of the settings oracle "
-             "| final recommendation is the true best |",
-             "|---|---|---:|---:|---:|"]
+             "| final recommendation is the true best | after: Explore batch % of oracle (± 2 SE) "
+             "| after: Quick batch % of oracle (± 2 SE) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for scenario in SCENARIOS:
         results = {policy: [run(scenario, policy, seed, batches) for seed in range(seeds)] for policy in POLICIES}
         settings_oracle = statistics.fmean(r.pct_of_oracle for r in results["settings oracle"])
         for policy, runs in results.items():
             mean, noise = _mean_and_noise([r.pct_of_oracle for r in runs])
             found = 100.0 * sum(r.best_found for r in runs) / len(runs)
+            explore = "{:.1f} ± {:.1f}".format(*_mean_and_noise([r.explore_after for r in runs]))
+            quick = "{:.1f} ± {:.1f}".format(*_mean_and_noise([r.quick_after for r in runs]))
             lines.append(f"| {scenario.name} | {policy} | {mean:.1f} ± {noise:.1f} | {100.0 * mean / settings_oracle:.1f} "
-                         f"| {found:.0f} % |")
+                         f"| {found:.0f} % | {explore} | {quick} |")
     return lines
 
 
