@@ -19,7 +19,8 @@ Reported, means over seeds (± two standard errors): expected selections per bat
 oracle, and as % of the settings oracle; and the share of runs whose recommendation after the
 last batch (Quick mode's LoRA set and CFG for each style's prompt, on the best checkpoint) is the
 user's true best: its true rate within `TRUE_BEST_SHARE` of the best's (sets the user is
-indifferent to tie).
+indifferent to tie); and what the learning left after the last batch: one more Explore batch and
+one Quick-mode batch per style (not reviewed), their expected selections as % of the oracle's.
 """
 
 from __future__ import annotations
