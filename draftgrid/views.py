@@ -117,13 +117,7 @@ def caption(view: ImageView) -> str:
 
 
 ViewKey = tuple[int, int, int]
-SnapshotStamp = tuple[object, int, int]
-
-
-def ended_on_board(live: LiveBatch | None) -> tuple[int, int, bool] | None:
-    """What the board says has ended — done and failed images, the batch — in a form that changes
-    whenever any of it does (both lists only grow); None when the board does not hold the batch."""
-    return (len(live.order), len(live.failed), live.finished) if live is not None else None
+SnapshotStamp = tuple[int, int, int, int]
 
 
 class ViewCache:
@@ -158,23 +152,27 @@ class ViewCache:
     def snapshot(self, batch_id: str, live: LiveBatch | None,
                  read: Callable[[], BatchSnapshot | None]) -> BatchSnapshot | None:
         """The store read for a view built on the board read `live`: the last one while the board
-        shows the same ended images and end and no review or retention pass wrote since (a job
-        that starts sampling changes the view, not the store), else `read()`. Only running
-        batches' reads are kept (and no unknown id's), so the memory is bounded by what runs."""
+        shows the same ended images and no review or retention pass wrote since (a job that starts
+        sampling changes the view, not the store), else `read()`. Only running batches' reads are
+        kept (an ended one's view no longer changes without a read; no unknown id's), so the memory
+        is bounded by what runs."""
+        if live is None or live.finished:
+            with self._lock:
+                self._snapshots.pop(batch_id, None)
+            return read()
         with self._lock:  # taken before the read, as in `get`: a write during it makes the next one read
-            stamp = (ended_on_board(live), self._generation.get(batch_id, 0), self._removals)
+            # both board lists only grow, so their lengths change whenever what has ended does
+            stamp = (len(live.order), len(live.failed), self._generation.get(batch_id, 0), self._removals)
             kept = self._snapshots.get(batch_id)
         if kept is not None and kept[0] == stamp:
             return kept[1]
         snapshot = read()
-        with self._lock:
-            if snapshot is not None and live is not None and not live.finished:
+        if snapshot is not None:
+            with self._lock:
                 self._snapshots[batch_id] = (stamp, snapshot)
                 self._snapshots.move_to_end(batch_id)
                 while len(self._snapshots) > self._capacity:
                     self._snapshots.popitem(last=False)
-            else:  # kept for running batches only: an ended one's view no longer changes without a read
-                self._snapshots.pop(batch_id, None)
         return snapshot
 
     def _key(self, batch_id: str, live: LiveBatch | None) -> ViewKey:

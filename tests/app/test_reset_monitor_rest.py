@@ -165,7 +165,9 @@ def test_monitoring_rows_are_limited(app: RunningApp) -> None:
 
 
 def test_a_snapshot_is_parquet_that_duckdb_opens_while_the_app_runs(app: RunningApp, tmp_path: Path) -> None:
-    with client(app, BOB) as bob, client(app, ROOT) as root:
+    with client(app, ANN) as ann, client(app, BOB) as bob, client(app, ROOT) as root:
+        reviewed_batch(ann, "a red fox", "ann-snapshot")  # its own facts: the test runs alone too
+        reviewed_batch(bob, "a grey heron", "bob-snapshot")
         r = bob.get("/api/monitoring/snapshot")
         assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
         with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
