@@ -18,12 +18,13 @@ from tests.app.conftest import start_app, wait_done
 ANN = ("ann", "ann-pass")
 BOB = ("bob", "bob-pass")
 ROOT = ("root", "root-pass")  # started with --admin root
+CARA = ("cara", "cara-pass")  # only the reset-everything test's: it wipes her counts
 SEED_003 = "SELECT session_id, AVG(confidence) AS c FROM generation_logs GROUP BY session_id ORDER BY session_id"
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    running = start_app(tmp_path_factory.mktemp("reset"), auth=(ANN, BOB, ROOT), admins=("root",))
+    running = start_app(tmp_path_factory.mktemp("reset"), auth=(ANN, BOB, ROOT, CARA), admins=("root",))
     yield running
     running.close()
 
@@ -49,7 +50,7 @@ def shown(c: httpx.Client, keyword: str | None = None) -> int:
 
 
 def test_reset_a_keyword_then_everything_and_undo_both(app: RunningApp) -> None:
-    with client(app, ANN) as ann:
+    with client(app, CARA) as ann:
         reviewed_batch(ann, "portraits of a lighthouse", "s1")
         assert shown(ann, "portrait") == 4 and shown(ann, "lighthous") == 4
         kw = ann.post("/api/preferences/reset", json={"keyword": "Portraits"})  # typed form → the stem
@@ -112,6 +113,7 @@ def test_the_routes_need_credentials(app: RunningApp) -> None:
 
 def test_monitoring_query_shows_own_rows_and_all_rows_to_an_admin(app: RunningApp) -> None:
     with client(app, ANN) as ann, client(app, BOB) as bob, client(app, ROOT) as root:
+        reviewed_batch(ann, "a green parrot", "ann-monitor")  # each test makes its own facts
         reviewed_batch(bob, "a blue whale", "bob-session")
         mine = ann.post("/api/monitoring/query", json={"sql": SEED_003})
         assert mine.status_code == 200, mine.text
@@ -120,9 +122,10 @@ def test_monitoring_query_shows_own_rows_and_all_rows_to_an_admin(app: RunningAp
         assert "bob-session" not in [row[0] for row in body["rows"]] and body["rows"]
         everyone = root.post("/api/monitoring/query", json={"sql": SEED_003}).json()
         assert everyone["scope"] == "all users"
-        assert {"bob-session", "s1"} <= {row[0] for row in everyone["rows"]}
+        assert {"bob-session", "ann-monitor"} <= {row[0] for row in everyone["rows"]}
         images = bob.post("/api/monitoring/query", json={
-            "sql": "SELECT checkpoint, selected, created_at, loras FROM image_logs ORDER BY created_at"}).json()
+            "sql": "SELECT checkpoint, selected, created_at, loras FROM image_logs WHERE session_id = 'bob-session' "
+                   "ORDER BY created_at"}).json()
         assert len(images["rows"]) == 4 and sum(row[1] for row in images["rows"]) == 1
         assert isinstance(images["rows"][0][2], str)  # times as ISO text
 
