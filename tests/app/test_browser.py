@@ -9,6 +9,7 @@ install it, never a skip: `make test` installs it first (its `chromium` target).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,17 @@ def selected_count(page: Page) -> int:
     return int(re.match(r"(\d+)", text).group(1))  # type: ignore[union-attr]
 
 
-def test_generate_select_reject_refine_stats(ui_app: RunningApp, browser) -> None:  # noqa: ANN001
+@pytest.fixture
+def empty_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """An app of its own: the flow below counts from an empty store, whatever ran before."""
+    running = start_app(tmp_path_factory.mktemp("empty"), sim_speed=500.0, sim_previews=True)
+    yield running
+    running.close()
+
+
+def test_generate_select_reject_refine_stats(empty_app: RunningApp, browser) -> None:  # noqa: ANN001
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(ui_app.local_url)
+    page.goto(empty_app.local_url)
     expect(page.locator("#dg-sim-banner")).to_contain_text("Simulated GPUs")
     shot(page, "01-opened")
 
