@@ -50,27 +50,27 @@ def shown(c: httpx.Client, keyword: str | None = None) -> int:
 
 
 def test_reset_a_keyword_then_everything_and_undo_both(app: RunningApp) -> None:
-    with client(app, CARA) as ann:
-        reviewed_batch(ann, "portraits of a lighthouse", "s1")
-        assert shown(ann, "portrait") == 4 and shown(ann, "lighthous") == 4
-        kw = ann.post("/api/preferences/reset", json={"keyword": "Portraits"})  # typed form → the stem
+    with client(app, CARA) as cara:
+        reviewed_batch(cara, "portraits of a lighthouse", "s1")
+        assert shown(cara, "portrait") == 4 and shown(cara, "lighthous") == 4
+        kw = cara.post("/api/preferences/reset", json={"keyword": "Portraits"})  # typed form → the stem
         assert kw.status_code == 200, kw.text
         body = kw.json()
         assert body["keyword"] == "portrait" and body["changed"] and body["rows"] > 0
         assert isinstance(body["reset_id"], int)
-        assert shown(ann, "portrait") == 0 and shown(ann, "lighthous") == 4 and shown(ann) == 4
+        assert shown(cara, "portrait") == 0 and shown(cara, "lighthous") == 4 and shown(cara) == 4
 
-        everything = ann.post("/api/preferences/reset", json={}).json()
-        assert everything["keyword"] is None and shown(ann) == 0 and shown(ann, "lighthous") == 0
+        everything = cara.post("/api/preferences/reset", json={}).json()
+        assert everything["keyword"] is None and shown(cara) == 0 and shown(cara, "lighthous") == 0
 
-        undo = ann.post(f"/api/preferences/reset/{everything['reset_id']}/undo").json()
+        undo = cara.post(f"/api/preferences/reset/{everything['reset_id']}/undo").json()
         assert undo["undone"] and undo["changed"]
-        assert shown(ann) == 4 and shown(ann, "portrait") == 0  # the keyword reset still holds
-        again = ann.post(f"/api/preferences/reset/{everything['reset_id']}/undo")
+        assert shown(cara) == 4 and shown(cara, "portrait") == 0  # the keyword reset still holds
+        again = cara.post(f"/api/preferences/reset/{everything['reset_id']}/undo")
         assert again.status_code == 200 and not again.json()["changed"]  # a repeat changes nothing
-        ann.post(f"/api/preferences/reset/{body['reset_id']}/undo")
-        assert shown(ann, "portrait") == 4
-        listed = ann.get("/api/preferences/resets").json()
+        cara.post(f"/api/preferences/reset/{body['reset_id']}/undo")
+        assert shown(cara, "portrait") == 4
+        listed = cara.get("/api/preferences/resets").json()
         assert [r["reset_id"] for r in listed] == [everything["reset_id"], body["reset_id"]]
         assert all(r["undone_at"] for r in listed)
 

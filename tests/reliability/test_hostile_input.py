@@ -29,7 +29,6 @@ from tests.reliability.test_malicious_server import wait_settled
 
 SETTINGS = settings(deadline=None, derandomize=True,  # derandomized: the same inputs on every run
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-TRIED: Counter[str] = Counter()  # inputs the fuzzers tried (each test checks its own share)
 ROUTE_EXAMPLES, PROMPT_EXAMPLES = 100, 45  # inputs each fuzzer tries per run
 FIELDS = ("session_id", "prompt", "negative_prompt", "count", "explore_mode", "auto_lora", "model_family", "tier",
           "aspect_ratio", "seed", "parent_image_ids", "width", "height", "steps", "cfg", "sampler_name",
@@ -108,11 +107,13 @@ def test_every_route_answers_junk_without_5xx_or_partial_writes(app: RunningApp,
     routes = api_routes(app)
     assert len(routes) >= 14, routes  # the contract's routes, and any added later
 
+    tried: Counter[str] = Counter()
+
     @settings(SETTINGS, max_examples=ROUTE_EXAMPLES)
     @given(route=st.sampled_from(routes), ident=path_ids(known), body=bodies(known),
            query=st.dictionaries(st.sampled_from(QUERY_KEYS) | st.text(max_size=6), st.text(max_size=30), max_size=3))
     def attack(route: tuple[str, str], ident: str, body: bytes, query: dict[str, str]) -> None:
-        TRIED["routes"] += 1
+        tried["routes"] += 1
         method, template = route
         before = table_counts(store)
         with api(app) as c:
@@ -123,10 +124,9 @@ def test_every_route_answers_junk_without_5xx_or_partial_writes(app: RunningApp,
             assert table_counts(store) == before, (method, template, body[:200])
             assert store.aggregates_equal_rebuild()
 
-    tried = TRIED.copy()
     attack()
-    print(f"\nhostile route inputs tried: {TRIED['routes'] - tried['routes']}")
-    assert TRIED["routes"] - tried["routes"] == ROUTE_EXAMPLES, dict(TRIED)  # really as many as the settings ask
+    print(f"\nhostile route inputs tried: {tried['routes']}")
+    assert tried["routes"] == ROUTE_EXAMPLES, dict(tried)  # really as many as the settings ask
 
 
 PIECES = st.sampled_from([
@@ -180,18 +180,20 @@ def test_hostile_prompts_reach_comfy_verbatim_or_are_refused(app: RunningApp, kn
     triggers = {l["name"]: l["trigger_words"] for l in known["loras"]}
     store = app.backend.store
 
+    tried: Counter[str] = Counter()
+
     @settings(SETTINGS, max_examples=PROMPT_EXAMPLES)  # each one renders a batch and reads it back from the simulator
     @given(prompt=prompts(known), negative=st.sampled_from(["", "ugly, (blurry:1.3)", '"}, {"x": 1', "\n\n🙈"]),
            auto_lora=st.booleans())
     def attack(prompt: str, negative: str, auto_lora: bool) -> None:
-        TRIED["prompts"] += 1
+        tried["prompts"] += 1
         urls = clear_history(app)
         before = table_counts(store)
         body = {"prompt": prompt, "negative_prompt": negative, "count": 1, "auto_lora": auto_lora, "seed": 3}
         with api(app) as c:
             response = c.post("/api/generate/batch", content=json.dumps(body).encode())
         if response.status_code == 422:
-            TRIED["prompts refused"] += 1
+            tried["prompts refused"] += 1
             assert_readable(response)
             assert refusal_expected(prompt, set(triggers)), (prompt[:200], response.text)
             assert table_counts(store) == before
@@ -202,11 +204,10 @@ def test_hostile_prompts_reach_comfy_verbatim_or_are_refused(app: RunningApp, kn
         (graph,) = graphs_received(urls)
         check_graph(graph, prompt, negative, triggers)
 
-    tried = TRIED.copy()
     attack()
-    ran, refused = TRIED["prompts"] - tried["prompts"], TRIED["prompts refused"] - tried["prompts refused"]
+    ran, refused = tried["prompts"], tried["prompts refused"]
     print(f"\nhostile prompts tried: {ran}, refused: {refused}")
-    assert ran == PROMPT_EXAMPLES and 0 < refused < ran, dict(TRIED)  # as many as asked, and both ways taken
+    assert ran == PROMPT_EXAMPLES and 0 < refused < ran, dict(tried)  # as many as asked, and both ways taken
 
 
 def check_graph(graph: dict[str, Any], prompt: str, negative: str, triggers: dict[str, list[str]]) -> None:
